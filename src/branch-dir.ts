@@ -1,0 +1,113 @@
+// What one branch holds in one directory: its visible entries, the names it whites out, and
+// whether it is opaque. Lower branches are immutable by contract, so a lower directory is read
+// once and then answers every lookup in it from memory (no probe per name and branch); the upper
+// changes under us, so it is probed directly each time.
+import type { Branch } from './branch.js';
+import * as host from './host/fs.js';
+import { getXattr } from './host/xattr.js';
+import { childOf, type Name, type RealPath, type VPath } from './path.js';
+import {
+  OCI_OPAQUE, XATTR_OPAQUE, XATTR_WHITEOUT, isKernelWhiteout, ociWhiteoutTarget,
+} from './whiteout.js';
+
+export type EntryKind = 'dir' | 'nondir';
+
+/** One branch's view of one directory. */
+export interface BranchDir {
+  /** Visible entries, markers excluded. */
+  readonly entries: ReadonlyMap<string, EntryKind>;
+  /** Names this branch whites out for the branches below it. */
+  readonly whiteouts: ReadonlySet<string>;
+  /** Hides every entry of the branches below. */
+  readonly opaque: boolean;
+}
+
+/** The outcome of looking one name up in one branch directory. */
+export type Probe =
+  | { readonly kind: 'absent' }
+  | { readonly kind: 'whiteout' }
+  | { readonly kind: EntryKind; readonly hidesBelow: boolean };
+
+const ABSENT: Probe = { kind: 'absent' };
+const WHITEOUT: Probe = { kind: 'whiteout' };
+
+/** Reads the opaque marker of a directory in either format. */
+export async function isOpaqueDir(real: RealPath): Promise<boolean> {
+  if (opaqueXattr(real) === 'y') return true;
+  return (await host.lstatOrUndefined(`${real}/${OCI_OPAQUE}` as RealPath)) !== undefined;
+}
+
+function opaqueXattr(real: RealPath): string | undefined {
+  return getXattr(real, XATTR_OPAQUE)?.toString('latin1');
+}
+
+/** Read a whole branch directory into a BranchDir. */
+export async function readBranchDir(real: RealPath): Promise<BranchDir> {
+  const dirents = await host.readdirTyped(real);
+  const entries = new Map<string, EntryKind>();
+  const whiteouts = new Set<string>();
+  const marker = opaqueXattr(real);
+  let opaque = marker === 'y';
+  for (const d of dirents) {
+    const name = d.name;
+    if (name === OCI_OPAQUE) {
+      opaque = true;
+      continue;
+    }
+    const target = ociWhiteoutTarget(name);
+    if (target !== undefined) {
+      whiteouts.add(target);
+      continue;
+    }
+    if (name.startsWith('.wh.')) continue; // a bare ".wh." is invalid in OCI: never shown
+    if (d.isDirectory()) {
+      entries.set(name, 'dir');
+    } else if (d.isCharacterDevice() || (marker === 'x' && d.isFile()) || isUnknownType(d)) {
+      // Only these need a stat: a char device may be a whiteout, a file in an "x" dir may be an
+      // xattr whiteout, and some filesystems report no d_type at all.
+      const p = `${real}/${name}` as RealPath;
+      const st = await host.lstatOrUndefined(p);
+      if (st === undefined) continue;
+      if (isKernelWhiteout(st) || (marker === 'x' && isXattrWhiteout(p, st))) whiteouts.add(name);
+      else entries.set(name, st.isDirectory() ? 'dir' : 'nondir');
+    } else {
+      entries.set(name, 'nondir');
+    }
+  }
+  return { entries, whiteouts, opaque };
+}
+
+function isUnknownType(d: host.Dirent): boolean {
+  return !(d.isFile() || d.isDirectory() || d.isSymbolicLink() || d.isCharacterDevice() ||
+    d.isBlockDevice() || d.isFIFO() || d.isSocket());
+}
+
+/**
+ * A zero-size regular file carrying trusted.overlay.whiteout is a whiteout on lookup in any
+ * branch (the kernel's rule); readdir hides it only where its dir is marked opaque="x", which
+ * is what spares the kernel, and layerfs, a stat of every file while listing.
+ */
+export function isXattrWhiteout(p: RealPath, st: host.Stats): boolean {
+  return st.isFile() && st.size === 0 && getXattr(p, XATTR_WHITEOUT) !== undefined;
+}
+
+/** Look name up in an already-read branch directory. */
+export function probeIn(dir: BranchDir, name: Name): Probe {
+  const kind = dir.entries.get(name);
+  if (kind !== undefined) return { kind, hidesBelow: dir.whiteouts.has(name) };
+  return dir.whiteouts.has(name) ? WHITEOUT : ABSENT;
+}
+
+/**
+ * Look name up in a branch directory directly on disk, for a branch that may change (the upper).
+ * Same answers as probeIn(readBranchDir(...)) without reading the whole directory.
+ */
+export async function probeOnDisk(branch: Branch, dir: VPath, name: Name): Promise<Probe> {
+  const real = branch.real(childOf(dir, name));
+  const st = await host.lstatOrUndefined(real);
+  const whiteoutFile = await host.lstatOrUndefined(branch.real(childOf(dir, `.wh.${name}` as Name)));
+  if (st === undefined) return whiteoutFile ? WHITEOUT : ABSENT;
+  if (isKernelWhiteout(st)) return WHITEOUT;
+  if (isXattrWhiteout(real, st)) return WHITEOUT;
+  return { kind: st.isDirectory() ? 'dir' : 'nondir', hidesBelow: whiteoutFile !== undefined };
+}

@@ -1,0 +1,209 @@
+// The command line. The only place that reads argv, prints to the user, and exits.
+//   layerfs mount [-f] [-d] -o lowerdir=A:B[,upperdir=U,workdir=W][,OPT...] MOUNTPOINT
+//   layerfs SOURCE MOUNTPOINT -o OPTS      (the form mount.fuse / fstab use; SOURCE is ignored)
+//   layerfs umount MOUNTPOINT
+// Without -f, `mount` starts the server as a detached child and returns once it serves (or
+// prints why it could not). -d traces every operation and, as in libfuse, implies -f.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, parseOptions } from './config.js';
+import { loadFuse, unmountPath } from './fuse/mount.js';
+import { canOpenReadWrite, statSyncOrUndefined } from './host/fs.js';
+import { isAlive, isServing, readRecord, removeRecord } from './host/runtime.js';
+import { createLog } from './log.js';
+import { checkPaths, mountPoints } from './preflight.js';
+import { serve } from './server.js';
+
+const HELP = `layerfs: a union filesystem in user space, on-disk compatible with overlayfs
+
+Usage:
+  layerfs mount [-f] [-d] -o lowerdir=DIR[:DIR...][,upperdir=DIR,workdir=DIR][,OPTION...] MOUNTPOINT
+  layerfs umount MOUNTPOINT
+  layerfs SOURCE MOUNTPOINT -o OPTIONS      (mount.fuse form: mount -t fuse.layerfs layerfs MNT -o ...)
+
+The leftmost lowerdir is the top-most, as in overlayfs. "\\:" escapes a colon in a path.
+Without upperdir the mount is read-only.
+
+Options:
+  -f                 stay in the foreground (Ctrl-C or SIGTERM unmounts)
+  -d                 trace every operation on stderr (implies -f)
+  -o OPTIONS         comma-separated mount options:
+       lowerdir=A:B:C   read-only branches, top-most first (required)
+       upperdir=DIR     writable branch (needs workdir)
+       workdir=DIR      empty directory on the upper's filesystem
+       ro | rw          force read-only / default
+       allow_other      let other users in (permissions are always checked, as overlayfs does)
+       nodev,nosuid,noexec,noatime,...   passed to the kernel
+  -h, --help         this text
+  -V, --version      the version
+`;
+
+class UsageError extends Error {}
+
+interface MountArgs {
+  foreground: boolean;
+  debug: boolean;
+  options: string[];
+  mountpoint: string;
+}
+
+function parseMountArgs(args: string[]): MountArgs {
+  const out: MountArgs = { foreground: false, debug: false, options: [], mountpoint: '' };
+  const positional: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '-f') out.foreground = true;
+    else if (a === '-d') out.debug = out.foreground = true;
+    else if (a === '-o') {
+      const v = args[++i];
+      if (v === undefined) throw new UsageError('-o needs a value');
+      out.options.push(v);
+    } else if (a.startsWith('-o') && a.length > 2) out.options.push(a.slice(2));
+    else if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown flag: ${a}`);
+    else positional.push(a);
+  }
+  if (positional.length !== 1) throw new UsageError('mount takes one MOUNTPOINT (see layerfs --help)');
+  out.mountpoint = positional[0]!;
+  return out;
+}
+
+function version(): string {
+  const pkg = fileURLToPath(new URL('../../package.json', import.meta.url));
+  return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
+}
+
+function checkFuseDevice(): void {
+  if (statSyncOrUndefined('/dev/fuse') === undefined) {
+    throw new ConfigError('/dev/fuse is missing: load the fuse module (modprobe fuse), or give the container --device /dev/fuse');
+  }
+  const err = canOpenReadWrite('/dev/fuse');
+  if (err) throw new ConfigError(`/dev/fuse is not usable (${err.code}): run as root or give this user access to it`);
+}
+
+async function mountCommand(args: string[]): Promise<number> {
+  const m = parseMountArgs(args);
+  const opts = parseOptions(m.options);
+  const paths = checkPaths({ lowers: opts.lowers, upper: opts.upper, work: opts.work, mountpoint: m.mountpoint });
+  checkFuseDevice();
+  loadFuse();
+  if (!m.foreground) return startDetached(args);
+
+  const log = createLog({ tracing: m.debug });
+  const notify = process.env.LAYERFS_NOTIFY === 'ipc' && process.send !== undefined;
+  process.title = `layerfs ${paths.mountpoint}`;
+  let serving;
+  try {
+    serving = await serve({
+      lowers: paths.lowers, upper: paths.upper, mountpoint: paths.mountpoint,
+      readOnly: opts.readOnly, allowOther: opts.allowOther, fuseOptions: opts.fuseOptions,
+    }, log);
+  } catch (e) {
+    throw new ConfigError(`cannot mount ${m.mountpoint}: ${(e as Error).message}`);
+  }
+  const stop = (): void => void serving.stop();
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  process.on('SIGHUP', stop);
+  if (notify) {
+    process.send!({ ready: true });
+    process.disconnect();
+  }
+  await serving.ended;
+  return 0;
+}
+
+/** Re-run this command as a detached foreground server and wait until it serves. */
+function startDetached(args: string[]): Promise<number> {
+  const cli = fileURLToPath(import.meta.url);
+  const child = spawn(process.execPath, [cli, 'mount', '-f', ...args], {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
+    env: { ...process.env, LAYERFS_NOTIFY: 'ipc', UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '8' },
+  });
+  return new Promise((resolve) => {
+    let settled = false;
+    const settle = (code: number, msg?: string): void => {
+      if (settled) return;
+      settled = true;
+      if (msg) process.stderr.write(`layerfs: ${msg}\n`);
+      resolve(code);
+    };
+    child.on('message', (m: { ready?: boolean; error?: string }) => {
+      if (m.ready) {
+        child.disconnect();
+        child.unref();
+        settle(0);
+      } else if (m.error) settle(1, m.error);
+    });
+    child.on('exit', (code, signal) => settle(1, `the server exited before the mount was ready (${signal ?? `code ${code}`})`));
+    child.on('error', (e) => settle(1, `cannot start the server: ${e.message}`));
+  });
+}
+
+async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return cond();
+}
+
+async function umountCommand(args: string[]): Promise<number> {
+  if (args.length !== 1 || args[0]!.startsWith('-')) throw new UsageError('umount takes one MOUNTPOINT');
+  // Not realpath: the mount may be dead ("Transport endpoint is not connected").
+  const mountpoint = resolvePath(args[0]!);
+  const record = readRecord(mountpoint);
+  const server = record !== undefined && isServing(record) ? record : undefined;
+  if (mountPoints().has(mountpoint)) {
+    try {
+      await unmountPath(mountpoint);
+    } catch (e) {
+      throw new ConfigError(`cannot unmount ${args[0]}: ${(e as Error).message}`);
+    }
+  } else if (server === undefined) {
+    throw new ConfigError(`${args[0]}: not mounted`);
+  }
+  if (server !== undefined) {
+    process.kill(server.pid, 'SIGTERM');
+    if (!(await waitFor(() => !isAlive(server.pid), 15_000))) {
+      throw new ConfigError(`the server (pid ${server.pid}) did not exit after the unmount`);
+    }
+  }
+  if (record !== undefined) removeRecord(mountpoint, record.pid);
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    if (cmd === undefined || cmd === '-h' || cmd === '--help' || cmd === 'help') {
+      process.stdout.write(HELP);
+      return cmd === undefined ? 2 : 0;
+    }
+    if (cmd === '-V' || cmd === '--version') {
+      process.stdout.write(`layerfs ${version()}\n`);
+      return 0;
+    }
+    if (cmd === 'mount') return await mountCommand(rest);
+    if (cmd === 'umount' || cmd === 'unmount') return await umountCommand(rest);
+    // mount.fuse form: `layerfs SOURCE MOUNTPOINT -o OPTIONS`; SOURCE names nothing for layerfs.
+    if (!cmd.startsWith('-') && rest.length >= 1) return await mountCommand(rest);
+    throw new UsageError(`unknown command: ${cmd} (see layerfs --help)`);
+  } catch (e) {
+    const msg = e instanceof ConfigError || e instanceof UsageError ? e.message : (e as Error).message ?? String(e);
+    if (process.env.LAYERFS_NOTIFY === 'ipc' && process.send) {
+      process.send({ error: msg });
+    } else {
+      process.stderr.write(`layerfs: ${msg}\n`);
+    }
+    return e instanceof UsageError ? 2 : 1;
+  }
+}
+
+if (process.argv[1] !== undefined && resolvePath(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  // Exit explicitly: fuse-native keeps a handle open after the mount has ended.
+  main(process.argv.slice(2)).then((code) => process.exit(code));
+}

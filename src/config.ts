@@ -1,0 +1,125 @@
+// Mount configuration: the option syntax of `mount -t overlay` and fuse-overlayfs
+// (lowerdir=top:mid:base,upperdir=U,workdir=W; "\:" and "\," escape a colon or comma in a path,
+// "\\" a backslash), so an overlay command line works with only the program name changed. Every
+// option is validated before anything is mounted, and each problem is one line naming it.
+
+/** Options that mount(8) / mount.fuse hand to any filesystem and that libfuse understands. */
+const PASSTHROUGH = new Set([
+  'dev', 'nodev', 'suid', 'nosuid', 'exec', 'noexec', 'atime', 'noatime', 'relatime',
+  'norelatime', 'strictatime', 'nodiratime', 'diratime', 'async', 'sync', 'dirsync',
+]);
+/** Options a mount helper may pass that have no meaning for a FUSE daemon. */
+const IGNORED = new Set(['defaults', 'auto', 'noauto', 'nofail', '_netdev', 'user', 'nouser', 'users', 'owner', 'group', 'x-systemd.automount']);
+
+export interface Config {
+  /** Lower branch directories as given, top-most first. */
+  readonly lowers: readonly string[];
+  readonly upper?: string;
+  readonly work?: string;
+  readonly mountpoint: string;
+  /** Mount read-only even with an upper (the `ro` option). */
+  readonly readOnly: boolean;
+  readonly allowOther: boolean;
+  /** Options handed on to libfuse / the kernel unchanged (nodev, noexec, ...). */
+  readonly fuseOptions: readonly string[];
+  readonly foreground: boolean;
+  readonly debug: boolean;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Split a comma-separated option string, honouring backslash escapes of "," (kept escaped). */
+export function splitOptions(s: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (let i = 0; i < s.length; i++) {
+    const ch = s[i];
+    if (ch === '\\' && i + 1 < s.length) {
+      cur += ch + s[++i];
+    } else if (ch === ',') {
+      if (cur !== '') out.push(cur);
+      cur = '';
+    } else {
+      cur += ch;
+    }
+  }
+  if (cur !== '') out.push(cur);
+  return out;
+}
+
+/** Split a lowerdir value on unescaped ":" and unescape each path. */
+export function splitLowerdir(s: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (let i = 0; i < s.length; i++) {
+    const ch = s[i];
+    if (ch === '\\' && i + 1 < s.length) {
+      cur += s[++i];
+    } else if (ch === ':') {
+      out.push(cur);
+      cur = '';
+    } else {
+      cur += ch;
+    }
+  }
+  out.push(cur);
+  return out;
+}
+
+function unescape(s: string): string {
+  return s.replace(/\\(.)/g, '$1');
+}
+
+export interface ParsedOptions {
+  lowers: string[];
+  upper?: string;
+  work?: string;
+  readOnly: boolean;
+  allowOther: boolean;
+  fuseOptions: string[];
+}
+
+/** Parse the -o option list(s). Throws ConfigError on the first problem. */
+export function parseOptions(optionStrings: readonly string[]): ParsedOptions {
+  const out: ParsedOptions = { lowers: [], readOnly: false, allowOther: false, fuseOptions: [] };
+  let sawLower = false;
+  for (const raw of optionStrings.flatMap(splitOptions)) {
+    const eq = raw.indexOf('=');
+    const key = eq < 0 ? raw : raw.slice(0, eq);
+    const value = eq < 0 ? undefined : raw.slice(eq + 1);
+    const need = (): string => {
+      if (value === undefined || value === '') throw new ConfigError(`option ${key} needs a value (${key}=...)`);
+      return value;
+    };
+    switch (key) {
+      case 'lowerdir': {
+        const dirs = splitLowerdir(need());
+        if (dirs.some((d) => d === '')) throw new ConfigError(`empty directory in lowerdir=${value}`);
+        out.lowers = dirs;
+        sawLower = true;
+        break;
+      }
+      case 'upperdir': out.upper = unescape(need()); break;
+      case 'workdir': out.work = unescape(need()); break;
+      case 'ro': out.readOnly = true; break;
+      case 'rw': out.readOnly = false; break;
+      case 'allow_other': out.allowOther = true; break;
+      // layerfs always checks permissions in the kernel, as overlayfs does; accepted for compatibility.
+      case 'default_permissions': break;
+      // Kernel overlayfs tuning that has no effect on layerfs's behaviour; accepted so that an
+      // overlay command line works unchanged.
+      case 'redirect_dir': case 'index': case 'metacopy': case 'xino': case 'nfs_export':
+      case 'uuid':
+        break;
+      default:
+        if (PASSTHROUGH.has(key) && value === undefined) out.fuseOptions.push(key);
+        else if (!IGNORED.has(key)) throw new ConfigError(`unknown option: ${raw}`);
+    }
+  }
+  if (!sawLower) throw new ConfigError('missing lowerdir= option (e.g. -o lowerdir=/top:/base)');
+  if (out.upper !== undefined && out.work === undefined) throw new ConfigError('upperdir= needs workdir= too');
+  if (out.work !== undefined && out.upper === undefined) throw new ConfigError('workdir= needs upperdir= too');
+  return out;
+}

@@ -1,0 +1,40 @@
+// One error type for the whole filesystem. Core code throws FsError; "not there" is a value
+// (undefined / { kind: 'absent' }), never an exception. Node's SystemError becomes FsError only
+// in src/host/, and FsError becomes a negative errno only in src/fuse/.
+import { constants } from 'node:os';
+
+export type ErrnoCode = keyof typeof constants.errno;
+
+export class FsError extends Error {
+  readonly errno: number;
+  constructor(
+    readonly code: ErrnoCode,
+    readonly syscall: string,
+    readonly path?: string,
+  ) {
+    super(`${code}: ${syscall}${path === undefined ? '' : ` '${path}'`}`);
+    this.name = 'FsError';
+    this.errno = constants.errno[code];
+  }
+}
+
+export function isErrnoCode(s: unknown): s is ErrnoCode {
+  return typeof s === 'string' && Object.hasOwn(constants.errno, s);
+}
+
+/** True when e is a Node system error or an FsError with this code. */
+export function hasCode(e: unknown, code: ErrnoCode): boolean {
+  return typeof e === 'object' && e !== null && (e as { code?: unknown }).code === code;
+}
+
+/** Turn anything thrown by a node:fs call into an FsError (EIO when it carries no errno code). */
+export function fromNodeError(e: unknown, syscall: string, path?: string): FsError {
+  if (e instanceof FsError) return e;
+  const code = (e as { code?: unknown } | null)?.code;
+  return new FsError(isErrnoCode(code) ? code : 'EIO', syscall, path);
+}
+
+/** The positive errno to reply with; anything that is not an FsError is a bug and maps to EIO. */
+export function toErrno(e: unknown): number {
+  return e instanceof FsError ? e.errno : constants.errno.EIO;
+}

@@ -1,0 +1,98 @@
+// UnionOps -> fuse-native handlers. Mechanical on purpose: brand the path, call the op, convert
+// the reply. Every handler replies exactly once and never throws into fuse-native: an FsError
+// becomes -errno, anything else is a bug, logged with its stack, and answered with -EIO.
+import type { FuseOps, FuseStat, FuseStatfs } from 'fuse-native';
+import type { Stats, StatsFs } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { FsError, toErrno } from '../errno.js';
+import type { Log } from '../log.js';
+import { vpath, type VPath } from '../path.js';
+import type { UnionOps } from '../union.js';
+
+type Reply<T> = { ok(v: T): void; err(errno: number): void };
+
+function run<T>(log: Log, op: string, args: () => string, fn: () => Promise<T>, reply: Reply<T>): void {
+  const t0 = log.tracing ? performance.now() : 0;
+  let p: Promise<T>;
+  try {
+    p = fn();
+  } catch (e) {
+    p = Promise.reject(e);
+  }
+  p.then(
+    (v) => {
+      if (log.tracing) log.trace(op, args(), 'ok', (performance.now() - t0) * 1000);
+      reply.ok(v);
+    },
+    (e: unknown) => {
+      if (!(e instanceof FsError)) log.bug(op, e);
+      if (log.tracing) log.trace(op, args(), e instanceof FsError ? e.code : 'EIO', (performance.now() - t0) * 1000);
+      reply.err(-toErrno(e));
+    },
+  );
+}
+
+const done = (cb: (err: number) => void): Reply<unknown> => ({ ok: () => cb(0), err: cb });
+const value = <T>(cb: (err: number, v?: T) => void): Reply<T> => ({ ok: (v) => cb(0, v), err: (n) => cb(n) });
+const count = (cb: (n: number) => void): Reply<number> => ({ ok: cb, err: cb });
+
+export function toFuseStat(st: Stats): FuseStat {
+  return {
+    mode: st.mode, uid: st.uid, gid: st.gid, size: st.size, dev: st.dev, nlink: st.nlink,
+    ino: st.ino, rdev: st.rdev, blksize: st.blksize, blocks: st.blocks,
+    atime: st.atimeMs, mtime: st.mtimeMs, ctime: st.ctimeMs,
+  };
+}
+
+const U32 = 0xffff_ffff;
+
+/** fuse-native carries statfs counts as uint32: scale the block size up until they fit. */
+export function toFuseStatfs(s: StatsFs): FuseStatfs {
+  let frsize = s.bsize;
+  let { blocks, bfree, bavail } = s;
+  while (blocks > U32) {
+    frsize *= 2;
+    blocks = Math.floor(blocks / 2);
+    bfree = Math.floor(bfree / 2);
+    bavail = Math.floor(bavail / 2);
+  }
+  const files = Math.min(s.files, U32);
+  const ffree = Math.min(s.ffree, U32);
+  return { bsize: s.bsize, frsize, blocks, bfree, bavail, files, ffree, favail: ffree, fsid: 0, flag: 0, namemax: 255 };
+}
+
+export function toFuseOps(u: UnionOps, log: Log): FuseOps {
+  const p = (s: string): VPath => vpath(s);
+  const refuse = (op: string, path: string, cb: (err: number) => void): void =>
+    run(log, op, () => path, () => u.refuseWrite(op, p(path)), done(cb));
+  return {
+    getattr: (path, cb) => run(log, 'getattr', () => path, async () => toFuseStat(await u.getattr(p(path))), value(cb)),
+    access: (path, mode, cb) => run(log, 'access', () => `${path}, ${mode}`, () => u.access(p(path), mode), done(cb)),
+    statfs: (path, cb) => run(log, 'statfs', () => path, async () => toFuseStatfs(await u.statfs(p(path))), value(cb)),
+    readlink: (path, cb) => run(log, 'readlink', () => path, () => u.readlink(p(path)), value(cb)),
+    readdir: (path, cb) => run(log, 'readdir', () => path, () => u.readdir(p(path)), value(cb)),
+    open: (path, flags, cb) => run(log, 'open', () => `${path}, 0x${flags.toString(16)}`, () => u.open(p(path), flags), value(cb)),
+    read: (path, fh, buf, len, pos, cb) =>
+      run(log, 'read', () => `${path}, ${fh}, ${len}, ${pos}`, () => u.read(fh, buf, len, pos), count(cb)),
+    release: (path, fh, cb) => run(log, 'release', () => `${path}, ${fh}`, () => u.release(fh), done(cb)),
+    getxattr: (path, name, _pos, cb) => run(log, 'getxattr', () => `${path}, ${name}`, () => u.getxattr(p(path), name), value(cb)),
+    listxattr: (path, cb) => run(log, 'listxattr', () => path, () => u.listxattr(p(path)), value(cb)),
+    // The writable union replaces these; until then a union refuses every change with EROFS.
+    write: (path, _fh, _buf, _len, _pos, cb) => refuse('write', path, cb),
+    create: (path, _mode, cb) => refuse('create', path, cb),
+    truncate: (path, _size, cb) => refuse('truncate', path, cb),
+    ftruncate: (path, _fh, _size, cb) => refuse('ftruncate', path, cb),
+    utimens: (path, _a, _m, cb) => refuse('utimens', path, cb),
+    chown: (path, _u, _g, cb) => refuse('chown', path, cb),
+    chmod: (path, _m, cb) => refuse('chmod', path, cb),
+    mknod: (path, _m, _d, cb) => refuse('mknod', path, cb),
+    unlink: (path, cb) => refuse('unlink', path, cb),
+    rename: (src, _dest, cb) => refuse('rename', src, cb),
+    link: (_src, dest, cb) => refuse('link', dest, cb),
+    symlink: (_target, path, cb) => refuse('symlink', path, cb),
+    mkdir: (path, _m, cb) => refuse('mkdir', path, cb),
+    rmdir: (path, cb) => refuse('rmdir', path, cb),
+    setxattr: (path, _n, _v, _pos, _f, cb) => refuse('setxattr', path, cb),
+    removexattr: (path, _n, cb) => refuse('removexattr', path, cb),
+  };
+}

@@ -1,0 +1,92 @@
+// The FUSE lifecycle of one union: mount, serve, unmount. fuse-native passes only a fixed list of
+// libfuse options; layerfs needs others (ro, subtype, negative_timeout, ...), so it builds the
+// whole -o string itself (see native-notes/fuse-native.md).
+import { execFile } from 'node:child_process';
+import { createRequire } from 'node:module';
+import type FuseType from 'fuse-native';
+import type { FuseOps } from 'fuse-native';
+
+export interface FuseMountOptions {
+  /** libfuse / kernel mount options, e.g. ['ro', 'default_permissions', 'entry_timeout=1']. */
+  readonly options: readonly string[];
+}
+
+type FuseCtor = typeof FuseType;
+
+let cached: FuseCtor | undefined;
+
+/** Load fuse-native, turning a missing libfuse.so.2 into an instruction. */
+export function loadFuse(): FuseCtor {
+  if (cached) return cached;
+  const require = createRequire(import.meta.url);
+  try {
+    cached = require('fuse-native') as FuseCtor;
+  } catch (e) {
+    const msg = (e as Error).message;
+    if (/libfuse\.so/.test(msg)) {
+      throw new Error('libfuse.so.2 is missing: install it (Debian/Ubuntu: apt-get install libfuse2)');
+    }
+    throw new Error(`cannot load fuse-native: ${msg.split('\n')[0]}`);
+  }
+  return cached;
+}
+
+/** Options are comma-separated in one -o argument: a comma inside a value must not split it. */
+function optionString(options: readonly string[]): string {
+  for (const o of options) if (o.includes(',')) throw new Error(`libfuse option with a comma: ${o}`);
+  return options.length ? `-o${options.join(',')}` : '';
+}
+
+export interface Mounted {
+  readonly mountpoint: string;
+  /** Unmount (the kernel detaches the mount; the serving thread then ends). */
+  unmount(): Promise<void>;
+}
+
+export function mountFuse(mountpoint: string, ops: FuseOps, o: FuseMountOptions): Promise<Mounted> {
+  const Fuse = loadFuse();
+  const opts = optionString(o.options);
+  class LayerFuse extends Fuse {
+    override _fuseOptions(): string {
+      return opts;
+    }
+  }
+  // Timeouts: a per-op timeout would answer EIO for a slow but healthy request (a copy-up of a
+  // large file, a cold directory on slow storage). layerfs replies to every request itself.
+  const fuse = new LayerFuse(mountpoint, ops, { timeout: false });
+  return new Promise((resolve, reject) => {
+    fuse.mount((err) => {
+      if (err) {
+        reject(err);
+        return;
+      }
+      resolve({ mountpoint, unmount: () => unmountPath(mountpoint) });
+    });
+  });
+}
+
+/**
+ * Detach a FUSE mount: umount(8) as root, fusermount3/fusermount otherwise. (fuse-native's own
+ * unmount runs `fusermount -uz`, which Debian's fuse3 does not provide.)
+ */
+export function unmountPath(mountpoint: string, o: { lazy?: boolean } = {}): Promise<void> {
+  const asRoot = process.getuid?.() === 0;
+  const tries: Array<[string, string[]]> = asRoot
+    ? [['umount', o.lazy ? ['-l', mountpoint] : [mountpoint]]]
+    : [['fusermount3', ['-u', ...(o.lazy ? ['-z'] : []), mountpoint]], ['fusermount', ['-u', ...(o.lazy ? ['-z'] : []), mountpoint]]];
+  return new Promise((resolve, reject) => {
+    const attempt = (i: number, lastErr?: Error): void => {
+      const t = tries[i];
+      if (t === undefined) {
+        reject(lastErr ?? new Error('no unmount command'));
+        return;
+      }
+      execFile(t[0], t[1], (err, _out, stderr) => {
+        if (!err) resolve();
+        else if ((err as NodeJS.ErrnoException).code === 'ENOENT') attempt(i + 1, err);
+        else reject(new Error(stderr.trim() || err.message));
+      });
+    };
+    attempt(0);
+  });
+}

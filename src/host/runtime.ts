@@ -1,0 +1,71 @@
+// Runtime state of running mounts: one small JSON file per mountpoint naming the serving
+// process, so that `layerfs umount` can stop exactly the process that serves that mount (never a
+// process found by a name pattern).
+import * as fs from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { hasCode } from '../errno.js';
+
+export interface MountRecord {
+  readonly pid: number;
+  /** The process's start time in clock ticks (/proc/PID/stat field 22): tells a reused pid apart. */
+  readonly startTicks: string;
+  readonly mountpoint: string;
+}
+
+/** Start time of a process, or undefined when it does not exist. */
+export function startTicks(pid: number): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: count from the last ")".
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+export function stateDir(): string {
+  if (process.env.LAYERFS_RUNTIME_DIR) return process.env.LAYERFS_RUNTIME_DIR;
+  if (process.getuid?.() === 0) return '/run/layerfs';
+  return join(process.env.XDG_RUNTIME_DIR ?? tmpdir(), `layerfs-${process.getuid?.() ?? 'user'}`);
+}
+
+const fileFor = (mountpoint: string): string =>
+  join(stateDir(), `${encodeURIComponent(mountpoint)}.json`);
+
+export function writeRecord(r: MountRecord): void {
+  fs.mkdirSync(stateDir(), { recursive: true, mode: 0o700 });
+  const f = fileFor(r.mountpoint);
+  fs.writeFileSync(`${f}.tmp`, JSON.stringify(r));
+  fs.renameSync(`${f}.tmp`, f);
+}
+
+export function readRecord(mountpoint: string): MountRecord | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(fileFor(mountpoint), 'utf8')) as MountRecord;
+  } catch (e) {
+    if (hasCode(e, 'ENOENT') || e instanceof SyntaxError) return undefined;
+    throw e;
+  }
+}
+
+/** Remove the record, but only if it still names this pid (a newer mount may have replaced it). */
+export function removeRecord(mountpoint: string, pid: number): void {
+  const r = readRecord(mountpoint);
+  if (r !== undefined && r.pid !== pid) return;
+  fs.rmSync(fileFor(mountpoint), { force: true });
+}
+
+/** Is the recorded process still the one that wrote the record (not a reused pid)? */
+export function isServing(r: MountRecord): boolean {
+  return startTicks(r.pid) === r.startTicks;
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return hasCode(e, 'EPERM');
+  }
+}

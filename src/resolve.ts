@@ -1,0 +1,144 @@
+// Resolution: which branch serves a vpath. A child is looked up only inside its parent's
+// directory stack (the branches where the parent is a directory, top-most first, cut at the
+// first opaque one), so a symlink or file in a branch can never lead resolution outside it, and
+// ENOTDIR / ENOENT come from the parent, not from a skipped branch. Per branch, top-down:
+// a whiteout ends the search; a non-directory wins unless a directory was found above it (then it
+// cuts the stack, as in overlayfs); a directory joins the stack, and an opaque one ends it.
+import { LRUCache } from 'lru-cache';
+import type { Stats } from 'node:fs';
+import type { Branch, BranchSet } from './branch.js';
+import {
+  isOpaqueDir, isXattrWhiteout, probeIn, probeOnDisk, readBranchDir, type BranchDir, type Probe,
+} from './branch-dir.js';
+import { FsError } from './errno.js';
+import * as host from './host/fs.js';
+import { ROOT, baseName, childOf, parentOf, type Name, type RealPath, type VPath } from './path.js';
+import { SingleFlight } from './single-flight.js';
+
+export type FileResolution = {
+  readonly kind: 'file';
+  readonly branch: Branch;
+  readonly real: RealPath;
+  readonly stat: Stats;
+};
+export type DirResolution = {
+  readonly kind: 'dir';
+  /** Branches where this is a directory, top-most first; never empty. */
+  readonly stack: readonly Branch[];
+  /** Attributes of the top-most directory. */
+  readonly stat: Stats;
+};
+export type Resolution = FileResolution | DirResolution | { readonly kind: 'absent' };
+
+const ABSENT: Resolution = { kind: 'absent' };
+
+export interface ResolverOptions {
+  /** Most resolutions kept (positive and negative). */
+  readonly maxEntries: number;
+  /** Most lower-branch directory indexes kept. */
+  readonly maxDirs: number;
+}
+
+export const DEFAULT_RESOLVER_OPTIONS: ResolverOptions = { maxEntries: 200_000, maxDirs: 20_000 };
+
+export class Resolver {
+  readonly #branches: BranchSet;
+  readonly #cache: LRUCache<string, Resolution>;
+  readonly #dirs: LRUCache<string, BranchDir>;
+  readonly #inflight = new SingleFlight<string, Resolution>();
+  readonly #dirInflight = new SingleFlight<string, BranchDir>();
+
+  constructor(branches: BranchSet, opts: ResolverOptions = DEFAULT_RESOLVER_OPTIONS) {
+    this.#branches = branches;
+    this.#cache = new LRUCache({ max: opts.maxEntries });
+    this.#dirs = new LRUCache({ max: opts.maxDirs });
+  }
+
+  /** Resolve p; throws ENOTDIR when an ancestor is not a directory. */
+  resolve(p: VPath): Promise<Resolution> {
+    const hit = this.#cache.get(p);
+    if (hit !== undefined) return Promise.resolve(hit);
+    return this.#inflight.run(p, async () => {
+      const r = p === ROOT ? await this.#resolveRoot() : await this.#resolveChild(p);
+      this.#cache.set(p, r);
+      return r;
+    });
+  }
+
+  /** Resolve p and require it to exist. */
+  async get(p: VPath, syscall: string): Promise<FileResolution | DirResolution> {
+    const r = await this.resolve(p);
+    if (r.kind === 'absent') throw new FsError('ENOENT', syscall, p);
+    return r;
+  }
+
+  /** Forget what is known about p (after a change through the mount). */
+  invalidate(p: VPath): void {
+    this.#cache.delete(p);
+  }
+
+  /** The branch directory listing of dir on branch b (cached for immutable branches). */
+  branchDir(b: Branch, dir: VPath): Promise<BranchDir> {
+    if (b.writable) return readBranchDir(b.real(dir));
+    const key = `${b.index}\0${dir}`;
+    const hit = this.#dirs.get(key);
+    if (hit !== undefined) return Promise.resolve(hit);
+    return this.#dirInflight.run(key, async () => {
+      const d = await readBranchDir(b.real(dir));
+      this.#dirs.set(key, d);
+      return d;
+    });
+  }
+
+  async #resolveRoot(): Promise<Resolution> {
+    // The root of every branch takes part; overlayfs ignores opaque markers on layer roots.
+    const stack = this.#branches.all;
+    const top = stack[0];
+    if (top === undefined) throw new Error('a union needs at least one branch');
+    return { kind: 'dir', stack, stat: await host.lstat(top.root) };
+  }
+
+  async #resolveChild(p: VPath): Promise<Resolution> {
+    const dir = parentOf(p);
+    const parent = await this.resolve(dir);
+    if (parent.kind === 'absent') return ABSENT;
+    if (parent.kind === 'file') throw new FsError('ENOTDIR', 'lookup', p);
+    return this.#lookupIn(parent, dir, baseName(p));
+  }
+
+  async #probe(b: Branch, dir: VPath, name: Name): Promise<Probe> {
+    return b.writable ? probeOnDisk(b, dir, name) : probeIn(await this.branchDir(b, dir), name);
+  }
+
+  async #lookupIn(parent: DirResolution, dir: VPath, name: Name): Promise<Resolution> {
+    const p = childOf(dir, name);
+    const stack: Branch[] = [];
+    let top: Stats | undefined;
+    for (const b of parent.stack) {
+      const probe = await this.#probe(b, dir, name);
+      if (probe.kind === 'whiteout') break;
+      if (probe.kind === 'absent') continue;
+      if (probe.kind === 'nondir') {
+        if (top !== undefined) break; // a non-directory below a directory ends the merge
+        const real = b.real(p);
+        const stat = await host.lstatOrUndefined(real);
+        if (stat === undefined) continue; // gone from a lower since it was indexed
+        if (isXattrWhiteout(real, stat)) break;
+        return { kind: 'file', branch: b, real, stat };
+      }
+      const real = b.real(p);
+      if (top === undefined) {
+        const stat = await host.lstatOrUndefined(real);
+        if (stat === undefined) continue;
+        top = stat;
+      }
+      stack.push(b);
+      if (probe.hidesBelow || (await this.#isOpaque(b, p))) break;
+    }
+    return top === undefined ? ABSENT : { kind: 'dir', stack, stat: top };
+  }
+
+  async #isOpaque(b: Branch, p: VPath): Promise<boolean> {
+    return b.writable ? isOpaqueDir(b.real(p)) : (await this.branchDir(b, p)).opaque;
+  }
+}

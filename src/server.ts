@@ -1,0 +1,77 @@
+// One serving process: build the union, mount it, record who serves it, and leave cleanly on
+// SIGINT/SIGTERM or when the mount disappears (someone ran umount(8) directly).
+import { toFuseOps } from './fuse/adapter.js';
+import { mountFuse, unmountPath } from './fuse/mount.js';
+import { isServing, readRecord, removeRecord, startTicks, writeRecord } from './host/runtime.js';
+import type { Log } from './log.js';
+import { mountPoints } from './preflight.js';
+import { createUnion } from './union.js';
+
+export interface ServeConfig {
+  readonly lowers: readonly string[];
+  readonly upper?: string | undefined;
+  readonly mountpoint: string;
+  readonly readOnly: boolean;
+  readonly allowOther: boolean;
+  readonly fuseOptions: readonly string[];
+}
+
+export interface Serving {
+  /** Unmount (lazily when busy, so a stop always ends the mount) and release everything. */
+  stop(): Promise<void>;
+  /** Resolves when the mount has ended, whoever ended it. */
+  readonly ended: Promise<void>;
+}
+
+/** libfuse options for a union: see native-notes/fuse-native.md for each choice. */
+export function fuseOptionsFor(c: ServeConfig): string[] {
+  const o = ['fsname=layerfs', 'subtype=layerfs', 'default_permissions'];
+  if (c.allowOther) o.push('allow_other');
+  const writable = c.upper !== undefined && !c.readOnly;
+  if (!writable) {
+    // The kernel then refuses every change itself (EROFS, as on a read-only overlay) without a
+    // round trip, and since nothing can change the files, their pages stay cached across opens.
+    o.push('ro', 'kernel_cache');
+  }
+  return [...o, ...c.fuseOptions];
+}
+
+export async function serve(c: ServeConfig, log: Log): Promise<Serving> {
+  // Until copy-up lands, an upper branch is read and served, but not written.
+  const union = createUnion({ lowers: c.lowers, upper: c.upper });
+  const ops = toFuseOps(union.ops, log);
+  const mounted = await mountFuse(c.mountpoint, ops, { options: fuseOptionsFor({ ...c, readOnly: true }) });
+  writeRecord({ pid: process.pid, startTicks: startTicks(process.pid) ?? '', mountpoint: c.mountpoint });
+
+  let endedResolve!: () => void;
+  const ended = new Promise<void>((r) => (endedResolve = r));
+  let stopping: Promise<void> | undefined;
+  const finish = async (): Promise<void> => {
+    clearInterval(watch);
+    await union.close();
+    const r = readRecord(c.mountpoint);
+    if (r === undefined || r.pid === process.pid || !isServing(r)) removeRecord(c.mountpoint, process.pid);
+    endedResolve();
+  };
+  // fuse-native does not report the end of its serving thread, so an unmount done by someone
+  // else is noticed here (one read of mountinfo a second; see native-notes/fuse-native.md).
+  const watch = setInterval(() => {
+    if (!mountPoints().has(c.mountpoint)) void stop();
+  }, 1000);
+
+  function stop(): Promise<void> {
+    stopping ??= (async () => {
+      if (mountPoints().has(c.mountpoint)) {
+        try {
+          await mounted.unmount();
+        } catch (e) {
+          log.info(`unmount of ${c.mountpoint} failed (${(e as Error).message}); detaching it lazily`);
+          await unmountPath(c.mountpoint, { lazy: true }).catch((e2: Error) => log.info(`lazy unmount failed: ${e2.message}`));
+        }
+      }
+      await finish();
+    })();
+    return stopping;
+  }
+  return { stop, ended };
+}

@@ -1,0 +1,13 @@
+// Concurrent requests for the same key share one load: FUSE sends parallel lookups of one path
+// (several threads), and each must not cost its own round of syscalls.
+export class SingleFlight<K, V> {
+  readonly #pending = new Map<K, Promise<V>>();
+
+  run(key: K, load: () => Promise<V>): Promise<V> {
+    const pending = this.#pending.get(key);
+    if (pending !== undefined) return pending;
+    const p = load().finally(() => this.#pending.delete(key));
+    this.#pending.set(key, p);
+    return p;
+  }
+}
