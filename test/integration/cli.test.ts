@@ -1,0 +1,226 @@
+// The command line's lifecycle through real mounts: mount returns once serving, umount leaves
+// no mount and no process (also after the server was SIGKILLed), -f serves until SIGTERM, the
+// mount(8) helper form works, and every bad input gets one line naming it with nothing mounted.
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { requireMountCapable, scratch } from '../helpers/env.js';
+import { LAYERFS_BIN, layerfsCli, mountedFsType } from '../helpers/mounts.js';
+
+const space = scratch(test);
+
+interface Layers { top: string; base: string; mnt: string; root: string }
+
+async function layers(name: string): Promise<Layers> {
+  const root = await space.dir(name);
+  const top = path.join(root, 'top');
+  const base = path.join(root, 'base');
+  const mnt = path.join(root, 'mnt');
+  for (const d of [top, base, mnt, path.join(base, 'etc')]) fs.mkdirSync(d, { recursive: true });
+  fs.writeFileSync(path.join(base, 'etc', 'hostname'), 'base\n');
+  fs.writeFileSync(path.join(top, 'hello'), 'top\n');
+  return { top, base, mnt, root };
+}
+
+/** The server pid layerfs recorded for a mount, read from its runtime record. */
+function serverPid(mnt: string): number | undefined {
+  const f = path.join('/run/layerfs', `${encodeURIComponent(mnt)}.json`);
+  try {
+    return (JSON.parse(fs.readFileSync(f, 'utf8')) as { pid: number }).pid;
+  } catch {
+    return undefined;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function until(cond: () => boolean, ms = 10_000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return cond();
+}
+
+/** Never leave a mount behind, whatever a test did. */
+async function cleanup(mnt: string): Promise<void> {
+  if (mountedFsType(mnt) !== undefined) {
+    const pid = serverPid(mnt);
+    await layerfsCli(['umount', mnt]).catch(() => undefined);
+    if (mountedFsType(mnt) !== undefined) spawn('umount', ['-l', mnt]);
+    if (pid !== undefined && alive(pid)) process.kill(pid, 'SIGKILL');
+  }
+}
+
+test('mount returns once serving; umount leaves no mount and no process', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const l = await layers('basic');
+  try {
+    const m = await layerfsCli(['mount', '-o', `lowerdir=${l.top}:${l.base}`, l.mnt]);
+    t.is(m.code, 0, m.stderr);
+    // Serving right away: no sleep between the command's return and the first access.
+    t.is(fs.readFileSync(path.join(l.mnt, 'hello'), 'utf8'), 'top\n');
+    t.is(fs.readFileSync(path.join(l.mnt, 'etc/hostname'), 'utf8'), 'base\n');
+    t.is(mountedFsType(l.mnt), 'fuse.layerfs');
+    const pid = serverPid(l.mnt);
+    t.truthy(pid && alive(pid), 'a server process is recorded and alive');
+    const u = await layerfsCli(['umount', l.mnt]);
+    t.is(u.code, 0, u.stderr);
+    t.is(mountedFsType(l.mnt), undefined);
+    t.false(alive(pid!), 'umount waits until the server has exited');
+  } finally {
+    await cleanup(l.mnt);
+  }
+});
+
+test('a mount without upperdir is read-only: every change gets EROFS', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const l = await layers('ro');
+  try {
+    t.is((await layerfsCli(['mount', '-o', `lowerdir=${l.top}:${l.base}`, l.mnt])).code, 0);
+    const p = (s: string) => path.join(l.mnt, s);
+    t.throws(() => fs.writeFileSync(p('hello'), 'x'), { code: 'EROFS' });
+    t.throws(() => fs.writeFileSync(p('new'), 'x'), { code: 'EROFS' });
+    t.throws(() => fs.mkdirSync(p('dir')), { code: 'EROFS' });
+    t.throws(() => fs.unlinkSync(p('hello')), { code: 'EROFS' });
+    t.throws(() => fs.renameSync(p('hello'), p('hello2')), { code: 'EROFS' });
+    t.throws(() => fs.chmodSync(p('hello'), 0o600), { code: 'EROFS' });
+    t.throws(() => fs.accessSync(p('hello'), fs.constants.W_OK), { code: 'EROFS' });
+    t.is(fs.readFileSync(path.join(l.top, 'hello'), 'utf8'), 'top\n', 'the branch is untouched');
+  } finally {
+    await cleanup(l.mnt);
+  }
+});
+
+test('after the server is SIGKILLed, layerfs umount clears the dead mount', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const l = await layers('killed');
+  try {
+    t.is((await layerfsCli(['mount', '-o', `lowerdir=${l.top}:${l.base}`, l.mnt])).code, 0);
+    const pid = serverPid(l.mnt)!;
+    process.kill(pid, 'SIGKILL');
+    await until(() => !alive(pid));
+    t.throws(() => fs.statSync(path.join(l.mnt, 'hello')), { code: 'ENOTCONN' });
+    const u = await layerfsCli(['umount', l.mnt]);
+    t.is(u.code, 0, u.stderr);
+    t.is(mountedFsType(l.mnt), undefined);
+    t.true(fs.statSync(l.mnt).isDirectory(), 'the mountpoint is usable again');
+  } finally {
+    await cleanup(l.mnt);
+  }
+});
+
+test('umount(8) by hand also ends the server', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const l = await layers('plain-umount');
+  try {
+    t.is((await layerfsCli(['mount', '-o', `lowerdir=${l.top}:${l.base}`, l.mnt])).code, 0);
+    const pid = serverPid(l.mnt)!;
+    const r = spawn('umount', [l.mnt]);
+    await new Promise((res) => r.on('exit', res));
+    t.true(await until(() => !alive(pid)), 'the server notices and exits');
+  } finally {
+    await cleanup(l.mnt);
+  }
+});
+
+test('-f serves in the foreground until SIGTERM, then unmounts cleanly', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const l = await layers('fg');
+  const child = spawn(process.execPath, [LAYERFS_BIN, 'mount', '-f', '-o', `lowerdir=${l.top}:${l.base}`, l.mnt], { stdio: 'ignore' });
+  try {
+    t.true(await until(() => mountedFsType(l.mnt) === 'fuse.layerfs'), 'mounted');
+    t.is(fs.readFileSync(path.join(l.mnt, 'hello'), 'utf8'), 'top\n');
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    child.kill('SIGTERM');
+    t.is(await exited, 0);
+    t.is(mountedFsType(l.mnt), undefined);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    await cleanup(l.mnt);
+  }
+});
+
+test('the mount.fuse helper form (what mount -t fuse.layerfs and fstab run) works', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const l = await layers('helper');
+  // mount(8) resets PATH to the system's before it runs mount.fuse, so `mount -t fuse.layerfs`
+  // needs an installed layerfs; mount.fuse itself is what turns the fstab form into
+  // `layerfs layerfs MNT -o OPTS` run from PATH, and that is what is tested here.
+  const bin = path.join(l.root, 'bin');
+  fs.mkdirSync(bin);
+  fs.symlinkSync(LAYERFS_BIN, path.join(bin, 'layerfs'));
+  const env = { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` };
+  try {
+    const r = spawn('mount.fuse3', ['layerfs', l.mnt, '-t', 'layerfs', '-o', `rw,nodev,lowerdir=${l.top}:${l.base}`], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    r.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((res) => r.on('exit', res));
+    t.is(code, 0, err);
+    t.is(fs.readFileSync(path.join(l.mnt, 'etc/hostname'), 'utf8'), 'base\n');
+    t.is((await layerfsCli(['umount', l.mnt])).code, 0);
+    t.is(mountedFsType(l.mnt), undefined);
+  } finally {
+    await cleanup(l.mnt);
+  }
+});
+
+test('bad input: one line naming the problem, non-zero exit, nothing mounted', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const l = await layers('bad');
+  const file = path.join(l.root, 'a-file');
+  fs.writeFileSync(file, '');
+  const inBranch = path.join(l.base, 'etc');
+  const upper = path.join(l.root, 'upper');
+  fs.mkdirSync(upper);
+  const cases: Array<[string, string[], RegExp]> = [
+    ['missing branch', ['-o', `lowerdir=${l.top}:${l.root}/nope`, l.mnt], /lowerdir .*nope: no such directory/],
+    ['branch is a file', ['-o', `lowerdir=${l.top}:${file}`, l.mnt], /lowerdir .*a-file: not a directory/],
+    ['same dir twice', ['-o', `lowerdir=${l.top}:${l.top}`, l.mnt], /the same directory as/],
+    ['missing mountpoint', ['-o', `lowerdir=${l.top}`, `${l.root}/nomnt`], /mountpoint .*nomnt: no such directory/],
+    ['mountpoint is a file', ['-o', `lowerdir=${l.top}`, file], /mountpoint .*: not a directory/],
+    ['mountpoint inside a branch', ['-o', `lowerdir=${l.top}:${l.base}`, inBranch], /mountpoint .*: inside lowerdir/],
+    ['upperdir without workdir', ['-o', `lowerdir=${l.top},upperdir=${upper}`, l.mnt], /upperdir= needs workdir=/],
+    ['workdir without upperdir', ['-o', `lowerdir=${l.top},workdir=${upper}`, l.mnt], /workdir= needs upperdir=/],
+    ['unknown option', ['-o', `lowerdir=${l.top},frobnicate=1`, l.mnt], /unknown option: frobnicate=1/],
+    ['no lowerdir', ['-o', 'ro', l.mnt], /missing lowerdir=/],
+  ];
+  for (const [what, args, re] of cases) {
+    const r = await layerfsCli(['mount', ...args]);
+    t.not(r.code, 0, what);
+    const lines = r.stderr.trim().split('\n');
+    t.is(lines.length, 1, `${what}: one line (${r.stderr})`);
+    t.regex(lines[0] ?? '', re, what);
+    t.is(mountedFsType(l.mnt), undefined, `${what}: nothing mounted`);
+  }
+  // Already mounted.
+  try {
+    t.is((await layerfsCli(['mount', '-o', `lowerdir=${l.top}`, l.mnt])).code, 0);
+    const r = await layerfsCli(['mount', '-o', `lowerdir=${l.base}`, l.mnt]);
+    t.not(r.code, 0);
+    t.regex(r.stderr, /already mounted/);
+    t.is(fs.readFileSync(path.join(l.mnt, 'hello'), 'utf8'), 'top\n', 'the first mount still serves');
+  } finally {
+    await cleanup(l.mnt);
+  }
+  t.regex((await layerfsCli(['umount', l.mnt])).stderr, /not mounted/);
+});
+
+test('--help and --version', async (t) => {
+  const h = await layerfsCli(['--help']);
+  t.is(h.code, 0);
+  t.regex(h.stdout, /lowerdir=DIR\[:DIR\.\.\.\]/);
+  const v = await layerfsCli(['--version']);
+  t.is(v.code, 0);
+  const pkg = JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  t.is(v.stdout.trim(), `layerfs ${pkg.version}`);
+});
