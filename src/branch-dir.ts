@@ -2,6 +2,7 @@
 // whether it is opaque. Lower branches are immutable by contract, so a lower directory is read
 // once and then answers every lookup in it from memory (no probe per name and branch); the upper
 // changes under us, so it is probed directly each time.
+import { constants } from 'node:fs';
 import type { Branch } from './branch.js';
 import * as host from './host/fs.js';
 import { getXattr } from './host/xattr.js';
@@ -12,10 +13,15 @@ import {
 
 export type EntryKind = 'dir' | 'nondir';
 
+/** File type bits (st_mode & S_IFMT) of an entry, as its directory entry tells them. */
+export type FileType = number;
+
+const { S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK, S_IFMT } = constants;
+
 /** One branch's view of one directory. */
 export interface BranchDir {
-  /** Visible entries, markers excluded. */
-  readonly entries: ReadonlyMap<string, EntryKind>;
+  /** Visible entries with their file type, markers excluded. */
+  readonly entries: ReadonlyMap<string, FileType>;
   /** Names this branch whites out for the branches below it. */
   readonly whiteouts: ReadonlySet<string>;
   /** Hides every entry of the branches below. */
@@ -44,7 +50,7 @@ function opaqueXattr(real: RealPath): string | undefined {
 /** Read a whole branch directory into a BranchDir. */
 export async function readBranchDir(real: RealPath): Promise<BranchDir> {
   const dirents = await host.readdirTyped(real);
-  const entries = new Map<string, EntryKind>();
+  const entries = new Map<string, FileType>();
   const whiteouts = new Set<string>();
   const marker = opaqueXattr(real);
   let opaque = marker === 'y';
@@ -61,7 +67,7 @@ export async function readBranchDir(real: RealPath): Promise<BranchDir> {
     }
     if (name.startsWith('.wh.')) continue; // a bare ".wh." is invalid in OCI: never shown
     if (d.isDirectory()) {
-      entries.set(name, 'dir');
+      entries.set(name, S_IFDIR);
     } else if (d.isCharacterDevice() || (marker === 'x' && d.isFile()) || isUnknownType(d)) {
       // Only these need a stat: a char device may be a whiteout, a file in an "x" dir may be an
       // xattr whiteout, and some filesystems report no d_type at all.
@@ -69,12 +75,21 @@ export async function readBranchDir(real: RealPath): Promise<BranchDir> {
       const st = await host.lstatOrUndefined(p);
       if (st === undefined) continue;
       if (isKernelWhiteout(st) || (marker === 'x' && isXattrWhiteout(p, st))) whiteouts.add(name);
-      else entries.set(name, st.isDirectory() ? 'dir' : 'nondir');
+      else entries.set(name, st.mode & S_IFMT);
     } else {
-      entries.set(name, 'nondir');
+      entries.set(name, direntType(d));
     }
   }
   return { entries, whiteouts, opaque };
+}
+
+function direntType(d: host.Dirent): FileType {
+  if (d.isFile()) return S_IFREG;
+  if (d.isSymbolicLink()) return S_IFLNK;
+  if (d.isFIFO()) return S_IFIFO;
+  if (d.isSocket()) return S_IFSOCK;
+  if (d.isBlockDevice()) return S_IFBLK;
+  return S_IFCHR;
 }
 
 function isUnknownType(d: host.Dirent): boolean {
@@ -93,8 +108,8 @@ export function isXattrWhiteout(p: RealPath, st: host.Stats): boolean {
 
 /** Look name up in an already-read branch directory. */
 export function probeIn(dir: BranchDir, name: Name): Probe {
-  const kind = dir.entries.get(name);
-  if (kind !== undefined) return { kind, hidesBelow: dir.whiteouts.has(name) };
+  const type = dir.entries.get(name);
+  if (type !== undefined) return { kind: type === S_IFDIR ? 'dir' : 'nondir', hidesBelow: dir.whiteouts.has(name) };
   return dir.whiteouts.has(name) ? WHITEOUT : ABSENT;
 }
 

@@ -23,6 +23,9 @@ export interface Serving {
   readonly ended: Promise<void>;
 }
 
+/** How long the kernel keeps lookups and attributes of a read-only union (seconds). */
+const READ_ONLY_CACHE_SECONDS = 3600;
+
 /** libfuse options for a union: see native-notes/fuse-native.md for each choice. */
 export function fuseOptionsFor(c: ServeConfig): string[] {
   const o = ['fsname=layerfs', 'subtype=layerfs', 'default_permissions'];
@@ -32,6 +35,9 @@ export function fuseOptionsFor(c: ServeConfig): string[] {
     // The kernel then refuses every change itself (EROFS, as on a read-only overlay) without a
     // round trip, and since nothing can change the files, their pages stay cached across opens.
     o.push('ro', 'kernel_cache');
+    // Nothing in a read-only union changes (lowers are immutable by contract), so the kernel may
+    // keep names, attributes and absences: most requests then never reach user space.
+    o.push(`entry_timeout=${READ_ONLY_CACHE_SECONDS}`, `attr_timeout=${READ_ONLY_CACHE_SECONDS}`, `negative_timeout=${READ_ONLY_CACHE_SECONDS}`);
   }
   return [...o, ...c.fuseOptions];
 }

@@ -4,6 +4,7 @@
 import type { Stats, StatsFs } from 'node:fs';
 import { BranchSet } from './branch.js';
 import type { UnionCtx } from './context.js';
+import type { MergedEntry } from './dir-merge.js';
 import { FsError } from './errno.js';
 import { Handles } from './handles.js';
 import { access } from './ops/access.js';
@@ -28,7 +29,7 @@ export interface UnionOps {
   getattr(p: VPath): Promise<Stats>;
   access(p: VPath, mode: number): Promise<void>;
   readlink(p: VPath): Promise<string>;
-  readdir(p: VPath): Promise<string[]>;
+  readdir(p: VPath): Promise<MergedEntry[]>;
   open(p: VPath, flags: number): Promise<number>;
   read(fh: number, buf: Buffer, len: number, pos: number): Promise<number>;
   release(fh: number): Promise<void>;

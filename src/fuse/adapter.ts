@@ -44,6 +44,11 @@ export function toFuseStat(st: Stats): FuseStat {
   };
 }
 
+/** A stat that carries only the file type: libfuse turns it into the entry's d_type. */
+function typeOnlyStat(e: { type: number }): FuseStat {
+  return { mode: e.type, uid: 0, gid: 0, size: 0, dev: 0, nlink: 1, ino: 0, rdev: 0, blksize: 0, blocks: 0, atime: 0, mtime: 0, ctime: 0 };
+}
+
 const U32 = 0xffff_ffff;
 
 /** fuse-native carries statfs counts as uint32: scale the block size up until they fit. */
@@ -70,7 +75,10 @@ export function toFuseOps(u: UnionOps, log: Log): FuseOps {
     access: (path, mode, cb) => run(log, 'access', () => `${path}, ${mode}`, () => u.access(p(path), mode), done(cb)),
     statfs: (path, cb) => run(log, 'statfs', () => path, async () => toFuseStatfs(await u.statfs(p(path))), value(cb)),
     readlink: (path, cb) => run(log, 'readlink', () => path, () => u.readlink(p(path)), value(cb)),
-    readdir: (path, cb) => run(log, 'readdir', () => path, () => u.readdir(p(path)), value(cb)),
+    readdir: (path, cb) => run(log, 'readdir', () => path, () => u.readdir(p(path)), {
+      ok: (entries) => cb(0, entries.map((e) => e.name), entries.map(typeOnlyStat)),
+      err: (n) => cb(n),
+    }),
     open: (path, flags, cb) => run(log, 'open', () => `${path}, 0x${flags.toString(16)}`, () => u.open(p(path), flags), value(cb)),
     read: (path, fh, buf, len, pos, cb) =>
       run(log, 'read', () => `${path}, ${fh}, ${len}, ${pos}`, () => u.read(fh, buf, len, pos), count(cb)),

@@ -1,12 +1,22 @@
 // readdir: the merged listing of a directory's stack (see dir-merge.ts), with "." and "..".
 import type { UnionCtx } from '../context.js';
-import { mergeListings } from '../dir-merge.js';
+import { constants } from 'node:fs';
+import { mergeListings, type MergedEntry } from '../dir-merge.js';
 import { FsError } from '../errno.js';
 import type { VPath } from '../path.js';
 
-export async function readdir(ctx: UnionCtx, p: VPath): Promise<string[]> {
+const DOTS: readonly MergedEntry[] = [
+  { name: '.', type: constants.S_IFDIR },
+  { name: '..', type: constants.S_IFDIR },
+];
+
+/**
+ * The entries come with their file type so that the kernel can hand d_type to the caller: find,
+ * du and fts then skip a stat of every non-directory.
+ */
+export async function readdir(ctx: UnionCtx, p: VPath): Promise<MergedEntry[]> {
   const r = await ctx.resolver.get(p, 'readdir');
   if (r.kind !== 'dir') throw new FsError('ENOTDIR', 'readdir', p);
   const dirs = await Promise.all(r.stack.map((b) => ctx.resolver.branchDir(b, p)));
-  return ['.', '..', ...mergeListings(dirs)];
+  return [...DOTS, ...mergeListings(dirs)];
 }
