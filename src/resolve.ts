@@ -12,7 +12,7 @@ import {
 } from './branch-dir.js';
 import { FsError } from './errno.js';
 import * as host from './host/fs.js';
-import { ROOT, baseName, childOf, parentOf, type Name, type RealPath, type VPath } from './path.js';
+import { NAME_MAX, ROOT, baseName, childOf, parentOf, type Name, type RealPath, type VPath } from './path.js';
 import { SingleFlight } from './single-flight.js';
 
 export type FileResolution = {
@@ -103,7 +103,11 @@ export class Resolver {
     const parent = await this.resolve(dir);
     if (parent.kind === 'absent') return ABSENT;
     if (parent.kind === 'file') throw new FsError('ENOTDIR', 'lookup', p);
-    return this.#lookupIn(parent, dir, baseName(p));
+    const name = baseName(p);
+    // The kernel hands over names up to its own limit; a branch filesystem would answer
+    // ENAMETOOLONG, but a union must answer it without asking any branch.
+    if (name.length > NAME_MAX / 4 && Buffer.byteLength(name) > NAME_MAX) throw new FsError('ENAMETOOLONG', 'lookup', p);
+    return this.#lookupIn(parent, dir, name);
   }
 
   async #probe(b: Branch, dir: VPath, name: Name): Promise<Probe> {
