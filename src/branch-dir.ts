@@ -6,9 +6,9 @@ import { constants } from 'node:fs';
 import type { Branch } from './branch.js';
 import * as host from './host/fs.js';
 import { getXattr } from './host/xattr.js';
-import { childOf, type Name, type RealPath, type VPath } from './path.js';
+import { NAME_MAX, childOf, type Name, type RealPath, type VPath } from './path.js';
 import {
-  OCI_OPAQUE, XATTR_OPAQUE, XATTR_WHITEOUT, isKernelWhiteout, ociWhiteoutTarget,
+  OCI_OPAQUE, OCI_PREFIX, XATTR_OPAQUE, XATTR_WHITEOUT, isKernelWhiteout, ociWhiteoutTarget,
 } from './whiteout.js';
 
 export type EntryKind = 'dir' | 'nondir';
@@ -120,7 +120,12 @@ export function probeIn(dir: BranchDir, name: Name): Probe {
 export async function probeOnDisk(branch: Branch, dir: VPath, name: Name): Promise<Probe> {
   const real = branch.real(childOf(dir, name));
   const st = await host.lstatOrUndefined(real);
-  const whiteoutFile = await host.lstatOrUndefined(branch.real(childOf(dir, `.wh.${name}` as Name)));
+  // A ".wh." marker for a name of more than NAME_MAX - 4 bytes cannot exist; asking would be
+  // ENAMETOOLONG for a name that is perfectly valid itself.
+  const markerName = `${OCI_PREFIX}${name}`;
+  const whiteoutFile = Buffer.byteLength(markerName) > NAME_MAX
+    ? undefined
+    : await host.lstatOrUndefined(branch.real(childOf(dir, markerName as Name)));
   if (st === undefined) return whiteoutFile ? WHITEOUT : ABSENT;
   if (isKernelWhiteout(st)) return WHITEOUT;
   if (isXattrWhiteout(real, st)) return WHITEOUT;

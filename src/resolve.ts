@@ -14,6 +14,7 @@ import { FsError } from './errno.js';
 import * as host from './host/fs.js';
 import { NAME_MAX, ROOT, baseName, childOf, parentOf, type Name, type RealPath, type VPath } from './path.js';
 import { SingleFlight } from './single-flight.js';
+import { isMarkerName } from './whiteout.js';
 
 export type FileResolution = {
   readonly kind: 'file';
@@ -107,6 +108,9 @@ export class Resolver {
     // The kernel hands over names up to its own limit; a branch filesystem would answer
     // ENAMETOOLONG, but a union must answer it without asking any branch.
     if (name.length > NAME_MAX / 4 && Buffer.byteLength(name) > NAME_MAX) throw new FsError('ENAMETOOLONG', 'lookup', p);
+    // Marker files are format, not content: never found by name, in any branch (readdir never
+    // lists them either).
+    if (isMarkerName(name)) return ABSENT;
     return this.#lookupIn(parent, dir, name);
   }
 

@@ -51,7 +51,10 @@ function typeOnlyStat(e: { type: number }): FuseStat {
 
 const U32 = 0xffff_ffff;
 
-/** fuse-native carries statfs counts as uint32: scale the block size up until they fit. */
+/**
+ * fuse-native carries statfs counts as uint32: scale the block size up until they fit (both
+ * f_bsize and f_frsize, since some programs multiply one and others the other by f_blocks).
+ */
 export function toFuseStatfs(s: StatsFs): FuseStatfs {
   let frsize = s.bsize;
   let { blocks, bfree, bavail } = s;
@@ -63,7 +66,7 @@ export function toFuseStatfs(s: StatsFs): FuseStatfs {
   }
   const files = Math.min(s.files, U32);
   const ffree = Math.min(s.ffree, U32);
-  return { bsize: s.bsize, frsize, blocks, bfree, bavail, files, ffree, favail: ffree, fsid: 0, flag: 0, namemax: 255 };
+  return { bsize: frsize, frsize, blocks, bfree, bavail, files, ffree, favail: ffree, fsid: 0, flag: 0, namemax: 255 };
 }
 
 export function toFuseOps(u: UnionOps, log: Log): FuseOps {

@@ -23,7 +23,7 @@ export async function open(ctx: UnionCtx, p: VPath, flags: number): Promise<numb
   return ctx.handles.add({ fd, path: p, branch: r.branch, flags });
 }
 
-export function read(ctx: UnionCtx, fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
+export async function read(ctx: UnionCtx, fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
   return host.read(ctx.handles.get(fh, 'read').fd, buf, len, pos);
 }
 

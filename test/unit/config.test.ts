@@ -1,0 +1,93 @@
+// src/config.ts: parsing of overlay-style -o option strings.
+import test from 'ava';
+import { ConfigError, parseOptions, splitLowerdir, splitOptions } from '../../src/config.js';
+
+function fails(t: import('ava').ExecutionContext, opts: string[], message: string): void {
+  const e = t.throws(() => parseOptions(opts), { instanceOf: ConfigError }, opts.join(' '));
+  t.is(e?.message, message);
+  t.is(e?.name, 'ConfigError');
+  t.true(e instanceof Error);
+}
+
+test('lowerdir lists the branches top-most first', (t) => {
+  const o = parseOptions(['lowerdir=/top:/mid:/base']);
+  t.deepEqual(o.lowers, ['/top', '/mid', '/base']);
+  t.is(o.upper, undefined);
+  t.is(o.work, undefined);
+  t.false(o.readOnly);
+  t.false(o.allowOther);
+  t.deepEqual(o.fuseOptions, []);
+  t.deepEqual(parseOptions(['lowerdir=/only']).lowers, ['/only']);
+});
+
+test('escapes: \\: is a colon and \\, a comma inside a path, \\\\ a backslash', (t) => {
+  t.deepEqual(parseOptions(['lowerdir=/a\\:b:/c']).lowers, ['/a:b', '/c']);
+  t.deepEqual(parseOptions(['lowerdir=/a\\,b:/c,ro']).lowers, ['/a,b', '/c']);
+  t.true(parseOptions(['lowerdir=/a\\,b:/c,ro']).readOnly);
+  // "\\" then ":" is a backslash at the end of the first path, then a separator.
+  t.deepEqual(parseOptions(['lowerdir=/a\\\\:/b']).lowers, ['/a\\', '/b']);
+  // "\\" then "," is a backslash, then the end of the option.
+  const o = parseOptions(['lowerdir=/x\\\\,allow_other']);
+  t.deepEqual(o.lowers, ['/x\\']);
+  t.true(o.allowOther);
+  t.deepEqual(parseOptions(['lowerdir=/p\\\\\\:q']).lowers, ['/p\\:q']);
+  const w = parseOptions(['lowerdir=/l,upperdir=/u\\,1\\:2\\\\,workdir=/w\\,x']);
+  t.is(w.upper, '/u,1:2\\');
+  t.is(w.work, '/w,x');
+});
+
+test('splitOptions keeps escapes for the value parsers; splitLowerdir removes them', (t) => {
+  t.deepEqual(splitOptions('a,b\\,c,,d'), ['a', 'b\\,c', 'd']);
+  t.deepEqual(splitOptions(''), []);
+  t.deepEqual(splitOptions('x\\\\,y'), ['x\\\\', 'y']);
+  t.deepEqual(splitLowerdir('a\\:b:c\\\\:d'), ['a:b', 'c\\', 'd']);
+  t.deepEqual(splitLowerdir('a::b'), ['a', '', 'b']);
+});
+
+test('several -o strings combine; a later value of an option wins', (t) => {
+  const o = parseOptions(['lowerdir=/a', 'ro,allow_other', 'lowerdir=/b:/c']);
+  t.deepEqual(o.lowers, ['/b', '/c']);
+  t.true(o.readOnly);
+  t.true(o.allowOther);
+  t.false(parseOptions(['lowerdir=/a,ro', 'rw']).readOnly);
+});
+
+test('upperdir and workdir come as a pair', (t) => {
+  const o = parseOptions(['lowerdir=/l,upperdir=/u,workdir=/w']);
+  t.is(o.upper, '/u');
+  t.is(o.work, '/w');
+  fails(t, ['lowerdir=/l,upperdir=/u'], 'upperdir= needs workdir= too');
+  fails(t, ['lowerdir=/l,workdir=/w'], 'workdir= needs upperdir= too');
+});
+
+test('missing values are errors naming the option', (t) => {
+  fails(t, ['lowerdir'], 'option lowerdir needs a value (lowerdir=...)');
+  fails(t, ['lowerdir='], 'option lowerdir needs a value (lowerdir=...)');
+  fails(t, ['lowerdir=/l,upperdir=,workdir=/w'], 'option upperdir needs a value (upperdir=...)');
+  fails(t, ['lowerdir=/l,upperdir=/u,workdir'], 'option workdir needs a value (workdir=...)');
+});
+
+test('an empty directory in lowerdir is an error', (t) => {
+  fails(t, ['lowerdir=/a::/b'], 'empty directory in lowerdir=/a::/b');
+  fails(t, ['lowerdir=/a:'], 'empty directory in lowerdir=/a:');
+  fails(t, ['lowerdir=:/a'], 'empty directory in lowerdir=:/a');
+});
+
+test('no lowerdir at all is an error', (t) => {
+  fails(t, [], 'missing lowerdir= option (e.g. -o lowerdir=/top:/base)');
+  fails(t, ['ro,allow_other'], 'missing lowerdir= option (e.g. -o lowerdir=/top:/base)');
+});
+
+test('unknown options are errors naming the option as given', (t) => {
+  fails(t, ['lowerdir=/l,frobnicate'], 'unknown option: frobnicate');
+  fails(t, ['lowerdir=/l,frob=1'], 'unknown option: frob=1');
+  fails(t, ['lowerdir=/l,Lowerdir=/x'], 'unknown option: Lowerdir=/x');
+  // A pass-through flag takes no value.
+  fails(t, ['lowerdir=/l,nodev=1'], 'unknown option: nodev=1');
+});
+
+test('mount(8) flags pass through to FUSE; helper-only options and overlay tuning are accepted', (t) => {
+  const o = parseOptions(['lowerdir=/l,nodev,noexec,nosuid,noatime,defaults,auto,nofail,_netdev,default_permissions,redirect_dir=on,index=off,metacopy=off,xino=auto,nfs_export=off,uuid=null']);
+  t.deepEqual(o.fuseOptions, ['nodev', 'noexec', 'nosuid', 'noatime']);
+  t.deepEqual(o.lowers, ['/l']);
+});
