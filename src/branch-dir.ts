@@ -5,7 +5,7 @@
 import { constants } from 'node:fs';
 import type { Branch } from './branch.js';
 import * as host from './host/fs.js';
-import { getXattr } from './host/xattr.js';
+import { DT, getXattr, readDirents } from './host/libc.js';
 import { NAME_MAX, childOf, type Name, type RealPath, type VPath } from './path.js';
 import {
   OCI_OPAQUE, OCI_PREFIX, XATTR_OPAQUE, XATTR_WHITEOUT, isKernelWhiteout, ociWhiteoutTarget,
@@ -13,15 +13,23 @@ import {
 
 export type EntryKind = 'dir' | 'nondir';
 
-/** File type bits (st_mode & S_IFMT) of an entry, as its directory entry tells them. */
+/** File type bits (st_mode & S_IFMT) of an entry, as its directory entry tells them (DT_x << 12). */
 export type FileType = number;
 
-const { S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK, S_IFMT } = constants;
+const { S_IFDIR, S_IFMT } = constants;
+
+/** A visible entry of a branch directory: its file type and inode number on the branch. */
+export interface DirEntry {
+  readonly type: FileType;
+  readonly ino: number;
+}
 
 /** One branch's view of one directory. */
 export interface BranchDir {
-  /** Visible entries with their file type, markers excluded. */
-  readonly entries: ReadonlyMap<string, FileType>;
+  /** The device of the directory (and so of its entries' inode numbers). */
+  readonly dev: number;
+  /** Visible entries, markers excluded. */
+  readonly entries: ReadonlyMap<string, DirEntry>;
   /** Names this branch whites out for the branches below it. */
   readonly whiteouts: ReadonlySet<string>;
   /** Hides every entry of the branches below. */
@@ -49,8 +57,9 @@ function opaqueXattr(real: RealPath): string | undefined {
 
 /** Read a whole branch directory into a BranchDir. */
 export async function readBranchDir(real: RealPath): Promise<BranchDir> {
-  const dirents = await host.readdirTyped(real);
-  const entries = new Map<string, FileType>();
+  const dirents = readDirents(real);
+  const dev = (await host.lstat(real)).dev;
+  const entries = new Map<string, DirEntry>();
   const whiteouts = new Set<string>();
   const marker = opaqueXattr(real);
   let opaque = marker === 'y';
@@ -65,36 +74,20 @@ export async function readBranchDir(real: RealPath): Promise<BranchDir> {
       whiteouts.add(target);
       continue;
     }
-    if (name.startsWith('.wh.')) continue; // a bare ".wh." is invalid in OCI: never shown
-    if (d.isDirectory()) {
-      entries.set(name, S_IFDIR);
-    } else if (d.isCharacterDevice() || (marker === 'x' && d.isFile()) || isUnknownType(d)) {
+    if (name.startsWith(OCI_PREFIX)) continue; // a bare ".wh." is invalid in OCI: never shown
+    if (d.dtype === DT.CHR || (marker === 'x' && d.dtype === DT.REG) || d.dtype === DT.UNKNOWN) {
       // Only these need a stat: a char device may be a whiteout, a file in an "x" dir may be an
       // xattr whiteout, and some filesystems report no d_type at all.
       const p = `${real}/${name}` as RealPath;
       const st = await host.lstatOrUndefined(p);
       if (st === undefined) continue;
       if (isKernelWhiteout(st) || (marker === 'x' && isXattrWhiteout(p, st))) whiteouts.add(name);
-      else entries.set(name, st.mode & S_IFMT);
+      else entries.set(name, { type: st.mode & S_IFMT, ino: st.ino });
     } else {
-      entries.set(name, direntType(d));
+      entries.set(name, { type: d.dtype << 12, ino: d.ino });
     }
   }
-  return { entries, whiteouts, opaque };
-}
-
-function direntType(d: host.Dirent): FileType {
-  if (d.isFile()) return S_IFREG;
-  if (d.isSymbolicLink()) return S_IFLNK;
-  if (d.isFIFO()) return S_IFIFO;
-  if (d.isSocket()) return S_IFSOCK;
-  if (d.isBlockDevice()) return S_IFBLK;
-  return S_IFCHR;
-}
-
-function isUnknownType(d: host.Dirent): boolean {
-  return !(d.isFile() || d.isDirectory() || d.isSymbolicLink() || d.isCharacterDevice() ||
-    d.isBlockDevice() || d.isFIFO() || d.isSocket());
+  return { dev, entries, whiteouts, opaque };
 }
 
 /**
@@ -108,8 +101,8 @@ export function isXattrWhiteout(p: RealPath, st: host.Stats): boolean {
 
 /** Look name up in an already-read branch directory. */
 export function probeIn(dir: BranchDir, name: Name): Probe {
-  const type = dir.entries.get(name);
-  if (type !== undefined) return { kind: type === S_IFDIR ? 'dir' : 'nondir', hidesBelow: dir.whiteouts.has(name) };
+  const e = dir.entries.get(name);
+  if (e !== undefined) return { kind: e.type === S_IFDIR ? 'dir' : 'nondir', hidesBelow: dir.whiteouts.has(name) };
   return dir.whiteouts.has(name) ? WHITEOUT : ABSENT;
 }
 

@@ -4,20 +4,22 @@
 // stable across calls (readdir offsets stay meaningful).
 import type { BranchDir, FileType } from './branch-dir.js';
 
-/** One entry of a merged listing: its name and file type (what readdir's d_type carries). */
+/** One entry of a merged listing: its name, file type (d_type) and inode number (d_ino). */
 export interface MergedEntry {
   readonly name: string;
   readonly type: FileType;
+  readonly ino: number;
 }
 
-export function mergeListings(dirs: readonly BranchDir[]): MergedEntry[] {
+/** `ino` maps a branch's (device, inode number) to the number shown through the mount. */
+export function mergeListings(dirs: readonly BranchDir[], ino: (dev: number, ino: number) => number): MergedEntry[] {
   const seen = new Set<string>();
   const out: MergedEntry[] = [];
   for (const d of dirs) {
-    for (const [name, type] of d.entries) {
+    for (const [name, e] of d.entries) {
       if (seen.has(name)) continue;
       seen.add(name);
-      out.push({ name, type });
+      out.push({ name, type: e.type, ino: ino(d.dev, e.ino) });
     }
     // After this branch's own entries: an OCI ".wh.X" beside "X" hides only the X of lower branches.
     for (const name of d.whiteouts) seen.add(name);

@@ -28,7 +28,8 @@ const READ_ONLY_CACHE_SECONDS = 3600;
 
 /** libfuse options for a union: see native-notes/fuse-native.md for each choice. */
 export function fuseOptionsFor(c: ServeConfig): string[] {
-  const o = ['fsname=layerfs', 'subtype=layerfs', 'default_permissions'];
+  // use_ino: st_ino and d_ino are layerfs's own (src/inode.ts), shared by hard links.
+  const o = ['fsname=layerfs', 'subtype=layerfs', 'default_permissions', 'use_ino'];
   if (c.allowOther) o.push('allow_other');
   const writable = c.upper !== undefined && !c.readOnly;
   if (!writable) {
@@ -46,24 +47,24 @@ export async function serve(c: ServeConfig, log: Log): Promise<Serving> {
   // Until copy-up lands, an upper branch is read and served, but not written.
   const union = createUnion({ lowers: c.lowers, upper: c.upper });
   const ops = toFuseOps(union.ops, log);
-  const mounted = await mountFuse(c.mountpoint, ops, { options: fuseOptionsFor({ ...c, readOnly: true }) });
+  let onExit = (): void => {};
+  const mounted = await mountFuse(c.mountpoint, ops, {
+    options: fuseOptionsFor({ ...c, readOnly: true }),
+    onExit: () => onExit(),
+  });
   writeRecord({ pid: process.pid, startTicks: startTicks(process.pid) ?? '', mountpoint: c.mountpoint });
 
   let endedResolve!: () => void;
   const ended = new Promise<void>((r) => (endedResolve = r));
   let stopping: Promise<void> | undefined;
   const finish = async (): Promise<void> => {
-    clearInterval(watch);
     await union.close();
     const r = readRecord(c.mountpoint);
     if (r === undefined || r.pid === process.pid || !isServing(r)) removeRecord(c.mountpoint, process.pid);
     endedResolve();
   };
-  // fuse-native does not report the end of its serving thread, so an unmount done by someone
-  // else is noticed here (one read of mountinfo a second; see native-notes/fuse-native.md).
-  const watch = setInterval(() => {
-    if (!mountPoints().has(c.mountpoint)) void stop();
-  }, 1000);
+  // The session ends on our own unmount and on anyone else's (umount(8), fusermount -u).
+  onExit = () => void stop();
 
   function stop(): Promise<void> {
     stopping ??= (async () => {

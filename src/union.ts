@@ -1,12 +1,15 @@
 // The composition root: builds the context of one union and exposes its operations as plain
 // async functions in layerfs's own types (VPath in, Stats / Buffer / names out, FsError thrown).
 // Nothing here knows about FUSE, so the whole union can be tested against temp directories.
-import type { Stats, StatsFs } from 'node:fs';
+import type { StatsFs } from 'node:fs';
+import type { Attr } from './attr.js';
 import { BranchSet } from './branch.js';
 import type { UnionCtx } from './context.js';
 import type { MergedEntry } from './dir-merge.js';
 import { FsError } from './errno.js';
 import { Handles } from './handles.js';
+import { lstatSync } from './host/fs.js';
+import { InodeNumbers } from './inode.js';
 import { access } from './ops/access.js';
 import { getattr } from './ops/getattr.js';
 import { open, read, release } from './ops/open.js';
@@ -26,7 +29,7 @@ export interface UnionConfig {
 
 /** The operations of a union, named after the FUSE operations they serve. */
 export interface UnionOps {
-  getattr(p: VPath): Promise<Stats>;
+  getattr(p: VPath): Promise<Attr>;
   access(p: VPath, mode: number): Promise<void>;
   readlink(p: VPath): Promise<string>;
   readdir(p: VPath): Promise<MergedEntry[]>;
@@ -54,6 +57,7 @@ export function createUnion(config: UnionConfig): Union {
     branches,
     resolver: new Resolver(branches, config.resolver ?? DEFAULT_RESOLVER_OPTIONS),
     handles: new Handles(),
+    inodes: new InodeNumbers(branches.all.map((b) => lstatSync(b.root).dev)),
   };
   const ops: UnionOps = {
     getattr: (p) => getattr(ctx, p),

@@ -2,7 +2,8 @@
 // the reply. Every handler replies exactly once and never throws into fuse-native: an FsError
 // becomes -errno, anything else is a bug, logged with its stack, and answered with -EIO.
 import type { FuseOps, FuseStat, FuseStatfs } from 'fuse-native';
-import type { Stats, StatsFs } from 'node:fs';
+import type { StatsFs } from 'node:fs';
+import type { Attr } from '../attr.js';
 import { performance } from 'node:perf_hooks';
 import { FsError, toErrno } from '../errno.js';
 import type { Log } from '../log.js';
@@ -36,17 +37,17 @@ const done = (cb: (err: number) => void): Reply<unknown> => ({ ok: () => cb(0), 
 const value = <T>(cb: (err: number, v?: T) => void): Reply<T> => ({ ok: (v) => cb(0, v), err: (n) => cb(n) });
 const count = (cb: (n: number) => void): Reply<number> => ({ ok: cb, err: cb });
 
-export function toFuseStat(st: Stats): FuseStat {
+export function toFuseStat(a: Attr): FuseStat {
   return {
-    mode: st.mode, uid: st.uid, gid: st.gid, size: st.size, dev: st.dev, nlink: st.nlink,
-    ino: st.ino, rdev: st.rdev, blksize: st.blksize, blocks: st.blocks,
-    atime: st.atimeMs, mtime: st.mtimeMs, ctime: st.ctimeMs,
+    mode: a.mode, uid: a.uid, gid: a.gid, size: a.size, dev: 0, nlink: a.nlink,
+    ino: a.ino, rdev: a.rdev, blksize: a.blksize, blocks: a.blocks,
+    atime: a.atimeMs, mtime: a.mtimeMs, ctime: a.ctimeMs,
   };
 }
 
-/** A stat that carries only the file type: libfuse turns it into the entry's d_type. */
-function typeOnlyStat(e: { type: number }): FuseStat {
-  return { mode: e.type, uid: 0, gid: 0, size: 0, dev: 0, nlink: 1, ino: 0, rdev: 0, blksize: 0, blocks: 0, atime: 0, mtime: 0, ctime: 0 };
+/** A stat that carries only what a readdir reply holds: libfuse makes d_type and d_ino of it. */
+function direntStat(e: { type: number; ino: number }): FuseStat {
+  return { mode: e.type, uid: 0, gid: 0, size: 0, dev: 0, nlink: 1, ino: e.ino, rdev: 0, blksize: 0, blocks: 0, atime: 0, mtime: 0, ctime: 0 };
 }
 
 const U32 = 0xffff_ffff;
@@ -79,7 +80,7 @@ export function toFuseOps(u: UnionOps, log: Log): FuseOps {
     statfs: (path, cb) => run(log, 'statfs', () => path, async () => toFuseStatfs(await u.statfs(p(path))), value(cb)),
     readlink: (path, cb) => run(log, 'readlink', () => path, () => u.readlink(p(path)), value(cb)),
     readdir: (path, cb) => run(log, 'readdir', () => path, () => u.readdir(p(path)), {
-      ok: (entries) => cb(0, entries.map((e) => e.name), entries.map(typeOnlyStat)),
+      ok: (entries) => cb(0, entries.map((e) => e.name), entries.map(direntStat)),
       err: (n) => cb(n),
     }),
     open: (path, flags, cb) => run(log, 'open', () => `${path}, 0x${flags.toString(16)}`, () => u.open(p(path), flags), value(cb)),

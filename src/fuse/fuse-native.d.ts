@@ -41,6 +41,10 @@ declare module 'fuse-native' {
   }
   export interface FuseOptions {
     timeout?: number | false | Record<string, number | false>;
+    /** Patched: any libfuse 2 option, one per item. */
+    extraOptions?: string[];
+    /** Patched: called once the session has ended (own or external unmount). */
+    onExit?: () => void;
     [key: string]: unknown;
   }
   export default class Fuse {
@@ -48,7 +52,8 @@ declare module 'fuse-native' {
     readonly mnt: string;
     mount(cb: (err: Error | null) => void): void;
     unmount(cb: (err: Error | null) => void): void;
-    _fuseOptions(): string;
+    /** Set by layerfs's patch; the unpatched binding lacks it. */
+    static readonly PATCH_ABI: number | undefined;
     static isConfigured(cb: (err: Error | null, ok: boolean) => void): void;
   }
 }

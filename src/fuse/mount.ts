@@ -1,6 +1,6 @@
-// The FUSE lifecycle of one union: mount, serve, unmount. fuse-native passes only a fixed list of
-// libfuse options; layerfs needs others (ro, subtype, negative_timeout, ...), so it builds the
-// whole -o string itself (see native-notes/fuse-native.md).
+// The FUSE lifecycle of one union: mount, serve, unmount. Uses layerfs's patch of fuse-native
+// (patches/, native-notes/fuse-native.md): any libfuse option through `extraOptions`, and
+// `onExit` when the serving session has ended, whoever unmounted it.
 import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import type FuseType from 'fuse-native';
@@ -31,29 +31,18 @@ export function loadFuse(): FuseCtor {
   return cached;
 }
 
-/** Options are comma-separated in one -o argument: a comma inside a value must not split it. */
-function optionString(options: readonly string[]): string {
-  for (const o of options) if (o.includes(',')) throw new Error(`libfuse option with a comma: ${o}`);
-  return options.length ? `-o${options.join(',')}` : '';
-}
-
 export interface Mounted {
   readonly mountpoint: string;
   /** Unmount (the kernel detaches the mount; the serving thread then ends). */
   unmount(): Promise<void>;
 }
 
-export function mountFuse(mountpoint: string, ops: FuseOps, o: FuseMountOptions): Promise<Mounted> {
+export function mountFuse(mountpoint: string, ops: FuseOps, o: FuseMountOptions & { onExit: () => void }): Promise<Mounted> {
   const Fuse = loadFuse();
-  const opts = optionString(o.options);
-  class LayerFuse extends Fuse {
-    override _fuseOptions(): string {
-      return opts;
-    }
-  }
+  if (Fuse.PATCH_ABI !== 1) throw new Error('fuse-native is not patched: run npm install (its postinstall applies patches/)');
   // Timeouts: a per-op timeout would answer EIO for a slow but healthy request (a copy-up of a
   // large file, a cold directory on slow storage). layerfs replies to every request itself.
-  const fuse = new LayerFuse(mountpoint, ops, { timeout: false });
+  const fuse = new Fuse(mountpoint, ops, { timeout: false, extraOptions: [...o.options], onExit: o.onExit });
   return new Promise((resolve, reject) => {
     fuse.mount((err) => {
       if (err) {

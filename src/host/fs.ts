@@ -85,6 +85,15 @@ export async function statfs(p: RealPath): Promise<StatsFs> {
   }
 }
 
+/** Synchronous lstat for start-up (not on any request path). */
+export function lstatSync(p: RealPath): Stats {
+  try {
+    return fs.lstatSync(p);
+  } catch (e) {
+    throw fromNodeError(e, 'lstat', p);
+  }
+}
+
 /** Synchronous stat for start-up checks (not on any request path). */
 export function statSyncOrUndefined(p: string): Stats | undefined {
   try {

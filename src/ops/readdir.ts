@@ -5,10 +5,6 @@ import { mergeListings, type MergedEntry } from '../dir-merge.js';
 import { FsError } from '../errno.js';
 import type { VPath } from '../path.js';
 
-const DOTS: readonly MergedEntry[] = [
-  { name: '.', type: constants.S_IFDIR },
-  { name: '..', type: constants.S_IFDIR },
-];
 
 /**
  * The entries come with their file type so that the kernel can hand d_type to the caller: find,
@@ -18,5 +14,12 @@ export async function readdir(ctx: UnionCtx, p: VPath): Promise<MergedEntry[]> {
   const r = await ctx.resolver.get(p, 'readdir');
   if (r.kind !== 'dir') throw new FsError('ENOTDIR', 'readdir', p);
   const dirs = await Promise.all(r.stack.map((b) => ctx.resolver.branchDir(b, p)));
-  return [...DOTS, ...mergeListings(dirs)];
+  const self = ctx.inodes.of(r.stat.dev, r.stat.ino);
+  // ".." is answered by the kernel from its own dentry; its d_ino is not looked at by callers
+  // that matter (fts and find stat ".." when they need it).
+  return [
+    { name: '.', type: constants.S_IFDIR, ino: self },
+    { name: '..', type: constants.S_IFDIR, ino: 0 },
+    ...mergeListings(dirs, (dev, ino) => ctx.inodes.of(dev, ino)),
+  ];
 }

@@ -3,7 +3,7 @@
 // and a nested overlay's escaped names (trusted.overlay.overlay.X) shown unescaped.
 import type { UnionCtx } from '../context.js';
 import { FsError } from '../errno.js';
-import { getXattr, listXattr } from '../host/xattr.js';
+import { getXattr, listXattr } from '../host/libc.js';
 import type { RealPath, VPath } from '../path.js';
 import { shownXattrName, storedXattrName } from '../whiteout.js';
 

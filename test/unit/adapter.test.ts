@@ -7,6 +7,7 @@ import type { StatsFs } from 'node:fs';
 import { constants } from 'node:os';
 import { FsError } from '../../src/errno.js';
 import { toFuseOps, toFuseStat, toFuseStatfs } from '../../src/fuse/adapter.js';
+import { attrOf } from '../../src/attr.js';
 import type { Log } from '../../src/log.js';
 import { createUnion, type UnionOps } from '../../src/union.js';
 import { makeScratch, symlink } from './fixture.js';
@@ -160,7 +161,7 @@ test('successful replies carry the value, once, with 0 as the error', async (t) 
     getattr: rec('getattr', st),
     access: rec('access', undefined),
     readlink: rec('readlink', '../target'),
-    readdir: rec('readdir', [{ name: '.', type: S_IFDIR }, { name: '..', type: S_IFDIR }, { name: 'f', type: S_IFREG }]),
+    readdir: rec('readdir', [{ name: '.', type: S_IFDIR, ino: 1 }, { name: '..', type: S_IFDIR, ino: 0 }, { name: 'f', type: S_IFREG, ino: 77 }]),
     open: rec('open', 42),
     read: rec('read', 5),
     release: rec('release', undefined),
@@ -245,9 +246,9 @@ test('over a real union: the errno of each failure reaches the reply', async (t)
 
 test('toFuseStat carries every field, times in ms', (t) => {
   const st = fs.lstatSync(s.root);
-  const f = toFuseStat(st);
+  const f = toFuseStat(attrOf(st, st.ino + 1));
   t.deepEqual(f, {
-    mode: st.mode, uid: st.uid, gid: st.gid, size: st.size, dev: st.dev, nlink: st.nlink, ino: st.ino,
+    mode: st.mode, uid: st.uid, gid: st.gid, size: st.size, dev: 0, nlink: st.nlink, ino: st.ino + 1,
     rdev: st.rdev, blksize: st.blksize, blocks: st.blocks, atime: st.atimeMs, mtime: st.mtimeMs, ctime: st.ctimeMs,
   });
 });

@@ -16,14 +16,17 @@ const { S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFIFO } = constants;
 const s = await makeScratch('dirmerge');
 test.after.always(s.cleanup);
 
-function bd(entries: Array<[string, number]>, whiteouts: string[] = [], opaque = false): BranchDir {
-  return { entries: new Map(entries), whiteouts: new Set(whiteouts), opaque };
+function bd(entries: Array<[string, number]>, whiteouts: string[] = [], opaque = false, dev = 1): BranchDir {
+  return { dev, entries: new Map(entries.map(([n, type], i) => [n, { type, ino: 100 + i }])), whiteouts: new Set(whiteouts), opaque };
 }
+
+/** Merged names and types (inode numbers are checked on their own below). */
+const merge = (dirs: readonly BranchDir[]) => mergeListings(dirs, (_dev, ino) => ino).map(({ name, type }) => ({ name, type }));
 
 const names = (l: { name: string }[]): string[] => l.map((e) => e.name);
 
 test('the union of the branches, top-most order first, each name once with the top-most type', (t) => {
-  const merged = mergeListings([
+  const merged = merge([
     bd([['b', S_IFREG], ['a', S_IFDIR]]),
     bd([['c', S_IFREG], ['a', S_IFREG], ['b', S_IFDIR]]),
     bd([['d', S_IFLNK], ['c', S_IFDIR], ['a', S_IFLNK]]),
@@ -34,12 +37,12 @@ test('the union of the branches, top-most order first, each name once with the t
     { name: 'c', type: S_IFREG },
     { name: 'd', type: S_IFLNK },
   ]);
-  t.deepEqual(mergeListings([]), []);
-  t.deepEqual(mergeListings([bd([])]), []);
+  t.deepEqual(merge([]), []);
+  t.deepEqual(merge([bd([])]), []);
 });
 
 test('a whiteout hides the name in every branch below, never in its own or a higher one', (t) => {
-  const merged = mergeListings([
+  const merged = merge([
     bd([['x', S_IFREG]]),
     bd([['own', S_IFDIR]], ['x', 'y', 'own', 'z']),
     bd([['y', S_IFREG], ['z', S_IFDIR], ['own', S_IFREG], ['keep', S_IFREG]]),
@@ -53,8 +56,8 @@ test('a whiteout hides the name in every branch below, never in its own or a hig
 });
 
 test('a whiteout alone contributes no entry', (t) => {
-  t.deepEqual(mergeListings([bd([], ['a']), bd([['a', S_IFREG], ['b', S_IFREG]])]), [{ name: 'b', type: S_IFREG }]);
-  t.deepEqual(mergeListings([bd([], ['a'])]), []);
+  t.deepEqual(merge([bd([], ['a']), bd([['a', S_IFREG], ['b', S_IFREG]])]), [{ name: 'b', type: S_IFREG }]);
+  t.deepEqual(merge([bd([], ['a'])]), []);
 });
 
 test('OCI marker names: .wh.NAME names NAME; the opaque marker and a bare .wh. name nothing', (t) => {
@@ -76,7 +79,7 @@ async function mergedOf(...specs: Spec[]): Promise<string[]> {
   const dirs = await Promise.all(roots.map((r) => readBranchDir(r as RealPath)));
   const letter = (type: number): string =>
     ({ [S_IFDIR]: 'd', [S_IFREG]: 'f', [S_IFLNK]: 'l', [S_IFCHR]: 'c', [S_IFIFO]: 'p' })[type] ?? `?${type}`;
-  return mergeListings(dirs).map((e) => `${e.name}:${letter(e.type)}`);
+  return merge(dirs).map((e) => `${e.name}:${letter(e.type)}`);
 }
 
 test('real branches: every file type is reported with its own type', async (t) => {
@@ -136,4 +139,12 @@ test('readBranchDir: opaque in either format, "x" is not opaque, other values ne
 
 test('readBranchDir: a missing directory is an error, not an empty listing', async (t) => {
   await t.throwsAsync(readBranchDir(path.join(s.root, 'no-such-dir') as RealPath), { message: /ENOENT/ });
+});
+
+test('each entry carries the inode number of the branch that serves it, mapped through the union', (t) => {
+  const merged = mergeListings(
+    [bd([['a', S_IFREG]], [], false, 10), bd([['a', S_IFREG], ['b', S_IFDIR]], [], false, 20)],
+    (dev, ino) => dev * 1000 + ino,
+  );
+  t.deepEqual(merged.map((e) => [e.name, e.ino]), [['a', 10_100], ['b', 20_101]]);
 });

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { mknod, setXattr } from '../../src/host/xattr.js';
+import { mknod, setXattr } from '../../src/host/libc.js';
 import type { RealPath } from '../../src/path.js';
 
 export type Xattrs = Record<string, string | Buffer>;

@@ -1,0 +1,446 @@
+// Mounts a small passthrough filesystem with layerfs's patched fuse-native (patches/) and
+// asserts each fixed behaviour (native-notes/fuse-native-patch.md). Run as root:
+//   node test/binding/fuse-native-patch.mjs      (part of npm test)
+// Exits 0 when all pass; prints "N passed, N failed" as its last line.
+import { createRequire } from 'node:module'
+import { execFileSync, spawnSync } from 'node:child_process'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const require = createRequire(path.join(here, 'package.json'))
+const Fuse = require(process.env.FUSE_NATIVE_DIR || 'fuse-native') // FUSE_NATIVE_DIR: run against another copy
+
+if (process.getuid() !== 0 || !fs.existsSync('/dev/fuse')) {
+  const why = 'the binding test needs root and /dev/fuse'
+  if (process.env.CI === 'true') { console.error(`FAIL: ${why}`); process.exit(1) }
+  console.log(`skipped: ${why}`)
+  process.exit(0)
+}
+
+const ROOT = fs.mkdtempSync(path.join(process.env.TMPDIR || '/tmp', 'fnpatch-test-'))
+const SRC = path.join(ROOT, 'src') // tmpfs, backing store
+const MNT = path.join(ROOT, 'mnt')
+const MNT2 = path.join(ROOT, 'mnt2 $(touch INJECTED) x') // hostile name: unmount must not use a shell
+const MNT3 = path.join(ROOT, 'mnt3')
+for (const d of [SRC, MNT, MNT2, MNT3]) fs.mkdirSync(d)
+
+const BIG_INO = 0x123456789abcdef0n // needs all 64 bits
+const BIG_BLOCKS = 2n ** 40n + 5n
+const BIG_FILES = 2n ** 33n + 7n
+
+const calls = [] // [op, ...args] recorded by the handlers
+const record = (...a) => calls.push(a)
+const lastCall = op => calls.filter(c => c[0] === op).pop()
+
+function ops (src) {
+  const p = x => (x === null ? null : path.join(src, x))
+  const done = cb => err => cb(err ? err : 0)
+  let slow = 0
+  return {
+    getattr (x, cb) {
+      if (x === '/twice') { cb(Fuse.ENOENT); cb(Fuse.ENOENT); return } // buggy handler
+      if (/^\/slow\d+$/.test(x)) return cb(0, { mode: 0o40755, nlink: 2 })
+      if (x.startsWith('/slow')) { slow++; return setTimeout(() => cb(Fuse.ENOENT), 150) }
+      fs.lstat(p(x), { bigint: true }, (err, st) => {
+        if (err) return cb(err) // a Node error object: patched signal() maps err.errno
+        if (x === '/bigino') st.ino = BIG_INO
+        cb(0, st)
+      })
+    },
+    fgetattr (x, fd, cb) {
+      record('fgetattr', x, fd)
+      fs.fstat(fd, { bigint: true }, (err, st) => (err ? cb(err) : cb(0, st)))
+    },
+    readdir (x, cb, fh) {
+      fs.readdir(p(x), (err, names) => {
+        if (err) return cb(err)
+        if (names.length > 1000) return cb(0, names) // big dirs: names only
+        const stats = names.map(n => {
+          const st = fs.lstatSync(path.join(p(x), n), { bigint: true })
+          if (n === 'bigino') st.ino = BIG_INO
+          return st
+        })
+        cb(0, names, stats)
+      })
+    },
+    opendir (x, flags, cb) { record('opendir', x, flags); cb(0, 0) },
+    statfs (x, cb) {
+      fs.statfs(p(x), { bigint: true }, (err, st) => {
+        if (err) return cb(err)
+        cb(0, { bsize: st.bsize, frsize: st.bsize, blocks: BIG_BLOCKS, bfree: BIG_BLOCKS - 1n, bavail: BIG_BLOCKS - 2n, files: BIG_FILES, ffree: BIG_FILES - 1n, favail: BIG_FILES - 1n, fsid: 0, flag: 0, namemax: 255 })
+      })
+    },
+    open (x, flags, cb) { fs.open(p(x), flags, (err, fd) => cb(err || 0, fd)) },
+    create (x, mode, cb, flags) {
+      record('create', x, mode, flags)
+      fs.open(p(x), flags, mode, (err, fd) => cb(err || 0, fd))
+    },
+    read (x, fd, buf, len, pos, cb) {
+      if (x === '/hang') return // never answers: only the timeout replies
+      fs.read(fd, buf, 0, len, pos, (err, n) => cb(err ? Fuse.EIO : n))
+    },
+    write (x, fd, buf, len, pos, cb) {
+      record('write', x, len)
+      fs.write(fd, buf, 0, len, pos, (err, n) => cb(err ? Fuse.EIO : n))
+    },
+    release (x, fd, cb) { record('release', x, fd); fs.close(fd, done(cb)) },
+    flush (x, fd, cb) { cb(0) },
+    fsync (x, ds, fd, cb) { fs.fsync(fd, done(cb)) },
+    truncate (x, size, cb) { fs.truncate(p(x), size, done(cb)) },
+    ftruncate (x, fd, size, cb) { fs.ftruncate(fd, size, done(cb)) },
+    utimens (x, atime, mtime, cb, atimeNs, mtimeNs) {
+      record('utimens', x, atime, mtime, atimeNs, mtimeNs)
+      cb(Fuse.utimensat(p(x), atimeNs, mtimeNs, { nofollow: true }))
+    },
+    unlink (x, cb) { fs.unlink(p(x), done(cb)) },
+    mkdir (x, mode, cb) { fs.mkdir(p(x), mode, done(cb)) },
+    rmdir (x, cb) { fs.rmdir(p(x), done(cb)) },
+    rename (a, b, cb) { fs.rename(p(a), p(b), done(cb)) },
+    symlink (target, x, cb) { fs.symlink(target, p(x), done(cb)) },
+    readlink (x, cb) { fs.readlink(p(x), (err, t) => cb(err || 0, t)) },
+    chmod (x, mode, cb) { fs.chmod(p(x), mode, done(cb)) },
+    getxattr (x, name, pos, cb) {
+      if (name === 'user.big') return cb(0, Buffer.alloc(100, 'v'))
+      if (name === 'user.throw') throw new Error('handler bug (expected by the test)')
+      cb(Fuse.ENODATA)
+    },
+    listxattr (x, cb) { cb(0, ['user.big', 'user.' + 'n'.repeat(60)]) },
+    _slow: () => slow
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+const mounted = new Set()
+function mount (mnt, opts) {
+  const fuse = new Fuse(mnt, ops(SRC), { timeout: false, ...opts })
+  return new Promise((resolve, reject) => fuse.mount(err => {
+    if (err) return reject(err)
+    mounted.add(fuse)
+    resolve(fuse)
+  }))
+}
+function unmount (fuse) {
+  return new Promise((resolve, reject) => fuse.unmount(err => {
+    if (err) return reject(err)
+    mounted.delete(fuse)
+    resolve()
+  }))
+}
+const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
+const isMounted = mnt => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
+  .some(l => l.split(' ')[4] === mnt.replace(/ /g, '\\040'))
+// run a command in a child process (the FUSE server is this process: async only)
+function sh (cmd, args) {
+  return new Promise((resolve, reject) => {
+    import('node:child_process').then(({ execFile }) => execFile(cmd, args, { encoding: 'utf8' }, (err, out, stderr) => {
+      if (err) { err.message += ' ' + stderr; return reject(err) }
+      resolve(out.trim())
+    }))
+  })
+}
+const statNs = f => sh('stat', ['-c', '%X.%x|%Y.%y|%i', f])
+const py = code => sh('python3', ['-c', code])
+
+let passed = 0
+let failed = 0
+async function test (name, fn) {
+  if (process.env.ONLY && !new RegExp(process.env.ONLY).test(name)) return
+  try {
+    await fn()
+    passed++
+    console.log('ok   ' + name)
+  } catch (err) {
+    failed++
+    console.log('FAIL ' + name + '\n     ' + String(err && err.stack || err).split('\n').slice(0, 6).join('\n     '))
+  }
+}
+
+// ---------------------------------------------------------------- tests
+let uncaught = []
+process.on('uncaughtException', err => { uncaught.push(err) })
+
+execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=512m,nr_inodes=400k', 'tmpfs', SRC])
+let fuse
+try {
+  fuse = await mount(MNT, {
+    nullPathOk: true,
+    fsname: process.env.PLAIN_FSNAME ? 'layerfs' : 'layer,fs', // comma must be escaped for libfuse's option parser
+    extraOptions: ['use_ino', 'readdir_ino', 'hard_remove', 'negative_timeout=0', 'attr_timeout=0', 'entry_timeout=0', 'big_writes', 'max_write=131072']
+  })
+  const f = path.join(MNT, 'f')
+  await fs.promises.writeFile(f, 'hello\n')
+
+  await test('abi marker: patched addon is loaded', () => {
+    assert.equal(Fuse.PATCH_ABI, 1)
+  })
+
+  await test('/dev/fuse session fd is close-on-exec (children do not inherit it)', async () => {
+    const out = await sh('sh', ['-c', 'ls -l /proc/$$/fd'])
+    assert.ok(!out.includes('/dev/fuse'), out)
+  })
+
+  await test('utimens: touch -m -d @1234567890.123456789 sets only mtime, exact ns', async () => {
+    const before = await fs.promises.lstat(path.join(SRC, 'f'), { bigint: true })
+    await sh('touch', ['-m', '-d', '@1234567890.123456789', f])
+    const c = lastCall('utimens')
+    assert.ok(c, 'utimens handler was not called (libfuse dropped the mtime-only change)')
+    assert.equal(c[4], Fuse.UTIME_OMIT, 'atimeNs should be UTIME_OMIT')
+    assert.equal(c[5], 1234567890123456789n)
+    assert.equal(c[2], null) // legacy ms position for OMIT
+    assert.equal(c[3], 1234567890123) // legacy ms position: integer ms (was atime before the patch)
+    const st = await fs.promises.lstat(path.join(SRC, 'f'), { bigint: true })
+    assert.equal(st.mtimeNs, 1234567890123456789n)
+    assert.equal(st.atimeNs, before.atimeNs, 'atime must be untouched')
+  })
+
+  await test('utimens: touch -a -d @1111111111.987654321 sets only atime, exact ns', async () => {
+    const before = await fs.promises.lstat(path.join(SRC, 'f'), { bigint: true })
+    await sh('touch', ['-a', '-d', '@1111111111.987654321', f])
+    const c = lastCall('utimens')
+    assert.equal(c[4], 1111111111987654321n)
+    assert.equal(c[5], Fuse.UTIME_OMIT)
+    const st = await fs.promises.lstat(path.join(SRC, 'f'), { bigint: true })
+    assert.equal(st.atimeNs, 1111111111987654321n)
+    assert.equal(st.mtimeNs, before.mtimeNs, 'mtime must be untouched')
+  })
+
+  await test('utimens: both times, and a pre-1970 time (negative seconds)', async () => {
+    await sh('touch', ['-d', '@-1.25', f])
+    const c = lastCall('utimens')
+    assert.equal(c[4], -1250000000n)
+    assert.equal(c[5], -1250000000n)
+    assert.equal(c[3], -1250)
+    const st = await fs.promises.lstat(path.join(SRC, 'f'), { bigint: true })
+    assert.equal(st.mtimeNs, -1250000000n)
+  })
+
+  await test('utimens: UTIME_NOW reaches the handler distinguishable (utimensat NOW via python)', async () => {
+    const t0 = BigInt(Date.now()) * 1000000n
+    // os.utime(ns=None) -> utimensat(..., NULL) -> kernel sends ATIME_NOW|MTIME_NOW? it sends explicit
+    // times unless writeback cache; accept either but the handler must get something sane
+    await py(`import os; os.utime(${JSON.stringify(f)})`)
+    const c = lastCall('utimens')
+    for (const v of [c[4], c[5]]) assert.ok(v === Fuse.UTIME_NOW || (typeof v === 'bigint' && v >= t0 - 2000000000n), String(v))
+    const st = await fs.promises.lstat(path.join(SRC, 'f'), { bigint: true })
+    assert.ok(st.mtimeNs >= t0 - 2000000000n)
+  })
+
+  await test('getattr: nanosecond times visible through the mount', async () => {
+    await sh('touch', ['-m', '-d', '@1234567890.123456789', f])
+    await sh('touch', ['-a', '-d', '@1111111111.987654321', f])
+    const st = await fs.promises.lstat(f, { bigint: true })
+    assert.equal(st.mtimeNs, 1234567890123456789n)
+    assert.equal(st.atimeNs, 1111111111987654321n)
+    const out = await statNs(f)
+    assert.match(out, /^1111111111\.\S+ \S+\.987654321 /)
+    assert.match(out, /\|1234567890\.\S+ \S+\.123456789 /)
+  })
+
+  await test('use_ino: st_ino of the backing file is visible through the mount', async () => {
+    const src = await fs.promises.lstat(path.join(SRC, 'f'), { bigint: true })
+    const viaMnt = await fs.promises.lstat(f, { bigint: true })
+    assert.equal(viaMnt.ino, src.ino)
+  })
+
+  await test('64-bit st_ino through getattr and readdir (use_ino)', async () => {
+    await fs.promises.writeFile(path.join(SRC, 'bigino'), 'x')
+    const st = await fs.promises.lstat(path.join(MNT, 'bigino'), { bigint: true })
+    assert.equal(st.ino, BIG_INO)
+    assert.equal(await sh('stat', ['-c', '%i', path.join(MNT, 'bigino')]), BIG_INO.toString())
+    // d_ino from readdir(3)
+    const dino = await py(`import os\nfor e in os.scandir(${JSON.stringify(MNT)}):\n  if e.name == 'bigino': print(e.inode())`)
+    assert.equal(dino, BIG_INO.toString())
+  })
+
+  await test('readdir: d_type from the stats passed to the filler', async () => {
+    await fs.promises.mkdir(path.join(SRC, 'd'))
+    await fs.promises.symlink('f', path.join(SRC, 'l'))
+    const out = await py(`import os\nprint(sorted((e.name, e.is_dir(follow_symlinks=False), e.is_symlink()) for e in os.scandir(${JSON.stringify(MNT)})))`)
+    assert.match(out, /\('d', True, False\)/)
+    assert.match(out, /\('l', False, True\)/)
+  })
+
+  await test('opendir: handler gets the open flags (was the fh, always 0)', async () => {
+    await fs.promises.readdir(MNT)
+    const c = lastCall('opendir')
+    assert.equal(c[2] & fs.constants.O_DIRECTORY, fs.constants.O_DIRECTORY)
+  })
+
+  await test('create: handler gets open flags after cb', async () => {
+    const fd = await fs.promises.open(path.join(MNT, 'c'), fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY, 0o640)
+    await fd.close()
+    const c = lastCall('create')
+    console.log('     (create flags: 0x' + c[3].toString(16) + ')')
+    assert.equal(c[3] & 3, fs.constants.O_WRONLY) // O_ACCMODE
+    assert.equal((await fs.promises.stat(path.join(SRC, 'c'))).mode & 0o777, 0o640)
+  })
+
+  await test('extraOptions big_writes,max_write=131072: one 128 KiB write reaches the handler whole', async () => {
+    const fd = await fs.promises.open(path.join(MNT, 'big'), 'w')
+    await fd.write(Buffer.alloc(131072, 1), 0, 131072, 0)
+    await fd.close()
+    const lens = calls.filter(c => c[0] === 'write' && c[1] === '/big').map(c => c[2])
+    assert.deepEqual(lens, [131072])
+  })
+
+  await test('fsname with a comma is escaped, /proc/self/mountinfo shows it whole', () => {
+    const line = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find(l => l.split(' ')[4] === MNT)
+    assert.ok(line, 'mount not found')
+    assert.match(line, / - fuse layer,fs /)
+  })
+
+  await test('statfs: 64-bit block and inode counts', async () => {
+    const out = await sh('stat', ['-f', '-c', '%b %f %a %c %d', MNT])
+    assert.equal(out, [BIG_BLOCKS, BIG_BLOCKS - 1n, BIG_BLOCKS - 2n, BIG_FILES, BIG_FILES - 1n].join(' '))
+  })
+
+  await test('fgetattr: the user fgetattr is called (libfuse calls it after create)', async () => {
+    // (kernel 6.x sends GETATTR without a file handle for fstat(2), so libfuse 2
+    // uses getattr there; create/ftruncate paths still use fgetattr)
+    calls.length = 0
+    const fh = await fs.promises.open(path.join(MNT, 'fg'), 'w')
+    await fh.close()
+    const c = lastCall('fgetattr')
+    assert.ok(c, 'fgetattr never called')
+    assert.equal(c[1], '/fg')
+  })
+
+  await test('nullPathOk + hard_remove: unlinked open file: read/write via fd, null path, no .fuse_hidden', async () => {
+    const g = path.join(MNT, 'g')
+    await fs.promises.writeFile(g, 'still here')
+    const fh = await fs.promises.open(g, 'r+')
+    await fs.promises.unlink(g)
+    const names = await fs.promises.readdir(MNT)
+    assert.ok(!names.some(n => n.startsWith('.fuse_hidden')), names.join(','))
+    const buf = Buffer.alloc(20)
+    const { bytesRead } = await fh.read(buf, 0, 20, 0)
+    assert.equal(buf.subarray(0, bytesRead).toString(), 'still here')
+    await fh.write('STILL', 0)
+    assert.equal(lastCall('write')[1], null, 'write path should be null for the unlinked file')
+    // Known libfuse2 limit (not fixable in the binding): kernel 6.x sends
+    // GETATTR without the file handle for fstat(2), and libfuse 2's high-level
+    // API then needs a path -> ENOENT. Documented in NOTES.md.
+    const r = await fh.stat().then(st => 'ok ' + st.size, err => err.code)
+    console.log('     (fstat of the unlinked open file: ' + r + ')')
+    await fh.close()
+    await sleep(100) // RELEASE is sent asynchronously after close(2)
+    assert.equal(lastCall('release')[1], null)
+  })
+
+  await test('errors: a Node fs error object passed to cb becomes its errno (ENOENT)', async () => {
+    await assert.rejects(fs.promises.lstat(path.join(MNT, 'missing')), { code: 'ENOENT' })
+  })
+
+  await test('getxattr/listxattr: size query, exact fit, too small buffer -> ERANGE', async () => {
+    const code = `
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+p = ${JSON.stringify(f)}.encode()
+n = libc.getxattr(p, b'user.big', None, 0); print(n)
+b = ctypes.create_string_buffer(100); print(libc.getxattr(p, b'user.big', b, 100))
+b = ctypes.create_string_buffer(10); r = libc.getxattr(p, b'user.big', b, 10); print(r, os.strerror(ctypes.get_errno()) if r < 0 else '')
+n = libc.listxattr(p, None, 0); print(n)
+b = ctypes.create_string_buffer(n); print(libc.listxattr(p, b, n))
+b = ctypes.create_string_buffer(12); r = libc.listxattr(p, b, 12); print(r, os.strerror(ctypes.get_errno()) if r < 0 else '')
+`
+    const lines = (await py(code)).split('\n').map(s => s.trim())
+    assert.equal(lines[0], '100')
+    assert.equal(lines[1], '100')
+    assert.equal(lines[2], '-1 Numerical result out of range')
+    assert.equal(lines[3], String(9 + 66)) // 'user.big\0' + 'user.nnn…\0', no +128 padding on Linux
+    assert.equal(lines[4], String(9 + 66))
+    assert.equal(lines[5], '-1 Numerical result out of range')
+  })
+
+  await test('a handler that throws: kernel gets EIO, the error is rethrown (not swallowed)', async () => {
+    uncaught = []
+    await assert.rejects(py(`import os; os.getxattr(${JSON.stringify(f)}, 'user.throw')`), /Input\/output error/)
+    await sleep(50)
+    assert.equal(uncaught.length, 1)
+    assert.match(uncaught[0].message, /expected by the test/)
+  })
+
+  await test('readdir of 100000 entries', async () => {
+    const dir = path.join(SRC, 'many')
+    fs.mkdirSync(dir)
+    for (let i = 0; i < 100000; i++) fs.closeSync(fs.openSync(path.join(dir, 'file-' + i), 'w'))
+    const t = Date.now()
+    const out = await sh('sh', ['-c', `ls -f ${JSON.stringify(path.join(MNT, 'many'))} | wc -l`])
+    console.log(`     (listed in ${Date.now() - t} ms)`)
+    assert.equal(out, '100000') // fs.readdir gives no . and ..; libfuse adds none
+  })
+
+  await test('worker-thread locals are recycled (no growth over bursts)', async () => {
+    const sizes = []
+    for (let round = 0; round < 3; round++) {
+      // 40 parallel lookups of a slow path: libfuse spawns ~40 workers; afterwards
+      // all but 10 idle ones exit.
+      // one directory per lookup: without FUSE_PARALLEL_DIROPS (libfuse 2
+      // never sets it) the kernel serializes lookups within a directory
+      await sh('sh', ['-c', `for i in $(seq 40); do stat ${JSON.stringify(path.join(MNT, 'slow'))}$i/x${round} >/dev/null 2>&1 & done; wait`])
+      await sleep(300)
+      sizes.push(fuse._threads.size)
+    }
+    console.log('     (thread-locals buffers after each burst: ' + sizes.join(', ') + ')')
+    assert.ok(sizes[0] >= 20, 'burst did not create many workers: ' + sizes[0])
+    assert.ok(sizes[2] <= sizes[0] + 5, 'grew: ' + sizes.join(','))
+  })
+
+  await test('a handler calling back twice does not answer the next request', async () => {
+    await assert.rejects(fs.promises.lstat(path.join(MNT, 'twice')), { code: 'ENOENT' })
+    for (let i = 0; i < 20; i++) {
+      const out = await sh('stat', ['-c', '%s', f]) // separate process, fresh lookups (entry_timeout=0)
+      assert.equal(out, String((await fs.promises.lstat(path.join(SRC, 'f'))).size))
+    }
+  })
+
+  await test('timeout option still works: a read that never answers gets ETIMEDOUT, no crash', async () => {
+    const f3 = await mount(MNT3, { timeout: 300 })
+    await fs.promises.writeFile(path.join(SRC, 'hang'), 'data')
+    await assert.rejects(py(`open(${JSON.stringify(path.join(MNT3, 'hang'))}).read()`), /timed out/)
+    await unmount(f3)
+  })
+
+  await test('external umount: onExit fires, a later unmount() is a no-op; unknown option leaves no dead mount', async () => {
+    let exited = false
+    const f3 = await mount(MNT3, { onExit: () => { exited = true } })
+    assert.ok(isMounted(MNT3))
+    await sh('umount', [MNT3])
+    for (let i = 0; i < 50 && !exited; i++) await sleep(20)
+    assert.ok(exited, 'onExit not called')
+    await unmount(f3)
+    // a typo'd library option: fuse_new fails after the kernel mount was made
+    await assert.rejects(mount(MNT3, { extraOptions: ['no_such_option'] }), /fuse_new failed/)
+    assert.ok(!isMounted(MNT3), 'dead mount left behind')
+  })
+
+  await test('own unmount: onExit fires too (session fully torn down, loop handles closed)', async () => {
+    let exits = 0
+    const inst = await mount(MNT3, { onExit: () => { exits++ } })
+    assert.ok((await fs.promises.readFile(path.join(MNT3, 'f'))).length > 0)
+    await unmount(inst)
+    for (let j = 0; j < 50 && !exits; j++) await sleep(20)
+    assert.equal(exits, 1)
+    assert.ok(!isMounted(MNT3))
+  })
+
+  await test('Fuse.unmount: no shell (hostile mount path), works with fusermount -> fusermount3', async () => {
+    const f2 = await mount(MNT2, {})
+    assert.ok(isMounted(MNT2))
+    await unmount(f2)
+    assert.ok(!isMounted(MNT2))
+    assert.ok(!fs.existsSync(path.join(process.cwd(), 'INJECTED')), 'shell injection happened')
+  })
+} finally {
+  for (const fu of [...mounted]) await unmount(fu).catch(e => console.log('unmount error', e.message))
+  for (const m of [MNT, MNT2, MNT3]) if (isMounted(m)) spawnSync('umount', ['-l', m])
+  spawnSync('umount', [SRC])
+  fs.rmSync(ROOT, { recursive: true, force: true })
+}
+
+console.log(`${passed} passed, ${failed} failed`)
+process.exitCode = failed ? 1 : 0
+setTimeout(() => process.exit(), 200).unref()
