@@ -1,0 +1,90 @@
+// With allow_other, another user gets exactly the access the kernel's overlayfs gives them: the
+// same layers are mounted by both, and an unprivileged process (nobody) tries the same stat,
+// read, list, access and write calls on both; every outcome must be the same.
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { requireMountCapable, scratch } from '../helpers/env.js';
+import { buildLayers, type Entry, type LayerSpec } from '../helpers/layers.js';
+import { withKernelOverlay, withLayerfs } from '../helpers/mounts.js';
+
+const space = scratch(test);
+
+const NOBODY = 65534;
+const f = (path: string, mode: number, uid = 0, gid = 0): Entry => ({ type: 'file', path, mode, uid, gid, content: `${path}\n` });
+const d = (path: string, mode: number, uid = 0, gid = 0): Entry => ({ type: 'dir', path, mode, uid, gid });
+
+const LAYERS: LayerSpec[] = [
+  {
+    entries: [
+      d('private', 0o700, 1000, 1000), f('private/top', 0o644),
+      d('xonly', 0o711), f('xonly/known', 0o644), f('xonly/secret', 0o600),
+      f('mine', 0o600, NOBODY, NOBODY), f('group-read', 0o640, 0, NOBODY), f('none', 0o000),
+      f('world', 0o644), f('exec', 0o755), f('noexec', 0o644),
+      // Merged: the top's 0700 wins over the lower's 0755.
+      d('merged', 0o700), f('merged/top', 0o644),
+      d('open', 0o755), f('open/top', 0o600, 1000, 1000),
+    ],
+  },
+  {
+    entries: [
+      d('private', 0o755), f('private/low', 0o644),
+      d('merged', 0o755), f('merged/low', 0o644),
+      d('open', 0o777), f('open/low', 0o666), f('open/low-private', 0o600),
+      d('lowonly', 0o750, 0, NOBODY), f('lowonly/f', 0o640, 0, NOBODY),
+      d('lowonly-closed', 0o700), f('lowonly-closed/f', 0o644),
+    ],
+  },
+];
+
+const PATHS = [
+  '', 'private', 'private/top', 'private/low', 'xonly', 'xonly/known', 'xonly/secret', 'mine',
+  'group-read', 'none', 'world', 'exec', 'noexec', 'merged', 'merged/top', 'merged/low', 'open',
+  'open/top', 'open/low', 'open/low-private', 'lowonly', 'lowonly/f', 'lowonly-closed', 'lowonly-closed/f',
+];
+
+// Runs as nobody: one line of JSON, path -> outcome of each call ("ok" or the error code).
+const PROBE = `
+const fs = require('fs'), path = require('path');
+const [root, paths] = [process.argv[1], JSON.parse(process.argv[2])];
+const o = (fn) => { try { fn(); return 'ok'; } catch (e) { return e.code; } };
+const out = {};
+for (const p of paths) {
+  const a = path.join(root, p);
+  out[p] = {
+    stat: o(() => fs.lstatSync(a)),
+    read: o(() => fs.readFileSync(a)),
+    list: o(() => fs.readdirSync(a)),
+    R: o(() => fs.accessSync(a, fs.constants.R_OK)),
+    W: o(() => fs.accessSync(a, fs.constants.W_OK)),
+    X: o(() => fs.accessSync(a, fs.constants.X_OK)),
+    write: o(() => fs.closeSync(fs.openSync(a, 'r+'))),
+    create: o(() => fs.closeSync(fs.openSync(path.join(a, 'new'), 'wx'))),
+  };
+}
+process.stdout.write(JSON.stringify(out));
+`;
+
+function probeAsNobody(root: string): Promise<Record<string, Record<string, string>>> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(process.execPath, ['-e', PROBE, root, JSON.stringify(PATHS)], {
+      uid: NOBODY, gid: NOBODY, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    c.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    c.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    c.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as Record<string, Record<string, string>>) : reject(new Error(`probe exited ${code}: ${err}`))));
+  });
+}
+
+test('other users get exactly the access the kernel overlayfs gives them (allow_other)', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const root = await space.dir('perm');
+  const built = await buildLayers(root, LAYERS, { format: 'kernel' });
+  const kernel = await withKernelOverlay({ lowers: built.dirs }, (mnt) => probeAsNobody(mnt));
+  const ours = await withLayerfs({ lowers: built.dirs, options: ['allow_other'] }, (mnt) => probeAsNobody(mnt));
+  // The probe itself must see differences between paths, or it proves nothing.
+  t.not(kernel['private/top']?.read, 'ok');
+  t.is(kernel['world']?.read, 'ok');
+  t.deepEqual(ours, kernel);
+});
