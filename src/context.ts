@@ -1,4 +1,5 @@
 // The narrow set of dependencies every operation receives. Built once per mount in union.ts.
+import type { LRUCache } from 'lru-cache';
 import type { BranchSet } from './branch.js';
 import type { Handles } from './handles.js';
 import type { InodeNumbers } from './inode.js';
@@ -9,4 +10,6 @@ export interface UnionCtx {
   readonly resolver: Resolver;
   readonly handles: Handles;
   readonly inodes: InodeNumbers;
+  /** Stored xattr names of lower-branch entries, by real path. */
+  readonly xattrNames: LRUCache<string, readonly string[]>;
 }

@@ -3,6 +3,7 @@
 // Nothing here knows about FUSE, so the whole union can be tested against temp directories.
 import type { StatsFs } from 'node:fs';
 import type { Attr } from './attr.js';
+import { LRUCache } from 'lru-cache';
 import { BranchSet } from './branch.js';
 import type { UnionCtx } from './context.js';
 import type { MergedEntry } from './dir-merge.js';
@@ -37,7 +38,8 @@ export interface UnionOps {
   read(fh: number, buf: Buffer, len: number, pos: number): Promise<number>;
   release(fh: number): Promise<void>;
   statfs(p: VPath): Promise<StatsFs>;
-  getxattr(p: VPath, name: string): Promise<Buffer>;
+  /** undefined: the entry has no such attribute. */
+  getxattr(p: VPath, name: string): Promise<Buffer | undefined>;
   listxattr(p: VPath): Promise<string[]>;
   /** Every operation that would change the tree (EROFS while the union is read-only). */
   refuseWrite(op: string, p: VPath): Promise<never>;
@@ -58,6 +60,7 @@ export function createUnion(config: UnionConfig): Union {
     resolver: new Resolver(branches, config.resolver ?? DEFAULT_RESOLVER_OPTIONS),
     handles: new Handles(),
     inodes: new InodeNumbers(branches.all.map((b) => lstatSync(b.root).dev)),
+    xattrNames: new LRUCache({ max: config.resolver?.maxEntries ?? DEFAULT_RESOLVER_OPTIONS.maxEntries }),
   };
   const ops: UnionOps = {
     getattr: (p) => getattr(ctx, p),

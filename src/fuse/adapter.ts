@@ -4,6 +4,7 @@
 import type { FuseOps, FuseStat, FuseStatfs } from 'fuse-native';
 import type { StatsFs } from 'node:fs';
 import type { Attr } from '../attr.js';
+import { constants } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { FsError, toErrno } from '../errno.js';
 import type { Log } from '../log.js';
@@ -51,6 +52,7 @@ function direntStat(e: { type: number; ino: number }): FuseStat {
 }
 
 const U32 = 0xffff_ffff;
+const { ENODATA } = constants.errno;
 
 /**
  * fuse-native carries statfs counts as uint32: scale the block size up until they fit (both
@@ -87,7 +89,10 @@ export function toFuseOps(u: UnionOps, log: Log): FuseOps {
     read: (path, fh, buf, len, pos, cb) =>
       run(log, 'read', () => `${path}, ${fh}, ${len}, ${pos}`, () => u.read(fh, buf, len, pos), count(cb)),
     release: (path, fh, cb) => run(log, 'release', () => `${path}, ${fh}`, () => u.release(fh), done(cb)),
-    getxattr: (path, name, _pos, cb) => run(log, 'getxattr', () => `${path}, ${name}`, () => u.getxattr(p(path), name), value(cb)),
+    getxattr: (path, name, _pos, cb) => run(log, 'getxattr', () => `${path}, ${name}`, () => u.getxattr(p(path), name), {
+      ok: (v) => (v === undefined ? cb(-ENODATA) : cb(0, v)),
+      err: (n) => cb(n),
+    }),
     listxattr: (path, cb) => run(log, 'listxattr', () => path, () => u.listxattr(p(path)), value(cb)),
     // The writable union replaces these; until then a union refuses every change with EROFS.
     write: (path, _fh, _buf, _len, _pos, cb) => refuse('write', path, cb),

@@ -1,28 +1,44 @@
 // getxattr / listxattr: the serving entry's own attributes (a merged directory shows its top-most
 // branch's), with the overlay's bookkeeping (trusted.overlay.*) hidden as the kernel hides it
 // and a nested overlay's escaped names (trusted.overlay.overlay.X) shown unescaped.
+// `ls -l` asks two or three attributes of every file, nearly always absent: for an entry on an
+// immutable lower the list of its names is read once and kept, so an absent one costs no syscall,
+// and absence is a value (undefined), not an exception.
+import type { Branch } from '../branch.js';
 import type { UnionCtx } from '../context.js';
 import { FsError } from '../errno.js';
 import { getXattr, listXattr } from '../host/libc.js';
 import type { RealPath, VPath } from '../path.js';
 import { shownXattrName, storedXattrName } from '../whiteout.js';
 
-async function servingReal(ctx: UnionCtx, p: VPath, syscall: string): Promise<RealPath> {
+async function serving(ctx: UnionCtx, p: VPath, syscall: string): Promise<{ real: RealPath; branch: Branch }> {
   const r = await ctx.resolver.get(p, syscall);
-  if (r.kind === 'file') return r.real;
+  if (r.kind === 'file') return { real: r.real, branch: r.branch };
   const top = r.stack[0];
   if (top === undefined) throw new FsError('EIO', syscall, p);
-  return top.real(p);
+  return { real: top.real(p), branch: top };
 }
 
-export async function getxattr(ctx: UnionCtx, p: VPath, name: string): Promise<Buffer> {
-  const real = await servingReal(ctx, p, 'getxattr');
-  const v = getXattr(real, storedXattrName(name));
-  if (v === undefined) throw new FsError('ENODATA', 'getxattr', p);
-  return v;
+/** The stored names of an entry's xattrs (cached for lower branches, which never change). */
+function storedNames(ctx: UnionCtx, real: RealPath, branch: Branch): readonly string[] {
+  if (branch.writable) return listXattr(real);
+  let names = ctx.xattrNames.get(real);
+  if (names === undefined) {
+    names = listXattr(real);
+    ctx.xattrNames.set(real, names);
+  }
+  return names;
+}
+
+/** The value, or undefined when the entry has no such attribute (ENODATA at the boundary). */
+export async function getxattr(ctx: UnionCtx, p: VPath, name: string): Promise<Buffer | undefined> {
+  const { real, branch } = await serving(ctx, p, 'getxattr');
+  const stored = storedXattrName(name);
+  if (!branch.writable && !storedNames(ctx, real, branch).includes(stored)) return undefined;
+  return getXattr(real, stored);
 }
 
 export async function listxattr(ctx: UnionCtx, p: VPath): Promise<string[]> {
-  const real = await servingReal(ctx, p, 'listxattr');
-  return listXattr(real).flatMap((n) => shownXattrName(n) ?? []);
+  const { real, branch } = await serving(ctx, p, 'listxattr');
+  return storedNames(ctx, real, branch).flatMap((n) => shownXattrName(n) ?? []);
 }
