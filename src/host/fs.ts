@@ -20,6 +20,15 @@ export async function lstatOrUndefined(p: RealPath): Promise<Stats | undefined> 
   }
 }
 
+/** lstat with nanosecond times (BigInt fields), for copying timestamps exactly. */
+export async function lstatNs(p: RealPath): Promise<fs.BigIntStats> {
+  try {
+    return await fsp.lstat(p, { bigint: true });
+  } catch (e) {
+    throw fromNodeError(e, 'lstat', p);
+  }
+}
+
 export async function lstat(p: RealPath): Promise<Stats> {
   try {
     return await fsp.lstat(p);
@@ -130,3 +139,30 @@ export function canOpenReadWrite(p: string): FsError | undefined {
     return fromNodeError(e, 'open', p);
   }
 }
+
+// --- Writing (the upper and work dirs only; lowers are never passed here) -------------------
+
+async function wrap<T>(syscall: string, p: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    throw fromNodeError(e, syscall, p);
+  }
+}
+
+export const mkdir = (p: RealPath, mode: number): Promise<void> => wrap('mkdir', p, () => fsp.mkdir(p, { mode }).then(() => undefined));
+export const rename = (from: RealPath, to: RealPath): Promise<void> => wrap('rename', to, () => fsp.rename(from, to));
+export const unlink = (p: RealPath): Promise<void> => wrap('unlink', p, () => fsp.unlink(p));
+export const rmdir = (p: RealPath): Promise<void> => wrap('rmdir', p, () => fsp.rmdir(p));
+export const symlink = (target: string, p: RealPath): Promise<void> => wrap('symlink', p, () => fsp.symlink(target, p));
+export const lchown = (p: RealPath, uid: number, gid: number): Promise<void> => wrap('lchown', p, () => fsp.lchown(p, uid, gid));
+export const chmod = (p: RealPath, mode: number): Promise<void> => wrap('chmod', p, () => fsp.chmod(p, mode));
+export const rmTree = (p: RealPath): Promise<void> => wrap('rm', p, () => fsp.rm(p, { recursive: true, force: true }));
+
+/**
+ * Copy a regular file's data with the kernel's fastest means: a reflink where the filesystem
+ * has one (FICLONE), else copy_file_range / sendfile inside the kernel (libuv's copyfile).
+ * The destination must not exist.
+ */
+export const copyFileData = (from: RealPath, to: RealPath): Promise<void> =>
+  wrap('copy_file_range', to, () => fsp.copyFile(from, to, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE));

@@ -19,7 +19,11 @@ const c = {
   open: libc.func('int open(const char *path, int flags)'),
   close: libc.func('int close(int fd)'),
   getdents64: libc.func('long getdents64(int fd, _Out_ uint8_t *buf, size_t size)'),
+  utimensat: libc.func('int utimensat(int dirfd, const char *path, const int64_t *times, int flags)'),
 };
+
+const AT_FDCWD = -100;
+const AT_SYMLINK_NOFOLLOW = 0x100;
 
 const O_RDONLY = 0;
 const O_DIRECTORY = 0o200000;
@@ -127,4 +131,14 @@ export function readDirents(p: RealPath): RawDirent[] {
     c.close(fd);
   }
   return out;
+}
+
+/**
+ * Set atime and mtime to the nanosecond (Node's utimes takes seconds as a double, about 240 ns
+ * at today's dates), never following a symlink: a copy-up keeps the lower entry's times exactly.
+ */
+export function setTimesNs(p: RealPath, atimeNs: bigint, mtimeNs: bigint): void {
+  const sec = (ns: bigint): bigint => (ns >= 0n ? ns / 1_000_000_000n : -((-ns + 999_999_999n) / 1_000_000_000n));
+  const times = new BigInt64Array([sec(atimeNs), atimeNs - sec(atimeNs) * 1_000_000_000n, sec(mtimeNs), mtimeNs - sec(mtimeNs) * 1_000_000_000n]);
+  if (c.utimensat(AT_FDCWD, p, times, AT_SYMLINK_NOFOLLOW) !== 0) throw lastError('utimensat', p);
 }

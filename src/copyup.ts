@@ -1,0 +1,93 @@
+// Copy-up: bring an entry that a lower branch serves into the upper before it is changed, with
+// everything the kernel's overlayfs copies: data (reflink or in-kernel copy), mode, owner,
+// timestamps to the nanosecond, xattrs (security.capability included, overlay bookkeeping not),
+// a symlink's target, a device's number; missing parent directories first, with their lower
+// metadata. Atomic: the copy is built in the work dir under a temporary name and renamed into
+// place, so a crash at any moment leaves the upper with the old state or the finished copy,
+// never a partial file (leftovers in the work dir are cleared at mount). Concurrent copy-ups of
+// one path share one copy.
+import { constants } from 'node:fs';
+import type { BranchSet } from './branch.js';
+import { FsError } from './errno.js';
+import * as host from './host/fs.js';
+import { getXattr, listXattr, mknod, setTimesNs, setXattr } from './host/libc.js';
+import { ROOT, parentOf, type RealPath, type VPath } from './path.js';
+import type { Resolver } from './resolve.js';
+import { SingleFlight } from './single-flight.js';
+import { XATTR_PREFIX } from './whiteout.js';
+
+/** Prefix of layerfs's temporary names in the work dir (all cleared at mount). */
+export const WORK_PREFIX = '#layerfs-';
+
+export class CopyUp {
+  readonly #inflight = new SingleFlight<VPath, RealPath>();
+  #seq = 0;
+
+  constructor(
+    private readonly branches: BranchSet,
+    /** The directory temporary copies are built in: on the upper's filesystem. */
+    private readonly work: RealPath,
+    private readonly resolver: Resolver,
+  ) {}
+
+  /** Make p exist in the upper (copying it from the lower that serves it); its upper path. */
+  ensure(p: VPath): Promise<RealPath> {
+    return this.#inflight.run(p, () => this.#ensure(p));
+  }
+
+  async #ensure(p: VPath): Promise<RealPath> {
+    const upper = this.branches.upper;
+    if (upper === undefined) throw new FsError('EROFS', 'copyup', p);
+    const r = await this.resolver.get(p, 'copyup');
+    const source = r.kind === 'file' ? r.branch : r.stack[0];
+    if (source === undefined) throw new FsError('EIO', 'copyup', p);
+    if (source === upper) return upper.real(p);
+    if (p !== ROOT) await this.ensure(parentOf(p));
+    const from = source.real(p);
+    const to = upper.real(p);
+    const tmp = `${this.work}/${WORK_PREFIX}${process.pid}-${this.#seq++}` as RealPath;
+    try {
+      await copyEntry(from, tmp);
+      await host.rename(tmp, to);
+    } catch (e) {
+      await host.rmTree(tmp).catch(() => undefined);
+      throw e;
+    }
+    // After the rename, not before: a lookup racing with the copy re-resolves from disk.
+    this.resolver.invalidate(p);
+    return to;
+  }
+}
+
+/** Build a copy of `from` (one entry, not a directory's contents) at `to`. */
+async function copyEntry(from: RealPath, to: RealPath): Promise<void> {
+  const st = await host.lstatNs(from);
+  const mode = Number(st.mode);
+  const perm = mode & 0o7777;
+  const type = mode & constants.S_IFMT;
+  if (type === constants.S_IFDIR) await host.mkdir(to, 0o700);
+  else if (type === constants.S_IFREG) await host.copyFileData(from, to);
+  else if (type === constants.S_IFLNK) await host.symlink(await host.readlink(from), to);
+  else mknod(to, mode, Number(st.rdev));
+  // Owner before mode (chown clears set-id bits), and both before xattrs: chown also drops
+  // security.capability, which must survive the copy.
+  await host.lchown(to, Number(st.uid), Number(st.gid));
+  if (type !== constants.S_IFLNK) await host.chmod(to, perm);
+  for (const name of listXattr(from)) {
+    if (name.startsWith(XATTR_PREFIX)) continue; // the overlay's own bookkeeping is per-branch
+    const v = getXattr(from, name);
+    if (v !== undefined) setXattr(to, name, v);
+  }
+  setTimesNs(to, st.atimeNs, st.mtimeNs);
+}
+
+/** Remove what an interrupted copy-up left in the work dir (at mount, before serving). */
+export async function clearWorkDir(work: RealPath): Promise<number> {
+  let n = 0;
+  for (const d of await host.readdirTyped(work)) {
+    if (!d.name.startsWith(WORK_PREFIX)) continue;
+    await host.rmTree(`${work}/${d.name}` as RealPath);
+    n++;
+  }
+  return n;
+}

@@ -1,0 +1,138 @@
+// src/copyup.ts and src/whiteout-writer.ts on real temp dirs: what a copy-up leaves in the upper
+// (data, mode, owner, ns times, xattrs, parents with their metadata), that it goes through the
+// work dir atomically, and the whiteout / opaque formats written for both settings.
+import test from 'ava';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { BranchSet } from '../../src/branch.js';
+import { CopyUp, WORK_PREFIX, clearWorkDir } from '../../src/copyup.js';
+import { getXattr, listXattr, setTimesNs, setXattr } from '../../src/host/libc.js';
+import { vpath, type Name, type RealPath } from '../../src/path.js';
+import { Resolver } from '../../src/resolve.js';
+import { WhiteoutWriter } from '../../src/whiteout-writer.js';
+
+const roots: string[] = [];
+test.after.always(() => {
+  for (const r of roots) fs.rmSync(r, { recursive: true, force: true });
+});
+
+function setup() {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'layerfs-copyup-'));
+  roots.push(root);
+  const [upper, work, lower] = ['upper', 'work', 'lower'].map((n) => path.join(root, n)) as [string, string, string];
+  for (const d of [upper, work, lower]) fs.mkdirSync(d);
+  const branches = new BranchSet([lower as RealPath], upper as RealPath);
+  const resolver = new Resolver(branches);
+  return { upper, work, lower, branches, resolver, copyUp: new CopyUp(branches, work as RealPath, resolver) };
+}
+
+test('a lower file is copied up with data, mode, owner, ns times and xattrs; parents too', async (t) => {
+  const s = setup();
+  fs.mkdirSync(path.join(s.lower, 'd/e'), { recursive: true, mode: 0o750 });
+  fs.chmodSync(path.join(s.lower, 'd'), 0o710);
+  fs.chownSync(path.join(s.lower, 'd'), 7, 8);
+  setXattr(path.join(s.lower, 'd') as RealPath, 'user.dir', Buffer.from('D'));
+  const f = path.join(s.lower, 'd/e/f');
+  fs.writeFileSync(f, 'lower data');
+  fs.chownSync(f, 1234, 5678);
+  fs.chmodSync(f, 0o4751);
+  setXattr(f as RealPath, 'user.x', Buffer.from('X'));
+  setXattr(f as RealPath, 'trusted.overlay.origin', Buffer.from('bookkeeping'));
+  setTimesNs(f as RealPath, 1_111_111_111_987_654_321n, 1_234_567_890_123_456_789n);
+
+  const real = await s.copyUp.ensure(vpath('/d/e/f'));
+  t.is<string>(real, path.join(s.upper, 'd/e/f'));
+  const st = fs.lstatSync(real, { bigint: true });
+  t.is(fs.readFileSync(real, 'utf8'), 'lower data');
+  t.is(Number(st.mode) & 0o7777, 0o4751, 'set-uid bit survives (mode set after chown)');
+  t.deepEqual([st.uid, st.gid], [1234n, 5678n]);
+  t.is(st.mtimeNs, 1_234_567_890_123_456_789n);
+  t.is(st.atimeNs, 1_111_111_111_987_654_321n);
+  t.is(getXattr(real as RealPath, 'user.x')?.toString(), 'X');
+  t.false(listXattr(real as RealPath).includes('trusted.overlay.origin'), 'overlay bookkeeping is not copied');
+  const d = fs.lstatSync(path.join(s.upper, 'd'));
+  t.is(d.mode & 0o7777, 0o710);
+  t.deepEqual([d.uid, d.gid], [7, 8]);
+  t.is(getXattr(path.join(s.upper, 'd') as RealPath, 'user.dir')?.toString(), 'D');
+  t.deepEqual(fs.readdirSync(path.join(s.upper, 'd')), ['e'], 'only the path is copied, not siblings');
+  t.deepEqual(fs.readdirSync(s.work), [], 'nothing left in the work dir');
+  t.is(fs.readFileSync(f, 'utf8'), 'lower data', 'the lower is untouched');
+  const r = await s.resolver.resolve(vpath('/d/e/f'));
+  t.true(r.kind === 'file' && r.branch.writable, 'the path now resolves to the upper');
+});
+
+test('symlinks and empty files copy up as themselves', async (t) => {
+  const s = setup();
+  fs.symlinkSync('../target/x', path.join(s.lower, 'l'));
+  fs.writeFileSync(path.join(s.lower, 'empty'), '');
+  await t.notThrowsAsync(s.copyUp.ensure(vpath('/l')));
+  await t.notThrowsAsync(s.copyUp.ensure(vpath('/empty')));
+  t.is(fs.readlinkSync(path.join(s.upper, 'l')), '../target/x');
+  t.is(fs.statSync(path.join(s.upper, 'empty')).size, 0);
+});
+
+test('concurrent copy-ups of one path make one copy', async (t) => {
+  const s = setup();
+  fs.writeFileSync(path.join(s.lower, 'big'), Buffer.alloc(8 << 20, 1));
+  const all = await Promise.all(Array.from({ length: 8 }, () => s.copyUp.ensure(vpath('/big'))));
+  t.true(all.every((p) => p === path.join(s.upper, 'big')));
+  t.is(fs.statSync(path.join(s.upper, 'big')).size, 8 << 20);
+  t.deepEqual(fs.readdirSync(s.work), []);
+});
+
+test('an entry already in the upper is not copied again; without an upper it is EROFS', async (t) => {
+  const s = setup();
+  fs.writeFileSync(path.join(s.lower, 'a'), 'lower');
+  fs.writeFileSync(path.join(s.upper, 'a'), 'upper');
+  t.is<string>(await s.copyUp.ensure(vpath('/a')), path.join(s.upper, 'a'));
+  t.is(fs.readFileSync(path.join(s.upper, 'a'), 'utf8'), 'upper');
+  const ro = new BranchSet([s.lower as RealPath]);
+  const c = new CopyUp(ro, s.work as RealPath, new Resolver(ro));
+  await t.throwsAsync(c.ensure(vpath('/a')), { code: 'EROFS' });
+});
+
+test('clearWorkDir removes only layerfs leftovers', async (t) => {
+  const s = setup();
+  fs.mkdirSync(path.join(s.work, `${WORK_PREFIX}1-0`));
+  fs.writeFileSync(path.join(s.work, `${WORK_PREFIX}1-0/partial`), 'x');
+  fs.writeFileSync(path.join(s.work, `${WORK_PREFIX}1-1`), 'half a copy');
+  fs.mkdirSync(path.join(s.work, 'work'));
+  t.is(await clearWorkDir(s.work as RealPath), 2);
+  t.deepEqual(fs.readdirSync(s.work), ['work']);
+});
+
+test('whiteouts and opaque markers in the kernel format', async (t) => {
+  const s = setup();
+  const w = new WhiteoutWriter('overlay');
+  const upper = s.branches.upper!;
+  await w.add(upper, vpath('/'), 'gone' as Name);
+  await w.add(upper, vpath('/'), 'gone' as Name); // again: an existing whiteout is fine
+  const st = fs.lstatSync(path.join(s.upper, 'gone'));
+  t.true(st.isCharacterDevice());
+  t.is(st.rdev, 0);
+  t.is(st.mode & 0o7777, 0, "mode 0, as the kernel's whiteouts");
+  fs.mkdirSync(path.join(s.upper, 'd'));
+  await w.makeOpaque(upper, vpath('/d'));
+  t.is(getXattr(path.join(s.upper, 'd') as RealPath, 'trusted.overlay.opaque')?.toString(), 'y');
+  await w.clearOpaque(upper, vpath('/d'));
+  t.is(getXattr(path.join(s.upper, 'd') as RealPath, 'trusted.overlay.opaque'), undefined);
+  await w.remove(upper, vpath('/'), 'gone' as Name);
+  t.false(fs.existsSync(path.join(s.upper, 'gone')));
+});
+
+test('whiteouts and opaque markers in the OCI format; remove clears either format', async (t) => {
+  const s = setup();
+  const w = new WhiteoutWriter('oci');
+  const upper = s.branches.upper!;
+  await w.add(upper, vpath('/'), 'gone' as Name);
+  t.is(fs.statSync(path.join(s.upper, '.wh.gone')).size, 0);
+  fs.mkdirSync(path.join(s.upper, 'd'));
+  await w.makeOpaque(upper, vpath('/d'));
+  t.true(fs.existsSync(path.join(s.upper, 'd/.wh..wh..opq')));
+  await new WhiteoutWriter('overlay').add(upper, vpath('/'), 'other' as Name);
+  await w.remove(upper, vpath('/'), 'other' as Name);
+  await w.remove(upper, vpath('/'), 'gone' as Name);
+  t.deepEqual(fs.readdirSync(s.upper), ['d']);
+  await t.throwsAsync(w.add(upper, vpath('/'), 'n'.repeat(252) as Name), { code: 'ENAMETOOLONG' });
+});
