@@ -42,7 +42,7 @@ test('a lower file is copied up with data, mode, owner, ns times and xattrs; par
   setTimesNs(f as RealPath, 1_111_111_111_987_654_321n, 1_234_567_890_123_456_789n);
 
   const real = await s.copyUp.ensure(vpath('/d/e/f'));
-  t.is<string>(real, path.join(s.upper, 'd/e/f'));
+  t.is(real as string, path.join(s.upper, 'd/e/f'));
   const st = fs.lstatSync(real, { bigint: true });
   t.is(fs.readFileSync(real, 'utf8'), 'lower data');
   t.is(Number(st.mode) & 0o7777, 0o4751, 'set-uid bit survives (mode set after chown)');
