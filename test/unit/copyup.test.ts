@@ -85,7 +85,7 @@ test('an entry already in the upper is not copied again; without an upper it is 
   const s = setup();
   fs.writeFileSync(path.join(s.lower, 'a'), 'lower');
   fs.writeFileSync(path.join(s.upper, 'a'), 'upper');
-  t.is<string>(await s.copyUp.ensure(vpath('/a')), path.join(s.upper, 'a'));
+  t.is((await s.copyUp.ensure(vpath('/a'))) as string, path.join(s.upper, 'a'));
   t.is(fs.readFileSync(path.join(s.upper, 'a'), 'utf8'), 'upper');
   const ro = new BranchSet([s.lower as RealPath]);
   const c = new CopyUp(ro, s.work as RealPath, new Resolver(ro));
