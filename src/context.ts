@@ -1,9 +1,23 @@
 // The narrow set of dependencies every operation receives. Built once per mount in union.ts.
 import type { LRUCache } from 'lru-cache';
-import type { BranchSet } from './branch.js';
+import type { Branch, BranchSet } from './branch.js';
+import type { CopyUp } from './copyup.js';
+import type { RealPath } from './path.js';
+import type { WhiteoutWriter } from './whiteout-writer.js';
 import type { Handles } from './handles.js';
 import type { InodeNumbers } from './inode.js';
 import type { Resolver } from './resolve.js';
+
+/** What a writable union has on top of a read-only one. */
+export interface UpperCtx {
+  readonly branch: Branch;
+  /** layerfs's scratch directory on the upper's filesystem (WORKDIR/work, as the kernel's). */
+  readonly work: RealPath;
+  readonly copyUp: CopyUp;
+  readonly whiteouts: WhiteoutWriter;
+  /** A fresh, unused path in the work dir. */
+  scratch(): RealPath;
+}
 
 export interface UnionCtx {
   readonly branches: BranchSet;
@@ -12,4 +26,6 @@ export interface UnionCtx {
   readonly inodes: InodeNumbers;
   /** Stored xattr names of lower-branch entries, by real path. */
   readonly xattrNames: LRUCache<string, readonly string[]>;
+  /** Present when the union has an upper and a work dir. */
+  readonly upper: UpperCtx | undefined;
 }

@@ -30,6 +30,11 @@ export class CopyUp {
     private readonly resolver: Resolver,
   ) {}
 
+  /** A fresh path in the work dir, for anything built there before it is renamed into place. */
+  scratch(): RealPath {
+    return `${this.work}/${WORK_PREFIX}${process.pid}-${this.#seq++}` as RealPath;
+  }
+
   /** Make p exist in the upper (copying it from the lower that serves it); its upper path. */
   ensure(p: VPath): Promise<RealPath> {
     return this.#inflight.run(p, () => this.#ensure(p));
@@ -45,7 +50,7 @@ export class CopyUp {
     if (p !== ROOT) await this.ensure(parentOf(p));
     const from = source.real(p);
     const to = upper.real(p);
-    const tmp = `${this.work}/${WORK_PREFIX}${process.pid}-${this.#seq++}` as RealPath;
+    const tmp = this.scratch();
     try {
       await copyEntry(from, tmp);
       await host.rename(tmp, to);

@@ -73,6 +73,21 @@ export class Resolver {
     return r;
   }
 
+  /**
+   * Would p show if the upper had nothing at its name? (Then removing it needs a whiteout.)
+   * Looks only at the lower branches of the parent's stack, whiteouts there included.
+   */
+  async lowerHas(p: VPath): Promise<boolean> {
+    if (p === ROOT) return true;
+    const dir = parentOf(p);
+    const parent = await this.resolve(dir);
+    if (parent.kind !== 'dir') return false;
+    const lowers = parent.stack.filter((b) => !b.writable);
+    if (lowers.length === 0) return false;
+    const r = await this.#lookupIn({ ...parent, stack: lowers }, dir, baseName(p));
+    return r.kind !== 'absent';
+  }
+
   /** Forget what is known about p (after a change through the mount). */
   invalidate(p: VPath): void {
     this.#cache.delete(p);

@@ -5,7 +5,9 @@ import type { StatsFs } from 'node:fs';
 import type { Attr } from './attr.js';
 import { LRUCache } from 'lru-cache';
 import { BranchSet } from './branch.js';
-import type { UnionCtx } from './context.js';
+import type { UnionCtx, UpperCtx } from './context.js';
+import { CopyUp } from './copyup.js';
+import { WhiteoutWriter, type WhiteoutFormat } from './whiteout-writer.js';
 import type { MergedEntry } from './dir-merge.js';
 import { FsError } from './errno.js';
 import { Handles } from './handles.js';
@@ -25,6 +27,9 @@ export interface UnionConfig {
   /** Lower branch roots (absolute, resolved), top-most first. */
   readonly lowers: readonly string[];
   readonly upper?: string | undefined;
+  /** layerfs's scratch dir on the upper's filesystem; needed with an upper. */
+  readonly work?: string | undefined;
+  readonly whiteout?: WhiteoutFormat;
   readonly resolver?: ResolverOptions;
 }
 
@@ -52,15 +57,26 @@ export interface Union {
   close(): Promise<void>;
 }
 
+function upperCtx(branches: BranchSet, resolver: Resolver, config: UnionConfig): UpperCtx | undefined {
+  const branch = branches.upper;
+  // Without a work dir the upper is only read (a union served read-only).
+  if (branch === undefined || config.work === undefined) return undefined;
+  const work = config.work as RealPath;
+  const copyUp = new CopyUp(branches, work, resolver);
+  return { branch, work, copyUp, whiteouts: new WhiteoutWriter(config.whiteout ?? 'overlay'), scratch: () => copyUp.scratch() };
+}
+
 export function createUnion(config: UnionConfig): Union {
   if (config.lowers.length === 0) throw new Error('a union needs at least one lower branch');
   const branches = new BranchSet(config.lowers as readonly RealPath[], config.upper as RealPath | undefined);
+  const resolver = new Resolver(branches, config.resolver ?? DEFAULT_RESOLVER_OPTIONS);
   const ctx: UnionCtx = {
     branches,
-    resolver: new Resolver(branches, config.resolver ?? DEFAULT_RESOLVER_OPTIONS),
+    resolver,
     handles: new Handles(),
     inodes: new InodeNumbers(branches.all.map((b) => lstatSync(b.root).dev)),
     xattrNames: new LRUCache({ max: config.resolver?.maxEntries ?? DEFAULT_RESOLVER_OPTIONS.maxEntries }),
+    upper: upperCtx(branches, resolver, config),
   };
   const ops: UnionOps = {
     getattr: (p) => getattr(ctx, p),

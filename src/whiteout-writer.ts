@@ -10,7 +10,7 @@ import { constants } from 'node:fs';
 import type { Branch } from './branch.js';
 import { FsError, hasCode } from './errno.js';
 import * as host from './host/fs.js';
-import { mknod, removeXattr, setXattr } from './host/libc.js';
+import { mknod, removeXattr, renameExchange, setXattr } from './host/libc.js';
 import { NAME_MAX, childOf, type Name, type RealPath, type VPath } from './path.js';
 import { OCI_OPAQUE, OCI_PREFIX, XATTR_OPAQUE, isKernelWhiteout } from './whiteout.js';
 
@@ -55,6 +55,23 @@ export class WhiteoutWriter {
     }
   }
 
+  /**
+   * Replace what the upper holds at `name` (a file, or an emptied directory) by a whiteout,
+   * atomically for the kernel format: the whiteout is made in the work dir and swapped in, so
+   * the lower entry can never show through in between. `scratch` is a free work-dir path.
+   */
+  async replace(upper: Branch, dir: VPath, name: Name, scratch: RealPath): Promise<void> {
+    const p = upper.real(childOf(dir, name));
+    if (this.format === 'overlay') {
+      mknod(scratch, WHITEOUT_MODE, 0);
+      renameExchange(scratch, p);
+      await host.rmTree(scratch);
+      return;
+    }
+    await this.add(upper, dir, name); // first: a crash then leaves the entry, never the lower one
+    await host.rmTree(p);
+  }
+
   /** Remove any whiteout of `name` in `dir` of the upper, in either format. */
   async remove(upper: Branch, dir: VPath, name: Name): Promise<void> {
     const p = upper.real(childOf(dir, name));
@@ -65,9 +82,8 @@ export class WhiteoutWriter {
     }
   }
 
-  /** Mark an upper directory opaque. */
-  async makeOpaque(upper: Branch, dir: VPath): Promise<void> {
-    const real = upper.real(dir);
+  /** Mark a directory opaque (an upper one, or one being built in the work dir). */
+  async makeOpaque(real: RealPath): Promise<void> {
     if (this.format === 'overlay') {
       setXattr(real, XATTR_OPAQUE, Buffer.from('y'));
       return;
@@ -79,9 +95,8 @@ export class WhiteoutWriter {
     }
   }
 
-  /** Clear an upper directory's opaque marker, in either format. */
-  async clearOpaque(upper: Branch, dir: VPath): Promise<void> {
-    const real = upper.real(dir);
+  /** Clear a directory's opaque marker, in either format. */
+  async clearOpaque(real: RealPath): Promise<void> {
     try {
       removeXattr(real, XATTR_OPAQUE);
     } catch (e) {

@@ -20,7 +20,10 @@ const c = {
   close: libc.func('int close(int fd)'),
   getdents64: libc.func('long getdents64(int fd, _Out_ uint8_t *buf, size_t size)'),
   utimensat: libc.func('int utimensat(int dirfd, const char *path, const int64_t *times, int flags)'),
+  renameat2: libc.func('int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags)'),
 };
+
+const RENAME_EXCHANGE = 2;
 
 const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
@@ -141,4 +144,12 @@ export function setTimesNs(p: RealPath, atimeNs: bigint, mtimeNs: bigint): void 
   const sec = (ns: bigint): bigint => (ns >= 0n ? ns / 1_000_000_000n : -((-ns + 999_999_999n) / 1_000_000_000n));
   const times = new BigInt64Array([sec(atimeNs), atimeNs - sec(atimeNs) * 1_000_000_000n, sec(mtimeNs), mtimeNs - sec(mtimeNs) * 1_000_000_000n]);
   if (c.utimensat(AT_FDCWD, p, times, AT_SYMLINK_NOFOLLOW) !== 0) throw lastError('utimensat', p);
+}
+
+/**
+ * Swap two paths atomically (renameat2 RENAME_EXCHANGE): how a whiteout and a directory trade
+ * places without a moment in which neither is there.
+ */
+export function renameExchange(a: RealPath, b: RealPath): void {
+  if (c.renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) !== 0) throw lastError('renameat2', b);
 }
