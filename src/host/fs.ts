@@ -166,3 +166,19 @@ export const rmTree = (p: RealPath): Promise<void> => wrap('rm', p, () => fsp.rm
  */
 export const copyFileData = (from: RealPath, to: RealPath): Promise<void> =>
   wrap('copy_file_range', to, () => fsp.copyFile(from, to, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE));
+
+export function write(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.write(fd, buf, 0, len, pos, (err, n) => {
+      if (err) reject(fromNodeError(err, 'write'));
+      else resolve(n);
+    });
+  });
+}
+
+export const truncate = (p: RealPath, size: number): Promise<void> => wrap('truncate', p, () => fsp.truncate(p, size));
+export function ftruncate(fd: number, size: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    fs.ftruncate(fd, size, (err) => (err ? reject(fromNodeError(err, 'ftruncate')) : resolve()));
+  });
+}

@@ -1,0 +1,86 @@
+// src/ops/open.ts (for writing), create.ts and write.ts through createUnion on real temp dirs:
+// the first write to a lower file copies it up and lands in the upper only; create over a
+// whiteout replaces it; truncate copies up. Lowers are never touched.
+import test from 'ava';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { create } from '../../src/ops/create.js';
+import { open, read, release } from '../../src/ops/open.js';
+import { unlink } from '../../src/ops/unlink.js';
+import { ftruncate, truncate, write } from '../../src/ops/write.js';
+import { vpath } from '../../src/path.js';
+import { createUnion } from '../../src/union.js';
+
+const roots: string[] = [];
+test.after.always(() => {
+  for (const r of roots) fs.rmSync(r, { recursive: true, force: true });
+});
+
+function setup() {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'layerfs-write-'));
+  roots.push(root);
+  const [upper, work, lower] = ['upper', 'work', 'lower'].map((n) => path.join(root, n)) as [string, string, string];
+  for (const d of [upper, work, lower, path.join(lower, 'd')]) fs.mkdirSync(d);
+  fs.writeFileSync(path.join(lower, 'd/f'), 'lower data');
+  const u = createUnion({ lowers: [lower], upper, work });
+  return { upper, work, lower, ctx: u.ctx };
+}
+
+async function readAll(ctx: ReturnType<typeof setup>['ctx'], p: string): Promise<string> {
+  const fh = await open(ctx, vpath(p), fs.constants.O_RDONLY);
+  const buf = Buffer.alloc(1024);
+  const n = await read(ctx, fh, buf, buf.length, 0);
+  await release(ctx, fh);
+  return buf.toString('utf8', 0, n);
+}
+
+test('opening a lower file for writing copies it up; the write lands in the upper only', async (t) => {
+  const s = setup();
+  const fh = await open(s.ctx, vpath('/d/f'), fs.constants.O_WRONLY);
+  t.is(await write(s.ctx, fh, Buffer.from('UPPER'), 5, 0), 5);
+  await release(s.ctx, fh);
+  t.is(fs.readFileSync(path.join(s.upper, 'd/f'), 'utf8'), 'UPPER data');
+  t.is(fs.readFileSync(path.join(s.lower, 'd/f'), 'utf8'), 'lower data');
+  t.is(await readAll(s.ctx, '/d/f'), 'UPPER data');
+});
+
+test('a read-only handle opened before the copy-up keeps reading the lower data', async (t) => {
+  const s = setup();
+  const ro = await open(s.ctx, vpath('/d/f'), fs.constants.O_RDONLY);
+  const rw = await open(s.ctx, vpath('/d/f'), fs.constants.O_RDWR | fs.constants.O_TRUNC);
+  await write(s.ctx, rw, Buffer.from('new'), 3, 0);
+  const buf = Buffer.alloc(64);
+  const n = await read(s.ctx, ro, buf, 64, 0);
+  t.is(buf.toString('utf8', 0, n), 'lower data');
+  await release(s.ctx, ro);
+  await release(s.ctx, rw);
+  t.is(await readAll(s.ctx, '/d/f'), 'new');
+});
+
+test('create makes a file owned by the caller; over a whiteout it takes its place', async (t) => {
+  const s = setup();
+  await unlink(s.ctx, vpath('/d/f'));
+  const fh = await create(s.ctx, vpath('/d/f'), 0o640, fs.constants.O_WRONLY | fs.constants.O_CREAT, { uid: 1234, gid: 5678 });
+  await write(s.ctx, fh, Buffer.from('again'), 5, 0);
+  await release(s.ctx, fh);
+  const st = fs.lstatSync(path.join(s.upper, 'd/f'));
+  t.true(st.isFile());
+  t.is(st.mode & 0o7777, 0o640);
+  t.deepEqual([st.uid, st.gid], [1234, 5678]);
+  t.is(await readAll(s.ctx, '/d/f'), 'again');
+  await t.throwsAsync(create(s.ctx, vpath('/d/f'), 0o644, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY, { uid: 0, gid: 0 }), { code: 'EEXIST' });
+  t.deepEqual(fs.readdirSync(s.work), []);
+});
+
+test('truncate and ftruncate copy up and cut', async (t) => {
+  const s = setup();
+  await truncate(s.ctx, vpath('/d/f'), 5);
+  t.is(fs.readFileSync(path.join(s.upper, 'd/f'), 'utf8'), 'lower');
+  const fh = await open(s.ctx, vpath('/d/f'), fs.constants.O_RDWR);
+  await ftruncate(s.ctx, fh, 2);
+  await release(s.ctx, fh);
+  t.is(await readAll(s.ctx, '/d/f'), 'lo');
+  t.is(fs.readFileSync(path.join(s.lower, 'd/f'), 'utf8'), 'lower data');
+  await t.throwsAsync(truncate(s.ctx, vpath('/d'), 0), { code: 'EISDIR' });
+});
