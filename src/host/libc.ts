@@ -136,14 +136,32 @@ export function readDirents(p: RealPath): RawDirent[] {
   return out;
 }
 
+/** A time for setTimes: nanoseconds since the epoch, the current time, or "leave it". */
+export type TimeSpec = bigint | 'now' | 'omit';
+
+const UTIME_NOW = (1n << 30n) - 1n;
+const UTIME_OMIT = (1n << 30n) - 2n;
+
+function timespec(t: TimeSpec): [bigint, bigint] {
+  if (t === 'now') return [0n, UTIME_NOW];
+  if (t === 'omit') return [0n, UTIME_OMIT];
+  const sec = t >= 0n ? t / 1_000_000_000n : -((-t + 999_999_999n) / 1_000_000_000n);
+  return [sec, t - sec * 1_000_000_000n];
+}
+
 /**
- * Set atime and mtime to the nanosecond (Node's utimes takes seconds as a double, about 240 ns
- * at today's dates), never following a symlink: a copy-up keeps the lower entry's times exactly.
+ * Set atime and mtime to the nanosecond, or to now, or leave one as it is (Node's utimes takes
+ * seconds as a double, about 240 ns at today's dates, and knows neither NOW nor OMIT), never
+ * following a symlink.
  */
-export function setTimesNs(p: RealPath, atimeNs: bigint, mtimeNs: bigint): void {
-  const sec = (ns: bigint): bigint => (ns >= 0n ? ns / 1_000_000_000n : -((-ns + 999_999_999n) / 1_000_000_000n));
-  const times = new BigInt64Array([sec(atimeNs), atimeNs - sec(atimeNs) * 1_000_000_000n, sec(mtimeNs), mtimeNs - sec(mtimeNs) * 1_000_000_000n]);
+export function setTimes(p: RealPath, atime: TimeSpec, mtime: TimeSpec): void {
+  const times = new BigInt64Array([...timespec(atime), ...timespec(mtime)]);
   if (c.utimensat(AT_FDCWD, p, times, AT_SYMLINK_NOFOLLOW) !== 0) throw lastError('utimensat', p);
+}
+
+/** setTimes with exact nanosecond values (copy-up). */
+export function setTimesNs(p: RealPath, atimeNs: bigint, mtimeNs: bigint): void {
+  setTimes(p, atimeNs, mtimeNs);
 }
 
 /**

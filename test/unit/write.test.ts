@@ -84,3 +84,25 @@ test('truncate and ftruncate copy up and cut', async (t) => {
   t.is(fs.readFileSync(path.join(s.lower, 'd/f'), 'utf8'), 'lower data');
   await t.throwsAsync(truncate(s.ctx, vpath('/d'), 0), { code: 'EISDIR' });
 });
+
+test('chmod, chown and utimens copy up and change only the upper copy', async (t) => {
+  const s = setup();
+  const { chmod, chown } = await import('../../src/ops/chmod.js');
+  const { utimens } = await import('../../src/ops/utimens.js');
+  const before = fs.lstatSync(path.join(s.lower, 'd/f'), { bigint: true });
+  await chmod(s.ctx, vpath('/d/f'), 0o600);
+  await chown(s.ctx, vpath('/d/f'), 1234, -1);
+  await utimens(s.ctx, vpath('/d/f'), 'omit', 1_234_567_890_123_456_789n);
+  const st = fs.lstatSync(path.join(s.upper, 'd/f'), { bigint: true });
+  t.is(Number(st.mode) & 0o7777, 0o600);
+  t.deepEqual([st.uid, st.gid], [1234n, before.gid], 'gid -1 leaves the gid');
+  t.is(st.mtimeNs, 1_234_567_890_123_456_789n);
+  t.is(st.atimeNs, before.atimeNs, 'omit keeps the copied-up atime');
+  const lower = fs.lstatSync(path.join(s.lower, 'd/f'), { bigint: true });
+  t.deepEqual([lower.mode, lower.uid, lower.mtimeNs], [before.mode, before.uid, before.mtimeNs], 'the lower is untouched');
+  await utimens(s.ctx, vpath('/d/f'), 'now', 'omit');
+  const now = BigInt(Date.now()) * 1_000_000n;
+  const after = fs.lstatSync(path.join(s.upper, 'd/f'), { bigint: true });
+  t.true(after.atimeNs > now - 10_000_000_000n && after.atimeNs <= now + 1_000_000_000n, 'now is now');
+  t.is(after.mtimeNs, 1_234_567_890_123_456_789n);
+});
