@@ -154,6 +154,7 @@ export const mkdir = (p: RealPath, mode: number): Promise<void> => wrap('mkdir',
 export const rename = (from: RealPath, to: RealPath): Promise<void> => wrap('rename', to, () => fsp.rename(from, to));
 export const unlink = (p: RealPath): Promise<void> => wrap('unlink', p, () => fsp.unlink(p));
 export const rmdir = (p: RealPath): Promise<void> => wrap('rmdir', p, () => fsp.rmdir(p));
+export const link = (existing: RealPath, p: RealPath): Promise<void> => wrap('link', p, () => fsp.link(existing, p));
 export const symlink = (target: string, p: RealPath): Promise<void> => wrap('symlink', p, () => fsp.symlink(target, p));
 export const lchown = (p: RealPath, uid: number, gid: number): Promise<void> => wrap('lchown', p, () => fsp.lchown(p, uid, gid));
 export const chmod = (p: RealPath, mode: number): Promise<void> => wrap('chmod', p, () => fsp.chmod(p, mode));

@@ -106,3 +106,27 @@ test('chmod, chown and utimens copy up and change only the upper copy', async (t
   t.true(after.atimeNs > now - 10_000_000_000n && after.atimeNs <= now + 1_000_000_000n, 'now is now');
   t.is(after.mtimeNs, 1_234_567_890_123_456_789n);
 });
+
+test('symlink, mknod (fifo) and link make new upper entries; link copies the source up first', async (t) => {
+  const s = setup();
+  const { symlink, mknod, link } = await import('../../src/ops/symlink.js');
+  const { getattr } = await import('../../src/ops/getattr.js');
+  const owner = { uid: 1234, gid: 5678 };
+  await symlink(s.ctx, '../elsewhere', vpath('/d/l'), owner);
+  t.is(fs.readlinkSync(path.join(s.upper, 'd/l')), '../elsewhere');
+  t.is(fs.lstatSync(path.join(s.upper, 'd/l')).uid, 1234);
+  await mknod(s.ctx, vpath('/d/p'), fs.constants.S_IFIFO | 0o640, 0, owner);
+  const fifo = fs.lstatSync(path.join(s.upper, 'd/p'));
+  t.true(fifo.isFIFO());
+  t.is(fifo.mode & 0o7777, 0o640);
+  await link(s.ctx, vpath('/d/f'), vpath('/d/h'));
+  const a = fs.lstatSync(path.join(s.upper, 'd/f'));
+  const b = fs.lstatSync(path.join(s.upper, 'd/h'));
+  t.is(a.ino, b.ino, 'both names are one upper inode');
+  t.is((await getattr(s.ctx, vpath('/d/f'))).nlink, 2);
+  t.is((await getattr(s.ctx, vpath('/d/h'))).ino, (await getattr(s.ctx, vpath('/d/f'))).ino);
+  await t.throwsAsync(symlink(s.ctx, 'x', vpath('/d/f'), owner), { code: 'EEXIST' });
+  await t.throwsAsync(link(s.ctx, vpath('/d'), vpath('/d2')), { code: 'EPERM' });
+  t.deepEqual(fs.readdirSync(s.work), []);
+  t.deepEqual(fs.readdirSync(path.join(s.lower, 'd')), ['f'], 'the lower is untouched');
+});

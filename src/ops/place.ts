@@ -1,0 +1,56 @@
+// Putting a new entry at a name of the merged view: it is built in the work dir and moved into
+// the upper in one step, replacing a whiteout of that name if there is one (a non-directory by
+// rename, a directory by exchange, D14); a directory over a whiteout is made opaque, so that a
+// lower directory of that name does not merge back in. Shared by create, mkdir, mknod, symlink
+// and link.
+import { probeOnDisk } from '../branch-dir.js';
+import type { UnionCtx, UpperCtx } from '../context.js';
+import { FsError } from '../errno.js';
+import * as host from '../host/fs.js';
+import { renameExchange } from '../host/libc.js';
+import { baseName, parentOf, type RealPath, type VPath } from '../path.js';
+
+export interface Owner {
+  readonly uid: number;
+  readonly gid: number;
+}
+
+export async function placeNew<T>(
+  ctx: UnionCtx,
+  up: UpperCtx,
+  p: VPath,
+  o: { syscall: string; isDir: boolean },
+  build: (tmp: RealPath) => Promise<T>,
+): Promise<T> {
+  if ((await ctx.resolver.resolve(p)).kind !== 'absent') throw new FsError('EEXIST', o.syscall, p);
+  const dir = parentOf(p);
+  const name = baseName(p);
+  await up.copyUp.ensure(dir);
+  const overWhiteout = (await probeOnDisk(up.branch, dir, name)).kind === 'whiteout';
+  const tmp = up.scratch();
+  const target = up.branch.real(p);
+  let result: T;
+  try {
+    result = await build(tmp);
+    if (o.isDir && overWhiteout) await up.whiteouts.makeOpaque(tmp);
+    if (o.isDir && (await host.lstatOrUndefined(target)) !== undefined) {
+      renameExchange(tmp, target); // the char 0:0 whiteout is now at tmp
+      await host.rmTree(tmp);
+    } else {
+      await host.rename(tmp, target); // a non-directory replaces a char 0:0 whiteout
+    }
+    if (overWhiteout) await up.whiteouts.remove(up.branch, dir, name); // an OCI marker beside it
+  } catch (e) {
+    await host.rmTree(tmp).catch(() => undefined);
+    throw e;
+  }
+  // After the change on disk: a lookup racing with it re-resolves from the new state.
+  ctx.resolver.invalidate(p);
+  return result;
+}
+
+/** Owner, then mode: chown clears set-id bits. Symlinks have no mode of their own. */
+export async function own(tmp: RealPath, owner: Owner, mode?: number): Promise<void> {
+  await host.lchown(tmp, owner.uid, owner.gid);
+  if (mode !== undefined) await host.chmod(tmp, mode & 0o7777);
+}

@@ -1,0 +1,35 @@
+// symlink, mknod and link: new non-directories in the upper (place.ts). mknod makes fifos and
+// sockets, and devices as root. link copies the source up first (as the kernel's overlayfs does),
+// so both names are one upper inode.
+import type { UnionCtx } from '../context.js';
+import { FsError } from '../errno.js';
+import * as host from '../host/fs.js';
+import { mknod as mknodAt } from '../host/libc.js';
+import type { VPath } from '../path.js';
+import { own, placeNew, type Owner } from './place.js';
+import { requireUpper } from './unlink.js';
+
+export async function symlink(ctx: UnionCtx, target: string, p: VPath, owner: Owner): Promise<void> {
+  const up = requireUpper(ctx, 'symlink', p);
+  await placeNew(ctx, up, p, { syscall: 'symlink', isDir: false }, async (tmp) => {
+    await host.symlink(target, tmp);
+    await own(tmp, owner);
+  });
+}
+
+export async function mknod(ctx: UnionCtx, p: VPath, mode: number, dev: number, owner: Owner): Promise<void> {
+  const up = requireUpper(ctx, 'mknod', p);
+  await placeNew(ctx, up, p, { syscall: 'mknod', isDir: false }, async (tmp) => {
+    mknodAt(tmp, mode, dev);
+    await own(tmp, owner, mode);
+  });
+}
+
+export async function link(ctx: UnionCtx, from: VPath, p: VPath): Promise<void> {
+  const up = requireUpper(ctx, 'link', p);
+  const r = await ctx.resolver.get(from, 'link');
+  if (r.kind === 'dir') throw new FsError('EPERM', 'link', from);
+  const source = await up.copyUp.ensure(from);
+  await placeNew(ctx, up, p, { syscall: 'link', isDir: false }, (tmp) => host.link(source, tmp));
+  ctx.resolver.invalidate(from); // its link count changed
+}
