@@ -24,6 +24,7 @@ const c = {
 };
 
 const RENAME_EXCHANGE = 2;
+const RENAME_WHITEOUT = 4;
 
 const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
@@ -170,4 +171,13 @@ export function setTimesNs(p: RealPath, atimeNs: bigint, mtimeNs: bigint): void 
  */
 export function renameExchange(a: RealPath, b: RealPath): void {
   if (c.renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) !== 0) throw lastError('renameat2', b);
+}
+
+/**
+ * rename(2) that leaves a whiteout (char 0:0) at the old name in the same step
+ * (renameat2 RENAME_WHITEOUT, what the kernel's overlayfs uses): a lower entry of the old name
+ * can never show through, even after a crash.
+ */
+export function renameWhiteout(from: RealPath, to: RealPath): void {
+  if (c.renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_WHITEOUT) !== 0) throw lastError('renameat2', to);
 }

@@ -7,9 +7,10 @@
 import type { Branch } from '../branch.js';
 import type { UnionCtx } from '../context.js';
 import { FsError } from '../errno.js';
-import { getXattr, listXattr } from '../host/libc.js';
+import { getXattr, listXattr, removeXattr, setXattr } from '../host/libc.js';
 import type { RealPath, VPath } from '../path.js';
 import { shownXattrName, storedXattrName } from '../whiteout.js';
+import { requireUpper } from './unlink.js';
 
 async function serving(ctx: UnionCtx, p: VPath, syscall: string): Promise<{ real: RealPath; branch: Branch }> {
   const r = await ctx.resolver.get(p, syscall);
@@ -41,4 +42,20 @@ export async function getxattr(ctx: UnionCtx, p: VPath, name: string): Promise<B
 export async function listxattr(ctx: UnionCtx, p: VPath): Promise<string[]> {
   const { real, branch } = await serving(ctx, p, 'listxattr');
   return storedNames(ctx, real, branch).flatMap((n) => shownXattrName(n) ?? []);
+}
+
+/** setxattr on the upper copy (copied up first); overlay names are stored escaped, as the kernel does. */
+export async function setxattr(ctx: UnionCtx, p: VPath, name: string, value: Buffer, flags: number): Promise<void> {
+  const up = requireUpper(ctx, 'setxattr', p);
+  await ctx.resolver.get(p, 'setxattr');
+  setXattr(await up.copyUp.ensure(p), storedXattrName(name), value, flags);
+}
+
+export async function removexattr(ctx: UnionCtx, p: VPath, name: string): Promise<void> {
+  const up = requireUpper(ctx, 'removexattr', p);
+  const { real, branch } = await serving(ctx, p, 'removexattr');
+  const stored = storedXattrName(name);
+  // Removing what is not there is ENODATA without a copy-up.
+  if (!storedNames(ctx, real, branch).includes(stored)) throw new FsError('ENODATA', 'removexattr', p);
+  removeXattr(await up.copyUp.ensure(p), stored);
 }

@@ -1,0 +1,40 @@
+// rename of non-directories: the source is copied up, renamed inside the upper (over the
+// target, as POSIX says), and where a lower branch still has the old name a whiteout is left
+// there in the same step (RENAME_WHITEOUT, kernel format) or right after (OCI format).
+// Directory rename is decided separately (native-notes, issue 3) and refused with EXDEV here,
+// which is what the kernel's overlayfs answers without redirect_dir.
+import type { UnionCtx } from '../context.js';
+import { FsError } from '../errno.js';
+import * as host from '../host/fs.js';
+import { renameWhiteout } from '../host/libc.js';
+import { baseName, parentOf, type VPath } from '../path.js';
+import { readdir } from './readdir.js';
+import { requireUpper } from './unlink.js';
+
+export async function rename(ctx: UnionCtx, from: VPath, to: VPath): Promise<void> {
+  const up = requireUpper(ctx, 'rename', from);
+  const src = await ctx.resolver.get(from, 'rename');
+  const dst = await ctx.resolver.resolve(to);
+  if (from === to) return;
+  if (dst.kind === 'dir' && src.kind !== 'dir') throw new FsError('EISDIR', 'rename', to);
+  if (dst.kind === 'file' && src.kind === 'dir') throw new FsError('ENOTDIR', 'rename', to);
+  if (src.kind === 'dir') {
+    if (to.startsWith(`${from}/`)) throw new FsError('EINVAL', 'rename', to);
+    if (dst.kind === 'dir' && (await readdir(ctx, to)).length > 2) throw new FsError('ENOTEMPTY', 'rename', to);
+    if (src.stack.some((b) => !b.writable) || (await ctx.resolver.lowerHas(from))) throw new FsError('EXDEV', 'rename', from);
+  }
+  const leaveWhiteout = await ctx.resolver.lowerHas(from);
+  const realFrom = await up.copyUp.ensure(from);
+  await up.copyUp.ensure(parentOf(to));
+  const realTo = up.branch.real(to);
+  if (leaveWhiteout && up.whiteouts.format === 'overlay') {
+    renameWhiteout(realFrom, realTo);
+  } else {
+    // OCI: marker first, so that a crash leaves "X beside .wh.X" (X shown, nothing below).
+    if (leaveWhiteout) await up.whiteouts.add(up.branch, parentOf(from), baseName(from));
+    await host.rename(realFrom, realTo);
+  }
+  if (up.whiteouts.format === 'oci') await up.whiteouts.remove(up.branch, parentOf(to), baseName(to));
+  ctx.resolver.invalidate(from);
+  ctx.resolver.invalidate(to);
+}
