@@ -3,7 +3,7 @@
 //   node test/binding/fuse-native-patch.mjs      (part of npm test)
 // Exits 0 when all pass; prints "N passed, N failed" as its last line.
 import { createRequire } from 'node:module'
-import { execFileSync, spawnSync } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -32,6 +32,7 @@ const BIG_BLOCKS = 2n ** 40n + 5n
 const BIG_FILES = 2n ** 33n + 7n
 
 const calls = [] // [op, ...args] recorded by the handlers
+let ctxFuse = null // the instance whose context() create records
 const record = (...a) => calls.push(a)
 const lastCall = op => calls.filter(c => c[0] === op).pop()
 
@@ -76,6 +77,7 @@ function ops (src) {
     open (x, flags, cb) { fs.open(p(x), flags, (err, fd) => cb(err || 0, fd)) },
     create (x, mode, cb, flags) {
       record('create', x, mode, flags)
+      if (ctxFuse) record('ctx', ctxFuse.context())
       fs.open(p(x), flags, mode, (err, fd) => cb(err || 0, fd))
     },
     read (x, fd, buf, len, pos, cb) {
@@ -415,6 +417,29 @@ b = ctypes.create_string_buffer(12); r = libc.listxattr(p, b, 12); print(r, os.s
     // a typo'd library option: fuse_new fails after the kernel mount was made
     await assert.rejects(mount(MNT3, { extraOptions: ['no_such_option'] }), /fuse_new failed/)
     assert.ok(!isMounted(MNT3), 'dead mount left behind')
+  })
+
+  await test('context(): the caller (uid, gid, pid, umask) of the request being handled', async () => {
+    fs.chmodSync(ROOT, 0o755) // so that another user can reach the mount point
+    fs.mkdirSync(path.join(SRC, 'open777'), { recursive: true })
+    fs.chmodSync(path.join(SRC, 'open777'), 0o777)
+    const inst = await mount(MNT3, { allowOther: true })
+    ctxFuse = inst
+    const target = path.join(MNT3, 'open777', 'by-nobody')
+    const r = await new Promise((resolve) => {
+      const c = spawn('sh', ['-c', `umask 027; echo x > '${target}'`], { uid: 65534, gid: 65534, stdio: ['ignore', 'ignore', 'pipe'] })
+      let err = ''
+      c.stderr.on('data', (b) => { err += b })
+      c.on('exit', (status) => resolve({ status, err }))
+    })
+    ctxFuse = null
+    await unmount(inst)
+    assert.equal(r.status, 0, r.err)
+    const c = lastCall('ctx')
+    assert.ok(c && c[1], 'create saw a context')
+    assert.deepEqual([c[1].uid, c[1].gid, c[1].umask], [65534, 65534, 0o027])
+    assert.ok(c[1].pid > 0)
+    assert.equal(inst.context(), null, 'no context outside a handler')
   })
 
   await test('own unmount: onExit fires too (session fully torn down, loop handles closed)', async () => {
