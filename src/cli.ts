@@ -33,6 +33,8 @@ Options:
        lowerdir=A:B:C   read-only branches, top-most first (required)
        upperdir=DIR     writable branch (needs workdir)
        workdir=DIR      empty directory on the upper's filesystem
+       whiteout=overlay|oci  format of deletions written to the upper: the kernel's (char
+                        device 0:0, default) or OCI's (.wh.NAME; where mknod is not allowed)
        ro | rw          force read-only / default
        allow_other      let other users in (permissions are always checked, as overlayfs does)
        nodev,nosuid,noexec,noatime,...   passed to the kernel
@@ -96,7 +98,7 @@ async function mountCommand(args: string[]): Promise<number> {
   let serving;
   try {
     serving = await serve({
-      lowers: paths.lowers, upper: paths.upper, mountpoint: paths.mountpoint,
+      lowers: paths.lowers, upper: paths.upper, work: paths.work, whiteout: opts.whiteout, mountpoint: paths.mountpoint,
       readOnly: opts.readOnly, allowOther: opts.allowOther, fuseOptions: opts.fuseOptions,
     }, log);
   } catch (e) {

@@ -76,6 +76,8 @@ export interface ParsedOptions {
   lowers: string[];
   upper?: string;
   work?: string;
+  /** The whiteout format written into the upper: the kernel's (default) or OCI's. */
+  whiteout: 'overlay' | 'oci';
   readOnly: boolean;
   allowOther: boolean;
   fuseOptions: string[];
@@ -83,7 +85,7 @@ export interface ParsedOptions {
 
 /** Parse the -o option list(s). Throws ConfigError on the first problem. */
 export function parseOptions(optionStrings: readonly string[]): ParsedOptions {
-  const out: ParsedOptions = { lowers: [], readOnly: false, allowOther: false, fuseOptions: [] };
+  const out: ParsedOptions = { lowers: [], whiteout: 'overlay', readOnly: false, allowOther: false, fuseOptions: [] };
   let sawLower = false;
   for (const raw of optionStrings.flatMap(splitOptions)) {
     const eq = raw.indexOf('=');
@@ -103,6 +105,12 @@ export function parseOptions(optionStrings: readonly string[]): ParsedOptions {
       }
       case 'upperdir': out.upper = unescape(need()); break;
       case 'workdir': out.work = unescape(need()); break;
+      case 'whiteout': {
+        const v = need();
+        if (v !== 'overlay' && v !== 'oci') throw new ConfigError(`whiteout= takes overlay or oci, not ${v}`);
+        out.whiteout = v;
+        break;
+      }
       case 'ro': out.readOnly = true; break;
       case 'rw': out.readOnly = false; break;
       case 'allow_other': out.allowOther = true; break;

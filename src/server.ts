@@ -5,11 +5,17 @@ import { mountFuse, unmountPath } from './fuse/mount.js';
 import { isServing, readRecord, removeRecord, startTicks, writeRecord } from './host/runtime.js';
 import type { Log } from './log.js';
 import { mountPoints } from './preflight.js';
+import { clearWorkDir } from './copyup.js';
+import { ensureDir } from './host/fs.js';
+import type { RealPath } from './path.js';
 import { createUnion } from './union.js';
+import { canWriteKernelWhiteouts, type WhiteoutFormat } from './whiteout-writer.js';
 
 export interface ServeConfig {
   readonly lowers: readonly string[];
   readonly upper?: string | undefined;
+  readonly work?: string | undefined;
+  readonly whiteout?: WhiteoutFormat;
   readonly mountpoint: string;
   readonly readOnly: boolean;
   readonly allowOther: boolean;
@@ -31,7 +37,7 @@ export function fuseOptionsFor(c: ServeConfig): string[] {
   // use_ino: st_ino and d_ino are layerfs's own (src/inode.ts), shared by hard links.
   const o = ['fsname=layerfs', 'subtype=layerfs', 'default_permissions', 'use_ino'];
   if (c.allowOther) o.push('allow_other');
-  const writable = c.upper !== undefined && !c.readOnly;
+  const writable = c.upper !== undefined && c.work !== undefined && !c.readOnly;
   if (!writable) {
     // The kernel then refuses every change itself (EROFS, as on a read-only overlay) without a
     // round trip, and since nothing can change the files, their pages stay cached across opens.
@@ -43,13 +49,30 @@ export function fuseOptionsFor(c: ServeConfig): string[] {
   return [...o, ...c.fuseOptions];
 }
 
+/**
+ * Prepare the work dir of a writable union: layerfs builds its copies in WORKDIR/work, the
+ * subdirectory the kernel's overlayfs uses (so either can mount the pair), and clears what an
+ * interrupted copy-up left there. The default whiteout format needs mknod: if it is refused,
+ * the mount fails and says so (DECISIONS D13).
+ */
+async function prepareWork(c: ServeConfig, log: Log): Promise<string> {
+  const work = `${c.work}/work`;
+  await ensureDir(work as RealPath);
+  const cleared = await clearWorkDir(work as RealPath);
+  if (cleared > 0) log.info(`cleared ${cleared} leftover(s) of interrupted copy-ups in ${work}`);
+  if ((c.whiteout ?? 'overlay') === 'overlay' && !(await canWriteKernelWhiteouts(work as RealPath))) {
+    throw new Error(`cannot create whiteouts (char device 0:0) in ${c.work}: mknod is not allowed here; mount with -o whiteout=oci`);
+  }
+  return work;
+}
+
 export async function serve(c: ServeConfig, log: Log): Promise<Serving> {
-  // Until copy-up lands, an upper branch is read and served, but not written.
-  const union = createUnion({ lowers: c.lowers, upper: c.upper });
-  const ops = toFuseOps(union.ops, log);
+  const writable = c.upper !== undefined && c.work !== undefined && !c.readOnly;
+  const work = writable ? await prepareWork(c, log) : undefined;
+  const union = createUnion({ lowers: c.lowers, upper: c.upper, work, whiteout: c.whiteout ?? 'overlay' });
   let onExit = (): void => {};
-  const mounted = await mountFuse(c.mountpoint, ops, {
-    options: fuseOptionsFor({ ...c, readOnly: true }),
+  const mounted = await mountFuse(c.mountpoint, (caller) => toFuseOps(union.ops, log, caller), {
+    options: fuseOptionsFor(c),
     onExit: () => onExit(),
   });
   writeRecord({ pid: process.pid, startTicks: startTicks(process.pid) ?? '', mountpoint: c.mountpoint });

@@ -9,7 +9,6 @@ import type { UnionCtx, UpperCtx } from './context.js';
 import { CopyUp } from './copyup.js';
 import { WhiteoutWriter, type WhiteoutFormat } from './whiteout-writer.js';
 import type { MergedEntry } from './dir-merge.js';
-import { FsError } from './errno.js';
 import { Handles } from './handles.js';
 import { lstatSync } from './host/fs.js';
 import { InodeNumbers } from './inode.js';
@@ -19,7 +18,17 @@ import { open, read, release } from './ops/open.js';
 import { readdir } from './ops/readdir.js';
 import { readlink } from './ops/readlink.js';
 import { statfs } from './ops/statfs.js';
-import { getxattr, listxattr } from './ops/xattr.js';
+import { getxattr, listxattr, removexattr, setxattr } from './ops/xattr.js';
+import { chmod, chown } from './ops/chmod.js';
+import { create } from './ops/create.js';
+import { mkdir } from './ops/mkdir.js';
+import type { Owner } from './ops/place.js';
+import { rename } from './ops/rename.js';
+import { link, mknod, symlink } from './ops/symlink.js';
+import { rmdir, unlink } from './ops/unlink.js';
+import { utimens } from './ops/utimens.js';
+import { fsync, ftruncate, truncate, write } from './ops/write.js';
+import type { TimeSpec } from './host/libc.js';
 import type { RealPath, VPath } from './path.js';
 import { DEFAULT_RESOLVER_OPTIONS, Resolver, type ResolverOptions } from './resolve.js';
 
@@ -46,8 +55,25 @@ export interface UnionOps {
   /** undefined: the entry has no such attribute. */
   getxattr(p: VPath, name: string): Promise<Buffer | undefined>;
   listxattr(p: VPath): Promise<string[]>;
-  /** Every operation that would change the tree (EROFS while the union is read-only). */
-  refuseWrite(op: string, p: VPath): Promise<never>;
+  // Changes (EROFS when the union has no upper and work dir).
+  create(p: VPath, mode: number, flags: number, owner: Owner): Promise<number>;
+  write(fh: number, buf: Buffer, len: number, pos: number): Promise<number>;
+  truncate(p: VPath, size: number): Promise<void>;
+  ftruncate(fh: number, size: number): Promise<void>;
+  flush(fh: number): Promise<void>;
+  fsync(fh: number, datasync: boolean): Promise<void>;
+  mkdir(p: VPath, mode: number, owner: Owner): Promise<void>;
+  mknod(p: VPath, mode: number, dev: number, owner: Owner): Promise<void>;
+  symlink(target: string, p: VPath, owner: Owner): Promise<void>;
+  link(from: VPath, p: VPath): Promise<void>;
+  unlink(p: VPath): Promise<void>;
+  rmdir(p: VPath): Promise<void>;
+  rename(from: VPath, to: VPath): Promise<void>;
+  chmod(p: VPath, mode: number): Promise<void>;
+  chown(p: VPath, uid: number, gid: number): Promise<void>;
+  utimens(p: VPath, atime: TimeSpec, mtime: TimeSpec): Promise<void>;
+  setxattr(p: VPath, name: string, value: Buffer, flags: number): Promise<void>;
+  removexattr(p: VPath, name: string): Promise<void>;
 }
 
 export interface Union {
@@ -89,7 +115,24 @@ export function createUnion(config: UnionConfig): Union {
     statfs: () => statfs(ctx),
     getxattr: (p, name) => getxattr(ctx, p, name),
     listxattr: (p) => listxattr(ctx, p),
-    refuseWrite: (op, p) => Promise.reject(new FsError('EROFS', op, p)),
+    create: (p, mode, flags, owner) => create(ctx, p, mode, flags, owner),
+    write: (fh, buf, len, pos) => write(ctx, fh, buf, len, pos),
+    truncate: (p, size) => truncate(ctx, p, size),
+    ftruncate: (fh, size) => ftruncate(ctx, fh, size),
+    flush: async (fh) => void ctx.handles.get(fh, 'flush'),
+    fsync: (fh, datasync) => fsync(ctx, fh, datasync),
+    mkdir: (p, mode, owner) => mkdir(ctx, p, mode, owner),
+    mknod: (p, mode, dev, owner) => mknod(ctx, p, mode, dev, owner),
+    symlink: (target, p, owner) => symlink(ctx, target, p, owner),
+    link: (from, p) => link(ctx, from, p),
+    unlink: (p) => unlink(ctx, p),
+    rmdir: (p) => rmdir(ctx, p),
+    rename: (from, to) => rename(ctx, from, to),
+    chmod: (p, mode) => chmod(ctx, p, mode),
+    chown: (p, uid, gid) => chown(ctx, p, uid, gid),
+    utimens: (p, a, m) => utimens(ctx, p, a, m),
+    setxattr: (p, name, value, flags) => setxattr(ctx, p, name, value, flags),
+    removexattr: (p, name) => removexattr(ctx, p, name),
   };
   return {
     ops,

@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { FsError, toErrno } from '../errno.js';
 import type { Log } from '../log.js';
 import { vpath, type VPath } from '../path.js';
+import type { Owner } from '../ops/place.js';
 import type { UnionOps } from '../union.js';
 
 type Reply<T> = { ok(v: T): void; err(errno: number): void };
@@ -72,10 +73,16 @@ export function toFuseStatfs(s: StatsFs): FuseStatfs {
   return { bsize: frsize, frsize, blocks, bfree, bavail, files, ffree, favail: ffree, fsid: 0, flag: 0, namemax: 255 };
 }
 
-export function toFuseOps(u: UnionOps, log: Log): FuseOps {
+/** The caller of the request being handled (fuse-native's patched context()). */
+export type CallerOf = () => { uid: number; gid: number } | null;
+
+export function toFuseOps(u: UnionOps, log: Log, caller: CallerOf = () => null): FuseOps {
   const p = (s: string): VPath => vpath(s);
-  const refuse = (op: string, path: string, cb: (err: number) => void): void =>
-    run(log, op, () => path, () => u.refuseWrite(op, p(path)), done(cb));
+  // Read synchronously, at the start of the handler: valid only while it runs.
+  const owner = (): Owner => {
+    const c = caller();
+    return c === null ? { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 } : { uid: c.uid, gid: c.gid };
+  };
   return {
     getattr: (path, cb) => run(log, 'getattr', () => path, async () => toFuseStat(await u.getattr(p(path))), value(cb)),
     access: (path, mode, cb) => run(log, 'access', () => `${path}, ${mode}`, () => u.access(p(path), mode), done(cb)),
@@ -94,22 +101,38 @@ export function toFuseOps(u: UnionOps, log: Log): FuseOps {
       err: (n) => cb(n),
     }),
     listxattr: (path, cb) => run(log, 'listxattr', () => path, () => u.listxattr(p(path)), value(cb)),
-    // The writable union replaces these; until then a union refuses every change with EROFS.
-    write: (path, _fh, _buf, _len, _pos, cb) => refuse('write', path, cb),
-    create: (path, _mode, cb) => refuse('create', path, cb),
-    truncate: (path, _size, cb) => refuse('truncate', path, cb),
-    ftruncate: (path, _fh, _size, cb) => refuse('ftruncate', path, cb),
-    utimens: (path, _a, _m, cb) => refuse('utimens', path, cb),
-    chown: (path, _u, _g, cb) => refuse('chown', path, cb),
-    chmod: (path, _m, cb) => refuse('chmod', path, cb),
-    mknod: (path, _m, _d, cb) => refuse('mknod', path, cb),
-    unlink: (path, cb) => refuse('unlink', path, cb),
-    rename: (src, _dest, cb) => refuse('rename', src, cb),
-    link: (_src, dest, cb) => refuse('link', dest, cb),
-    symlink: (_target, path, cb) => refuse('symlink', path, cb),
-    mkdir: (path, _m, cb) => refuse('mkdir', path, cb),
-    rmdir: (path, cb) => refuse('rmdir', path, cb),
-    setxattr: (path, _n, _v, _pos, _f, cb) => refuse('setxattr', path, cb),
-    removexattr: (path, _n, cb) => refuse('removexattr', path, cb),
+    create: (path, mode, cb, flags) => {
+      const o = owner();
+      run(log, 'create', () => `${path}, 0${mode.toString(8)}`, () => u.create(p(path), mode, flags ?? 0, o), value(cb));
+    },
+    write: (path, fh, buf, len, pos, cb) =>
+      run(log, 'write', () => `${path}, ${fh}, ${len}, ${pos}`, () => u.write(fh, buf, len, pos), count(cb)),
+    truncate: (path, size, cb) => run(log, 'truncate', () => `${path}, ${size}`, () => u.truncate(p(path), size), done(cb)),
+    ftruncate: (path, fh, size, cb) => run(log, 'ftruncate', () => `${path}, ${fh}, ${size}`, () => u.ftruncate(fh, size), done(cb)),
+    flush: (path, fh, cb) => run(log, 'flush', () => `${path}, ${fh}`, () => u.flush(fh), done(cb)),
+    fsync: (path, datasync, fh, cb) => run(log, 'fsync', () => `${path}, ${fh}`, () => u.fsync(fh, datasync !== 0), done(cb)),
+    utimens: (path, _a, _m, cb, atimeNs, mtimeNs) =>
+      run(log, 'utimens', () => path, () => u.utimens(p(path), atimeNs ?? 'now', mtimeNs ?? 'now'), done(cb)),
+    chown: (path, uid, gid, cb) => run(log, 'chown', () => `${path}, ${uid}, ${gid}`, () => u.chown(p(path), uid, gid), done(cb)),
+    chmod: (path, mode, cb) => run(log, 'chmod', () => `${path}, 0${mode.toString(8)}`, () => u.chmod(p(path), mode), done(cb)),
+    mknod: (path, mode, dev, cb) => {
+      const o = owner();
+      run(log, 'mknod', () => `${path}, 0${mode.toString(8)}`, () => u.mknod(p(path), mode, dev, o), done(cb));
+    },
+    unlink: (path, cb) => run(log, 'unlink', () => path, () => u.unlink(p(path)), done(cb)),
+    rename: (src, dest, cb) => run(log, 'rename', () => `${src}, ${dest}`, () => u.rename(p(src), p(dest)), done(cb)),
+    link: (src, dest, cb) => run(log, 'link', () => `${src}, ${dest}`, () => u.link(p(src), p(dest)), done(cb)),
+    symlink: (target, path, cb) => {
+      const o = owner();
+      run(log, 'symlink', () => `${target}, ${path}`, () => u.symlink(target, p(path), o), done(cb));
+    },
+    mkdir: (path, mode, cb) => {
+      const o = owner();
+      run(log, 'mkdir', () => `${path}, 0${mode.toString(8)}`, () => u.mkdir(p(path), mode, o), done(cb));
+    },
+    rmdir: (path, cb) => run(log, 'rmdir', () => path, () => u.rmdir(p(path)), done(cb)),
+    setxattr: (path, name, v, _pos, flags, cb) =>
+      run(log, 'setxattr', () => `${path}, ${name}`, () => u.setxattr(p(path), name, v, flags), done(cb)),
+    removexattr: (path, name, cb) => run(log, 'removexattr', () => `${path}, ${name}`, () => u.removexattr(p(path), name), done(cb)),
   };
 }

@@ -25,10 +25,13 @@ declare module 'fuse-native' {
     listxattr?(path: string, cb: Cb<string[]>): void;
     setxattr?(path: string, name: string, value: Buffer, position: number, flags: number, cb: Cb): void;
     removexattr?(path: string, name: string, cb: Cb): void;
-    create?(path: string, mode: number, cb: Cb<number>): void;
+    create?(path: string, mode: number, cb: Cb<number>, flags?: number): void;
     truncate?(path: string, size: number, cb: Cb): void;
     ftruncate?(path: string, fd: number, size: number, cb: Cb): void;
-    utimens?(path: string, atime: number, mtime: number, cb: Cb): void;
+    /** Patched: exact times (bigint ns) or 'now' / 'omit' after cb. */
+    utimens?(path: string, atime: number | null, mtime: number | null, cb: Cb, atimeNs?: bigint | 'now' | 'omit', mtimeNs?: bigint | 'now' | 'omit'): void;
+    flush?(path: string, fd: number, cb: Cb): void;
+    fsync?(path: string, datasync: number, fd: number, cb: Cb): void;
     chown?(path: string, uid: number, gid: number, cb: Cb): void;
     chmod?(path: string, mode: number, cb: Cb): void;
     mknod?(path: string, mode: number, dev: number, cb: Cb): void;
@@ -51,6 +54,8 @@ declare module 'fuse-native' {
     constructor(mnt: string, ops: FuseOps, opts?: FuseOptions);
     readonly mnt: string;
     mount(cb: (err: Error | null) => void): void;
+    /** Patched: the caller of the request being handled, or null outside a handler. */
+    context(): { uid: number; gid: number; pid: number; umask: number } | null;
     unmount(cb: (err: Error | null) => void): void;
     /** Set by layerfs's patch; the unpatched binding lacks it. */
     static readonly PATCH_ABI: number | undefined;

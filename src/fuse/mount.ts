@@ -37,12 +37,20 @@ export interface Mounted {
   unmount(): Promise<void>;
 }
 
-export function mountFuse(mountpoint: string, ops: FuseOps, o: FuseMountOptions & { onExit: () => void }): Promise<Mounted> {
+/** `makeOps` gets the caller of the request being handled (valid while its handler runs). */
+export function mountFuse(
+  mountpoint: string,
+  makeOps: (caller: () => { uid: number; gid: number } | null) => FuseOps,
+  o: FuseMountOptions & { onExit: () => void },
+): Promise<Mounted> {
   const Fuse = loadFuse();
   if (Fuse.PATCH_ABI !== 1) throw new Error('fuse-native is not patched: run npm install (its postinstall applies patches/)');
   // Timeouts: a per-op timeout would answer EIO for a slow but healthy request (a copy-up of a
   // large file, a cold directory on slow storage). layerfs replies to every request itself.
+  let instance: FuseType | undefined;
+  const ops = makeOps(() => instance?.context() ?? null);
   const fuse = new Fuse(mountpoint, ops, { timeout: false, extraOptions: [...o.options], onExit: o.onExit });
+  instance = fuse;
   return new Promise((resolve, reject) => {
     fuse.mount((err) => {
       if (err) {

@@ -183,3 +183,14 @@ export function ftruncate(fd: number, size: number): Promise<void> {
     fs.ftruncate(fd, size, (err) => (err ? reject(fromNodeError(err, 'ftruncate')) : resolve()));
   });
 }
+
+export function fsync(fd: number, datasync: boolean): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err: NodeJS.ErrnoException | null): void => (err ? reject(fromNodeError(err, 'fsync')) : resolve());
+    if (datasync) fs.fdatasync(fd, done);
+    else fs.fsync(fd, done);
+  });
+}
+
+/** mkdir -p for layerfs's own directories (the work dir). */
+export const ensureDir = (p: RealPath): Promise<void> => wrap('mkdir', p, () => fsp.mkdir(p, { recursive: true, mode: 0o700 }).then(() => undefined));

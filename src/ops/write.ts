@@ -24,3 +24,8 @@ export async function ftruncate(ctx: UnionCtx, fh: number, size: number): Promis
   if (!h.branch.writable) throw new FsError('EINVAL', 'ftruncate', h.path);
   await host.ftruncate(h.fd, size);
 }
+
+export async function fsync(ctx: UnionCtx, fh: number, datasync: boolean): Promise<void> {
+  const h = ctx.handles.get(fh, 'fsync');
+  if (h.branch.writable) await host.fsync(h.fd, datasync);
+}

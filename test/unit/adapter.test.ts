@@ -49,14 +49,21 @@ const CALLS: Record<Handler, (o: FuseOps, path: string, cb: AnyCb) => void> = {
   rmdir: (o, p, cb) => o.rmdir!(p, cb),
   setxattr: (o, p, cb) => o.setxattr!(p, 'user.a', Buffer.from('v'), 0, 0, cb),
   removexattr: (o, p, cb) => o.removexattr!(p, 'user.a', cb),
+  flush: (o, p, cb) => o.flush!(p, 7, cb),
+  fsync: (o, p, cb) => o.fsync!(p, 0, 7, cb),
 };
 const HANDLERS = Object.keys(CALLS) as Handler[];
 /** Handlers that never look at their path (they work on a file handle). */
-const PATHLESS = new Set<Handler>(['read', 'release']);
+const PATHLESS = new Set<Handler>(['read', 'release', 'write', 'ftruncate', 'flush', 'fsync']);
 
 const UNION_METHODS: Array<keyof UnionOps> = [
-  'getattr', 'access', 'readlink', 'readdir', 'open', 'read', 'release', 'statfs', 'getxattr', 'listxattr', 'refuseWrite',
+  'getattr', 'access', 'readlink', 'readdir', 'open', 'read', 'release', 'statfs', 'getxattr', 'listxattr',
+  ...WRITE_METHODS(),
 ];
+
+function WRITE_METHODS(): Array<keyof UnionOps> {
+  return ['create', 'write', 'truncate', 'ftruncate', 'flush', 'fsync', 'mkdir', 'mknod', 'symlink', 'link', 'unlink', 'rmdir', 'rename', 'chmod', 'chown', 'utimens', 'setxattr', 'removexattr'];
+}
 
 /** A UnionOps whose every method fails the same way. */
 function failingOps(fail: () => Promise<never>): UnionOps {
@@ -168,8 +175,8 @@ test('successful replies carry the value, once, with 0 as the error', async (t) 
     statfs: rec('statfs', sfs),
     getxattr: rec('getxattr', xattr),
     listxattr: rec('listxattr', ['user.a', 'trusted.b']),
-    refuseWrite: (op, p) => Promise.reject(new FsError('EROFS', op, p)),
-  };
+    ...Object.fromEntries(WRITE_METHODS().map((m) => [m, () => Promise.reject(new FsError('EROFS', m))])),
+  } as unknown as UnionOps;
   const log = recordingLog(false);
   const o = toFuseOps(ops, log);
   t.deepEqual(await replies(o, 'getattr', '/a'), [[0, toFuseStat(st)]]);
@@ -194,18 +201,26 @@ test('successful replies carry the value, once, with 0 as the error', async (t) 
   t.deepEqual(log.bugs, []);
 });
 
-test('write operations are refused through refuseWrite, naming the operation and the changed path', async (t) => {
-  const asked: string[] = [];
-  const ops = failingOps(() => Promise.reject(new Error('not a write op')));
-  ops.refuseWrite = (op, p) => {
-    asked.push(`${op} ${p}`);
-    return Promise.reject(new FsError('EROFS', op, p));
-  };
+test('changes reach the union with their arguments; new entries are owned by the caller', async (t) => {
+  const asked: unknown[][] = [];
+  const ops = failingOps(() => Promise.reject(new Error('not a change')));
+  for (const m of WRITE_METHODS()) {
+    (ops as unknown as Record<string, unknown>)[m] = (...args: unknown[]) => {
+      asked.push([m, ...args.map((a) => (Buffer.isBuffer(a) ? `buf${a.length}` : a))]);
+      return Promise.resolve(m === 'create' ? 9 : m === 'write' ? 1 : undefined);
+    };
+  }
   const log = recordingLog(false);
-  const o = toFuseOps(ops, log);
-  const writes: Handler[] = ['write', 'create', 'truncate', 'ftruncate', 'utimens', 'chown', 'chmod', 'mknod', 'unlink', 'rename', 'link', 'symlink', 'mkdir', 'rmdir', 'setxattr', 'removexattr'];
-  for (const h of writes) t.deepEqual(await replies(o, h, '/p'), [[-E.EROFS]], h);
-  t.deepEqual(asked, writes.map((h) => `${h} /p`));
+  const o = toFuseOps(ops, log, () => ({ uid: 1234, gid: 5678 }));
+  for (const h of ['create', 'mkdir', 'mknod', 'symlink', 'unlink', 'rename', 'link', 'chmod', 'truncate'] as Handler[]) {
+    t.is((await replies(o, h, '/p'))[0]![0], 0, h);
+  }
+  const owner = { uid: 1234, gid: 5678 };
+  t.deepEqual(asked, [
+    ['create', '/p', 0o644, 0, owner], ['mkdir', '/p', 0o755, owner], ['mknod', '/p', 0o010644, 0, owner],
+    ['symlink', 'target', '/p', owner], ['unlink', '/p'], ['rename', '/p', '/dest'], ['link', '/src', '/p'],
+    ['chmod', '/p', 0o600], ['truncate', '/p', 0],
+  ]);
   t.deepEqual(log.bugs, []);
 });
 

@@ -413,12 +413,14 @@ test("statfs reports the top-most branch's filesystem, or the upper's", async (t
   t.is(st.blocks, tmp.blocks);
 });
 
-test('refuseWrite rejects with EROFS naming the operation', async (t) => {
+test('a union without an upper and work dir refuses every change with EROFS, naming it', async (t) => {
   const ops = union({ f: 'L0' });
-  const e = await t.throwsAsync(ops.refuseWrite('unlink', vpath('/f')), { instanceOf: FsError });
+  const e = await t.throwsAsync(ops.unlink(vpath('/f')), { instanceOf: FsError });
   t.is(e?.code, 'EROFS');
   t.is(e?.syscall, 'unlink');
   t.is(e?.path, '/f');
+  await t.throwsAsync(ops.mkdir(vpath('/d'), 0o755, { uid: 0, gid: 0 }), { code: 'EROFS' });
+  await t.throwsAsync(ops.open(vpath('/f'), fs.constants.O_WRONLY), { code: 'EROFS' });
 });
 
 test('a union needs at least one branch', (t) => {
