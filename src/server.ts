@@ -45,6 +45,12 @@ export function fuseOptionsFor(c: ServeConfig): string[] {
     // Nothing in a read-only union changes (lowers are immutable by contract), so the kernel may
     // keep names, attributes and absences: most requests then never reach user space.
     o.push(`entry_timeout=${READ_ONLY_CACHE_SECONDS}`, `attr_timeout=${READ_ONLY_CACHE_SECONDS}`, `negative_timeout=${READ_ONLY_CACHE_SECONDS}`);
+  } else {
+    // A change through one name can change what another name shows (a hard link's count; the
+    // high-level libfuse API gives each name its own node) and fuse-native cannot tell the
+    // kernel to forget cached attributes, so a writable union does not let the kernel keep
+    // them (D15).
+    o.push('attr_timeout=0');
   }
   return [...o, ...c.fuseOptions];
 }
