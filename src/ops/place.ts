@@ -9,6 +9,7 @@ import { FsError } from '../errno.js';
 import * as host from '../host/fs.js';
 import { renameExchange } from '../host/libc.js';
 import { baseName, parentOf, type RealPath, type VPath } from '../path.js';
+import { isMarkerName } from '../whiteout.js';
 
 export interface Owner {
   readonly uid: number;
@@ -22,9 +23,12 @@ export async function placeNew<T>(
   o: { syscall: string; isDir: boolean },
   build: (tmp: RealPath) => Promise<T>,
 ): Promise<T> {
-  if ((await ctx.resolver.resolve(p)).kind !== 'absent') throw new FsError('EEXIST', o.syscall, p);
   const dir = parentOf(p);
   const name = baseName(p);
+  // ".wh.*" names are whiteout markers in every branch (D3): one made by a user would delete
+  // another name, or vanish. Refused, as a name the filesystem cannot hold.
+  if (isMarkerName(name)) throw new FsError('EINVAL', o.syscall, p);
+  if ((await ctx.resolver.resolve(p)).kind !== 'absent') throw new FsError('EEXIST', o.syscall, p);
   await up.copyUp.ensure(dir);
   const overWhiteout = (await probeOnDisk(up.branch, dir, name)).kind === 'whiteout';
   const tmp = up.scratch();

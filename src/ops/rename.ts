@@ -8,11 +8,13 @@ import { FsError } from '../errno.js';
 import * as host from '../host/fs.js';
 import { renameWhiteout } from '../host/libc.js';
 import { baseName, parentOf, type VPath } from '../path.js';
+import { isMarkerName } from '../whiteout.js';
 import { readdir } from './readdir.js';
 import { requireUpper } from './unlink.js';
 
 export async function rename(ctx: UnionCtx, from: VPath, to: VPath): Promise<void> {
   const up = requireUpper(ctx, 'rename', from);
+  if (isMarkerName(baseName(to))) throw new FsError('EINVAL', 'rename', to); // as in place.ts
   const src = await ctx.resolver.get(from, 'rename');
   const dst = await ctx.resolver.resolve(to);
   if (from === to) return;

@@ -167,3 +167,17 @@ test('setxattr and removexattr copy up and change only the upper copy', async (t
   t.is(await getxattr(s.ctx, vpath('/d/f'), 'user.k'), undefined);
   await t.throwsAsync(removexattr(s.ctx, vpath('/d/f'), 'user.none'), { code: 'ENODATA' });
 });
+
+test('a name that collides with a whiteout marker (.wh.*) is refused with EINVAL', async (t) => {
+  const s = setup();
+  const { symlink } = await import('../../src/ops/symlink.js');
+  const { mkdir } = await import('../../src/ops/mkdir.js');
+  const { rename } = await import('../../src/ops/rename.js');
+  const owner = { uid: 0, gid: 0 };
+  await t.throwsAsync(create(s.ctx, vpath('/d/.wh.f'), 0o644, fs.constants.O_CREAT | fs.constants.O_WRONLY, owner), { code: 'EINVAL' });
+  await t.throwsAsync(mkdir(s.ctx, vpath('/.wh..wh..opq'), 0o755, owner), { code: 'EINVAL' });
+  await t.throwsAsync(symlink(s.ctx, 'x', vpath('/.wh.d'), owner), { code: 'EINVAL' });
+  await t.throwsAsync(rename(s.ctx, vpath('/d/f'), vpath('/d/.wh.g')), { code: 'EINVAL' });
+  t.is(fs.readFileSync(path.join(s.lower, 'd/f'), 'utf8'), 'lower data');
+  t.deepEqual(fs.readdirSync(s.upper), []);
+});
