@@ -2,7 +2,8 @@
 import type { LRUCache } from 'lru-cache';
 import type { Branch, BranchSet } from './branch.js';
 import type { CopyUp } from './copyup.js';
-import type { RealPath } from './path.js';
+import { FsError } from './errno.js';
+import type { RealPath, VPath } from './path.js';
 import type { WhiteoutWriter } from './whiteout-writer.js';
 import type { Handles } from './handles.js';
 import type { InodeNumbers } from './inode.js';
@@ -28,4 +29,10 @@ export interface UnionCtx {
   readonly xattrNames: LRUCache<string, readonly string[]>;
   /** Present when the union has an upper and a work dir. */
   readonly upper: UpperCtx | undefined;
+}
+
+/** The writable part of the union, or EROFS: a union without an upper and work dir is read-only. */
+export function requireUpper(ctx: UnionCtx, syscall: string, p: VPath): UpperCtx {
+  if (ctx.upper === undefined) throw new FsError('EROFS', syscall, p);
+  return ctx.upper;
 }

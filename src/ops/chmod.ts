@@ -1,8 +1,7 @@
 // chmod / chown: change the upper copy (copied up first). chown of a symlink changes the link.
-import type { UnionCtx } from '../context.js';
+import { requireUpper, type UnionCtx } from '../context.js';
 import * as host from '../host/fs.js';
 import type { VPath } from '../path.js';
-import { requireUpper } from './unlink.js';
 
 export async function chmod(ctx: UnionCtx, p: VPath, mode: number): Promise<void> {
   const up = requireUpper(ctx, 'chmod', p);

@@ -1,13 +1,12 @@
 // create: a new regular file in the upper, owned by the caller, opened with the caller's flags
 // (place.ts puts it in place); an existing name is opened instead, unless O_EXCL.
 import { constants } from 'node:fs';
-import type { UnionCtx } from '../context.js';
+import { requireUpper, type UnionCtx } from '../context.js';
 import { FsError } from '../errno.js';
 import * as host from '../host/fs.js';
 import type { VPath } from '../path.js';
 import { PASSED_FLAGS, open } from './open.js';
 import { own, placeNew, type Owner } from './place.js';
-import { requireUpper } from './unlink.js';
 
 export async function create(ctx: UnionCtx, p: VPath, mode: number, flags: number, owner: Owner): Promise<number> {
   const up = requireUpper(ctx, 'create', p);

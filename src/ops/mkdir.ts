@@ -1,9 +1,8 @@
 // mkdir: a new directory in the upper, owned by the caller; opaque over a whiteout (place.ts).
-import type { UnionCtx } from '../context.js';
+import { requireUpper, type UnionCtx } from '../context.js';
 import * as host from '../host/fs.js';
 import type { VPath } from '../path.js';
 import { own, placeNew, type Owner } from './place.js';
-import { requireUpper } from './unlink.js';
 
 export type { Owner };
 

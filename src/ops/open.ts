@@ -1,11 +1,10 @@
 // open / read / release on real host file descriptors, with positional reads (no shared file
 // offset, so concurrent readers of one handle cannot disturb each other; offsets past 4 GiB are
 // plain numbers, exact up to 2^53).
-import type { UnionCtx } from '../context.js';
+import { requireUpper, type UnionCtx } from '../context.js';
 import { FsError } from '../errno.js';
 import * as host from '../host/fs.js';
 import type { VPath } from '../path.js';
-import { requireUpper } from './unlink.js';
 
 // Linux's O_ACCMODE; node:fs does not export it.
 const O_ACCMODE = 3;

@@ -3,14 +3,13 @@
 // there in the same step (RENAME_WHITEOUT, kernel format) or right after (OCI format).
 // Directory rename is decided separately (native-notes, issue 3) and refused with EXDEV here,
 // which is what the kernel's overlayfs answers without redirect_dir.
-import type { UnionCtx } from '../context.js';
+import { requireUpper, type UnionCtx } from '../context.js';
 import { FsError } from '../errno.js';
 import * as host from '../host/fs.js';
 import { renameWhiteout } from '../host/libc.js';
 import { baseName, parentOf, type VPath } from '../path.js';
 import { isMarkerName } from '../whiteout.js';
 import { readdir } from './readdir.js';
-import { requireUpper } from './unlink.js';
 
 export async function rename(ctx: UnionCtx, from: VPath, to: VPath): Promise<void> {
   const up = requireUpper(ctx, 'rename', from);

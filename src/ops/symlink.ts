@@ -1,13 +1,12 @@
 // symlink, mknod and link: new non-directories in the upper (place.ts). mknod makes fifos and
 // sockets, and devices as root. link copies the source up first (as the kernel's overlayfs does),
 // so both names are one upper inode.
-import type { UnionCtx } from '../context.js';
+import { requireUpper, type UnionCtx } from '../context.js';
 import { FsError } from '../errno.js';
 import * as host from '../host/fs.js';
 import { mknod as mknodAt } from '../host/libc.js';
 import type { VPath } from '../path.js';
 import { own, placeNew, type Owner } from './place.js';
-import { requireUpper } from './unlink.js';
 
 export async function symlink(ctx: UnionCtx, target: string, p: VPath, owner: Owner): Promise<void> {
   const up = requireUpper(ctx, 'symlink', p);

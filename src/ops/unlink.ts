@@ -2,16 +2,11 @@
 // lower branch would then show the name again, a whiteout takes its place. An upper entry with a
 // lower one under it is replaced by the whiteout in one step (D14), so the lower entry can never
 // show through, even after a crash. rmdir needs the directory empty in the merged view.
-import type { UnionCtx, UpperCtx } from '../context.js';
+import { requireUpper, type UnionCtx, type UpperCtx } from '../context.js';
 import { FsError } from '../errno.js';
 import * as host from '../host/fs.js';
 import { baseName, parentOf, type VPath } from '../path.js';
 import { readdir } from './readdir.js';
-
-export function requireUpper(ctx: UnionCtx, syscall: string, p: VPath): UpperCtx {
-  if (ctx.upper === undefined) throw new FsError('EROFS', syscall, p);
-  return ctx.upper;
-}
 
 export async function unlink(ctx: UnionCtx, p: VPath): Promise<void> {
   const up = requireUpper(ctx, 'unlink', p);

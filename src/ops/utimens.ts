@@ -1,9 +1,8 @@
 // utimens: set atime and mtime of the upper copy (copied up first), to the nanosecond, with
 // UTIME_NOW and UTIME_OMIT as utimensat(2) has them.
-import type { UnionCtx } from '../context.js';
+import { requireUpper, type UnionCtx } from '../context.js';
 import { setTimes, type TimeSpec } from '../host/libc.js';
 import type { VPath } from '../path.js';
-import { requireUpper } from './unlink.js';
 
 export async function utimens(ctx: UnionCtx, p: VPath, atime: TimeSpec, mtime: TimeSpec): Promise<void> {
   const up = requireUpper(ctx, 'utimens', p);

@@ -1,10 +1,9 @@
 // write / truncate / ftruncate. Writes go to an fd on the upper (open copied the file up);
 // truncate by path copies up first.
-import type { UnionCtx } from '../context.js';
+import { requireUpper, type UnionCtx } from '../context.js';
 import { FsError } from '../errno.js';
 import * as host from '../host/fs.js';
 import type { VPath } from '../path.js';
-import { requireUpper } from './unlink.js';
 
 export async function write(ctx: UnionCtx, fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
   const h = ctx.handles.get(fh, 'write');

@@ -5,12 +5,11 @@
 // immutable lower the list of its names is read once and kept, so an absent one costs no syscall,
 // and absence is a value (undefined), not an exception.
 import type { Branch } from '../branch.js';
-import type { UnionCtx } from '../context.js';
+import { requireUpper, type UnionCtx } from '../context.js';
 import { FsError } from '../errno.js';
 import { getXattr, listXattr, removeXattr, setXattr } from '../host/libc.js';
 import type { RealPath, VPath } from '../path.js';
 import { shownXattrName, storedXattrName } from '../whiteout.js';
-import { requireUpper } from './unlink.js';
 
 async function serving(ctx: UnionCtx, p: VPath, syscall: string): Promise<{ real: RealPath; branch: Branch }> {
   const r = await ctx.resolver.get(p, syscall);
