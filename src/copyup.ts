@@ -51,6 +51,10 @@ export class CopyUp {
     const from = source.real(p);
     const to = upper.real(p);
     const tmp = this.scratch();
+    // A copy-up is no change of the parent directory: its times are put back afterwards, as
+    // the kernel's overlayfs does.
+    const parent = p === ROOT ? undefined : upper.real(parentOf(p));
+    const parentTimes = parent === undefined ? undefined : await host.lstatNs(parent);
     try {
       await copyEntry(from, tmp);
       await host.rename(tmp, to);
@@ -58,6 +62,7 @@ export class CopyUp {
       await host.rmTree(tmp).catch(() => undefined);
       throw e;
     }
+    if (parent !== undefined && parentTimes !== undefined) setTimesNs(parent, parentTimes.atimeNs, parentTimes.mtimeNs);
     // After the rename, not before: a lookup racing with the copy re-resolves from disk.
     this.resolver.invalidate(p);
     return to;

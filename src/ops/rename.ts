@@ -6,9 +6,10 @@
 import { requireUpper, type UnionCtx } from '../context.js';
 import { FsError } from '../errno.js';
 import * as host from '../host/fs.js';
-import { renameWhiteout } from '../host/libc.js';
+import { isOpaqueDir } from '../branch-dir.js';
+import { renameExchange, renameWhiteout } from '../host/libc.js';
 import { baseName, parentOf, type VPath } from '../path.js';
-import { isMarkerName } from '../whiteout.js';
+import { isKernelWhiteout, isMarkerName } from '../whiteout.js';
 import { readdir } from './readdir.js';
 
 export async function rename(ctx: UnionCtx, from: VPath, to: VPath): Promise<void> {
@@ -21,14 +22,26 @@ export async function rename(ctx: UnionCtx, from: VPath, to: VPath): Promise<voi
   if (dst.kind === 'file' && src.kind === 'dir') throw new FsError('ENOTDIR', 'rename', to);
   if (src.kind === 'dir') {
     if (to.startsWith(`${from}/`)) throw new FsError('EINVAL', 'rename', to);
-    if (dst.kind === 'dir' && (await readdir(ctx, to)).length > 2) throw new FsError('ENOTEMPTY', 'rename', to);
+    // Before the emptiness check, as the kernel's overlayfs answers.
     if (src.stack.some((b) => !b.writable) || (await ctx.resolver.lowerHas(from))) throw new FsError('EXDEV', 'rename', from);
+    if (dst.kind === 'dir' && (await readdir(ctx, to)).length > 2) throw new FsError('ENOTEMPTY', 'rename', to);
   }
+  const dstParent = await ctx.resolver.get(parentOf(to), 'rename');
   const leaveWhiteout = await ctx.resolver.lowerHas(from);
   const realFrom = await up.copyUp.ensure(from);
   await up.copyUp.ensure(parentOf(to));
   const realTo = up.branch.real(to);
-  if (leaveWhiteout && up.whiteouts.format === 'overlay') {
+  if (src.kind === 'dir' && dstParent.kind === 'dir' && dstParent.stack.some((b) => !b.writable) && !(await isOpaqueDir(realFrom))) {
+    // An upper-only directory moved into a directory that lower branches also have would merge
+    // with a lower one of its new name: it becomes opaque, as the kernel makes it.
+    await up.whiteouts.makeOpaque(realFrom);
+  }
+  const targetStat = await host.lstatOrUndefined(realTo);
+  if (src.kind === 'dir' && targetStat !== undefined && isKernelWhiteout(targetStat)) {
+    // rename(2) cannot put a directory over a char device: swap them, then drop the whiteout.
+    renameExchange(realFrom, realTo);
+    await host.unlink(realFrom);
+  } else if (leaveWhiteout && up.whiteouts.format === 'overlay') {
     renameWhiteout(realFrom, realTo);
   } else {
     // OCI: marker first, so that a crash leaves "X beside .wh.X" (X shown, nothing below).

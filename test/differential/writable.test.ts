@@ -1,0 +1,522 @@
+// Differential tests of the WRITABLE mode (lowerdir + upperdir + workdir): the kernel's overlayfs is
+// the oracle.
+//
+// For each scenario: the same lower layers (kernel format) are built twice, each with its own empty
+// upper and work directories; one set is mounted with the kernel's overlayfs (pinned options, see
+// helpers/mounts.ts), the other with layerfs. The scenario's steps run on each mount (Node fs calls
+// from this process, or small spawned tools: mkfifo, setfattr), and each step's outcome ("ok",
+// "ok <value>", an errno code, or "exit N: <stderr>") is recorded. Then we require:
+//   1. step-by-step equal outcomes;
+//   2. equal merged trees (snapshot of each mount, with xattrs and contents);
+//   3. after unmounting, equal upper directories: kernel bookkeeping xattrs (trusted.overlay.* other
+//      than trusted.overlay.opaque) are ignored and whiteouts (char 0:0) are compared as the type
+//      "whiteout" only (their mode, owner, times and link count are the implementation's business).
+// Timestamps set "now" by a step cannot be equal between two runs: every mtime later than the start
+// of the test file is replaced by the marker "recent" (so "kept the lower mtime" vs "set to now"
+// still counts as a difference; explicit utimes use fixed old dates).
+//
+// A seeded random sequence generator adds ~30 operations over a small name space per seed; on a
+// divergence it searches (by bisection over prefix lengths) for the shortest diverging prefix and
+// prints it as a reproducer.
+//
+// Environment:
+//   LAYERFS_DIFF_SUBJECT=kernel   run a second kernel overlay instead of layerfs (validates the suite)
+//   LAYERFS_WRITABLE_CASES=a,b    run only the named scenarios (random seeds are "random-<seed>")
+//   LAYERFS_WRITABLE_SEEDS=1,2    seeds for the random sequences (default 1..5)
+//   LAYERFS_WRITABLE_IGNORE_DIR_MTIME=1  do not compare directory mtimes (to triage past a known
+//                                 parent-mtime divergence)
+//   LAYERFS_WRITABLE_FORCE=1      compare with layerfs even when the write probe fails
+// While layerfs cannot write yet (probe: touch a file in a writable mount), only the kernel side runs
+// (with its expected outcomes checked) and each test logs that; under CI=true that is a failure.
+
+import test from 'ava';
+import type { ExecutionContext } from 'ava';
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { isCI, requireMountCapable, scratch } from '../helpers/env.js';
+import { buildLayers, type LayerSpec } from '../helpers/layers.js';
+import { withKernelOverlay, withLayerfs } from '../helpers/mounts.js';
+import { diffSnapshots, run, snapshot, type Snapshot } from '../helpers/tree.js';
+
+const space = scratch(test);
+const T_START = Date.now() - 60_000;
+const FIXED_TIME = new Date(Date.UTC(2019, 5, 1, 12, 0, 0));
+const only = (process.env['LAYERFS_WRITABLE_CASES'] ?? '').split(',').filter((s) => s !== '');
+const selected = (name: string) => only.length === 0 || only.includes(name);
+const SEEDS = (process.env['LAYERFS_WRITABLE_SEEDS'] ?? '1,2,3,4,5').split(',').filter((s) => s !== '').map(Number);
+const IGNORE_DIR_MTIME = process.env['LAYERFS_WRITABLE_IGNORE_DIR_MTIME'] === '1';
+const SUBJECT_ENV = process.env['LAYERFS_DIFF_SUBJECT'] === 'kernel' ? 'kernel' : 'layerfs';
+
+// ---------------------------------------------------------------------------------------------
+// Layers
+
+/** The lower layers of every scenario (top first). */
+function baseLayers(): LayerSpec[] {
+  return [
+    {
+      entries: [
+        { type: 'file', path: 'd/a.txt', content: 'A-top\n' },
+        { type: 'file', path: 'd/b.txt', content: 'B\n' },
+        { type: 'file', path: 'd/sub/x', content: 'x\n' },
+        { type: 'file', path: 'e/y', content: 'y\n' },
+        { type: 'file', path: 'f1', content: 'file1\n' },
+        { type: 'file', path: 'f2', content: 'file2\n', mode: 0o600 },
+        { type: 'symlink', path: 'ln', target: 'd/a.txt' },
+      ],
+    },
+    {
+      entries: [
+        { type: 'file', path: 'd/a.txt', content: 'A-bottom\n' },
+        { type: 'file', path: 'd/c.txt', content: 'C\n', xattrs: { 'user.origin': 'bottom' } },
+        { type: 'file', path: 'd/sub/m', content: 'm\n' },
+        { type: 'file', path: 'e/w', content: 'w\n' },
+        { type: 'file', path: 'g/z', content: 'z\n' },
+        { type: 'file', path: 'f3', content: 'f3-bottom\n' },
+        { type: 'dir', path: 'h' },
+      ],
+    },
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Steps
+
+type At = (rel: string) => string;
+interface Step {
+  /** Human-readable description (also the reproducer line). */
+  desc: string;
+  fn: (at: At, mnt: string) => Promise<string | void>;
+  /** Expected kernel outcome: "ok" (any ok) or an errno code / "exit N" prefix. Checked on the kernel only. */
+  expect?: string;
+}
+
+async function outcomeOf(step: Step, at: At, mnt: string): Promise<string> {
+  try {
+    const v = await step.fn(at, mnt);
+    return v === undefined ? 'ok' : `ok ${v}`;
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    return err.code ?? String(err.message).split(mnt).join('MNT');
+  }
+}
+
+/** Run a command; ok, or "exit N: stderr" with the mount path replaced by MNT. */
+async function sh(cmd: string, args: string[], mnt: string): Promise<string | void> {
+  const r = await run(cmd, args, { timeoutMs: 30_000, env: { ...process.env, LC_ALL: 'C' } });
+  const out = r.stdout.toString('utf8').split(mnt).join('MNT').trim();
+  if (r.code !== 0) {
+    const e = new Error(`exit ${r.code ?? r.signal}: ${r.stderr.split(mnt).join('MNT').trim()}`);
+    throw e;
+  }
+  return out === '' ? undefined : out;
+}
+
+const S = {
+  writeAt: (p: string, data: string, offset = 0): Step => ({
+    desc: `write ${JSON.stringify(data)} at ${offset} into ${p} (open r+)`,
+    fn: async (at) => {
+      const fh = await fsp.open(at(p), 'r+');
+      try { await fh.write(data, offset); } finally { await fh.close(); }
+    },
+  }),
+  writeFile: (p: string, data: string): Step => ({
+    desc: `writeFile ${p} ${JSON.stringify(data)} (O_CREAT|O_TRUNC)`,
+    fn: (at) => fsp.writeFile(at(p), data),
+  }),
+  append: (p: string, data: string): Step => ({
+    desc: `appendFile ${p} ${JSON.stringify(data)}`,
+    fn: (at) => fsp.appendFile(at(p), data),
+  }),
+  truncate: (p: string, len: number): Step => ({
+    desc: `truncate ${p} to ${len}`,
+    fn: (at) => fsp.truncate(at(p), len),
+  }),
+  createExcl: (p: string, data = 'new\n'): Step => ({
+    desc: `create ${p} with O_EXCL`,
+    fn: async (at) => {
+      const fh = await fsp.open(at(p), 'wx');
+      try { await fh.write(data); } finally { await fh.close(); }
+    },
+  }),
+  read: (p: string): Step => ({
+    desc: `read ${p}`,
+    fn: async (at) => JSON.stringify(await fsp.readFile(at(p), 'utf8')),
+  }),
+  stat: (p: string): Step => ({
+    desc: `lstat ${p}`,
+    fn: async (at) => {
+      const s = await fsp.lstat(at(p));
+      const kind = s.isFile() ? 'file' : s.isDirectory() ? 'dir' : s.isSymbolicLink() ? 'symlink' : s.isFIFO() ? 'fifo' : 'other';
+      const nlink = s.isDirectory() ? '' : ` nlink=${s.nlink}`;
+      return `${kind} mode=0${(s.mode & 0o7777).toString(8)} uid=${s.uid} gid=${s.gid} size=${s.isDirectory() ? '-' : s.size}${nlink}`;
+    },
+  }),
+  readdir: (p: string): Step => ({
+    desc: `readdir ${p === '' ? '/' : p}`,
+    fn: async (at) => (await fsp.readdir(at(p))).sort().join(','),
+  }),
+  unlink: (p: string): Step => ({ desc: `unlink ${p}`, fn: (at) => fsp.unlink(at(p)) }),
+  mkdir: (p: string): Step => ({ desc: `mkdir ${p}`, fn: (at) => fsp.mkdir(at(p)).then(() => undefined) }),
+  rmdir: (p: string): Step => ({ desc: `rmdir ${p}`, fn: (at) => fsp.rmdir(at(p)) }),
+  rmrf: (p: string): Step => ({ desc: `rm -r ${p} (fs.rm recursive)`, fn: (at) => fsp.rm(at(p), { recursive: true }) }),
+  rename: (a: string, b: string): Step => ({ desc: `rename ${a} -> ${b}`, fn: (at) => fsp.rename(at(a), at(b)) }),
+  symlink: (target: string, p: string): Step => ({ desc: `symlink ${p} -> ${target}`, fn: (at) => fsp.symlink(target, at(p)) }),
+  readlink: (p: string): Step => ({ desc: `readlink ${p}`, fn: async (at) => fsp.readlink(at(p)) }),
+  link: (a: string, b: string): Step => ({ desc: `link ${a} ${b}`, fn: (at) => fsp.link(at(a), at(b)) }),
+  chmod: (p: string, mode: number): Step => ({ desc: `chmod 0${mode.toString(8)} ${p}`, fn: (at) => fsp.chmod(at(p), mode) }),
+  chown: (p: string, uid: number, gid: number): Step => ({ desc: `lchown ${uid}:${gid} ${p}`, fn: (at) => fsp.lchown(at(p), uid, gid) }),
+  utimes: (p: string): Step => ({ desc: `utimes ${p} ${FIXED_TIME.toISOString()}`, fn: (at) => fsp.utimes(at(p), FIXED_TIME, FIXED_TIME) }),
+  mkfifo: (p: string): Step => ({ desc: `mkfifo ${p} (spawn)`, fn: (at, mnt) => sh('mkfifo', [at(p)], mnt) }),
+  setfattr: (p: string, name: string, value: string): Step => ({
+    desc: `setfattr -n ${name} -v ${value} ${p} (spawn)`,
+    fn: (at, mnt) => sh('setfattr', ['-h', '-n', name, '-v', value, at(p)], mnt),
+  }),
+  getfattr: (p: string): Step => ({
+    desc: `getfattr -d -m user. ${p} (spawn)`,
+    fn: (at, mnt) => sh('getfattr', ['-h', '-d', '-m', '^user\\.', '--absolute-names', at(p)], mnt),
+  }),
+};
+const expect = (s: Step, e: string): Step => ({ ...s, expect: e });
+
+interface Scenario {
+  name: string;
+  steps: Step[];
+  /** Kernel-side sanity check of the upper dir after unmount (infrastructure). */
+  upperCheck?: (upper: Snapshot) => string[];
+}
+
+const SCENARIOS: Scenario[] = [
+  { name: 'copy-up-write', steps: [expect(S.writeAt('d/a.txt', 'XY'), 'ok'), S.read('d/a.txt'), S.writeAt('f1', 'Z', 10), S.read('f1'), S.stat('f1')] },
+  { name: 'append', steps: [expect(S.append('d/c.txt', 'more\n'), 'ok'), S.append('d/c.txt', 'again\n'), S.read('d/c.txt'), S.getfattr('d/c.txt')] },
+  { name: 'truncate', steps: [expect(S.truncate('d/a.txt', 3), 'ok'), S.truncate('f3', 0), S.truncate('f1', 100), S.read('d/a.txt'), S.stat('f1')] },
+  { name: 'create-in-lower-dir', steps: [expect(S.writeFile('d/new.txt', 'new\n'), 'ok'), S.writeFile('d/sub/deep', 'deep\n'), S.createExcl('g/n2'), S.readdir('d'), S.readdir('g'), S.stat('d/new.txt')] },
+  { name: 'create-excl-existing', steps: [expect(S.createExcl('d/a.txt'), 'EEXIST'), expect(S.createExcl('d/c.txt'), 'EEXIST'), expect(S.createExcl('d'), 'EEXIST'), expect(S.createExcl('ln'), 'EEXIST'), S.read('d/a.txt')] },
+  { name: 'unlink-lower', steps: [expect(S.unlink('d/b.txt'), 'ok'), expect(S.unlink('d/c.txt'), 'ok'), expect(S.unlink('d/a.txt'), 'ok'), expect(S.stat('d/b.txt'), 'ENOENT'), S.readdir('d'), expect(S.unlink('d/b.txt'), 'ENOENT'), expect(S.unlink('d'), 'EISDIR'), S.unlink('ln')] },
+  { name: 'unlink-upper-only', steps: [S.writeFile('n.txt', 'n\n'), expect(S.unlink('n.txt'), 'ok'), S.writeFile('d/n2', 'n2\n'), S.unlink('d/n2'), S.readdir(''), S.readdir('d')] },
+  { name: 'unlink-recreate', steps: [S.unlink('d/a.txt'), expect(S.writeFile('d/a.txt', 'recreated\n'), 'ok'), S.read('d/a.txt'), S.unlink('f1'), S.mkdir('f1'), S.writeFile('f1/inner', 'i\n'), S.readdir('f1'), S.stat('f1')] },
+  {
+    name: 'mkdir-over-deleted-dir',
+    steps: [expect(S.rmrf('d'), 'ok'), expect(S.stat('d'), 'ENOENT'), expect(S.mkdir('d'), 'ok'), S.readdir('d'), S.writeFile('d/q', 'q\n'), S.readdir('d'), S.rmrf('g'), S.mkdir('g'), S.readdir('g')],
+    upperCheck: (u) => {
+      const out: string[] = [];
+      for (const v of ['/d', '/g']) if (u.nodes.get(v)?.xattrs?.['trusted.overlay.opaque'] === undefined) out.push(`${v}: kernel upper has no trusted.overlay.opaque`);
+      return out;
+    },
+  },
+  { name: 'rmdir-nonempty', steps: [expect(S.rmdir('d'), 'ENOTEMPTY'), expect(S.rmdir('g'), 'ENOTEMPTY'), expect(S.rmdir('d/sub'), 'ENOTEMPTY'), S.readdir('d')] },
+  { name: 'rmdir-emptied-lower-dir', steps: [S.unlink('e/y'), S.unlink('e/w'), S.readdir('e'), expect(S.rmdir('e'), 'ok'), expect(S.stat('e'), 'ENOENT'), expect(S.rmdir('h'), 'ok'), S.readdir(''), S.mkdir('e'), S.readdir('e')] },
+  {
+    name: 'chmod-chown-utimes',
+    steps: [
+      expect(S.chmod('d/c.txt', 0o600), 'ok'), S.stat('d/c.txt'), expect(S.chown('d/a.txt', 1000, 1001), 'ok'), S.stat('d/a.txt'),
+      expect(S.utimes('f1'), 'ok'), S.chmod('g', 0o700), S.utimes('g'), S.chown('ln', 1000, 1000), S.stat('ln'), S.chmod('f2', 0o4755), S.stat('f2'),
+    ],
+  },
+  { name: 'symlink', steps: [expect(S.symlink('d/a.txt', 's1'), 'ok'), S.symlink('../f1', 'd/s2'), S.readlink('s1'), S.read('d/s2'), expect(S.symlink('x', 'd/a.txt'), 'EEXIST'), S.readdir('d')] },
+  { name: 'mkfifo', steps: [expect(S.mkfifo('d/fifo'), 'ok'), S.stat('d/fifo'), expect(S.mkfifo('d/a.txt'), 'exit 1'), S.mkfifo('newfifo'), S.readdir('')] },
+  {
+    name: 'hardlink',
+    steps: [expect(S.link('d/c.txt', 'd/c-link'), 'ok'), S.stat('d/c.txt'), S.stat('d/c-link'), S.link('f1', 'e/f1-link'), S.append('e/f1-link', 'via link\n'), S.read('f1'), S.stat('f1'), expect(S.link('d/a.txt', 'f2'), 'EEXIST'), expect(S.link('d', 'd2'), 'EPERM')],
+  },
+  { name: 'rename-over', steps: [expect(S.rename('f1', 'f2'), 'ok'), S.read('f2'), expect(S.stat('f1'), 'ENOENT'), S.rename('d/a.txt', 'd/c.txt'), S.read('d/c.txt'), S.readdir('d'), S.readdir('')] },
+  { name: 'rename-into-dir', steps: [expect(S.rename('d/b.txt', 'e/b.txt'), 'ok'), S.rename('f3', 'g/f3'), S.rename('d/c.txt', 'h/c.txt'), S.readdir('d'), S.readdir('e'), S.readdir('g'), S.read('g/f3'), S.getfattr('h/c.txt')] },
+  { name: 'setxattr', steps: [expect(S.setfattr('d/a.txt', 'user.k', 'v1'), 'ok'), S.setfattr('d/c.txt', 'user.origin', 'changed'), S.setfattr('g', 'user.dir', 'yes'), S.getfattr('d/a.txt'), S.getfattr('d/c.txt'), S.read('d/a.txt')] },
+  {
+    name: 'rename-dir',
+    steps: [
+      expect(S.rename('g', 'g2'), 'EXDEV'), expect(S.rename('d/sub', 'sub2'), 'EXDEV'), expect(S.rename('d', 'e/d'), 'EXDEV'),
+      expect(S.rename('e', 'd'), 'EXDEV'), expect(S.rename('g', 'h'), 'EXDEV'), expect(S.rename('h', 'h2'), 'EXDEV'), S.readdir(''),
+      S.mkdir('u'), S.writeFile('u/f', 'f\n'), expect(S.rename('u', 'u2'), 'ok'), S.readdir('u2'), S.rename('u2', 'd/u3'), S.readdir('d'),
+    ],
+  },
+  {
+    // A pure-upper directory moved into a merged directory, over the whiteout of a deleted lower
+    // directory: the kernel marks it opaque, otherwise the lower directory's entries would show again.
+    name: 'rename-upper-dir-over-deleted-dir',
+    steps: [
+      expect(S.rmrf('d/sub'), 'ok'), S.mkdir('u'), S.writeFile('u/f', 'f\n'), expect(S.rename('u', 'd/sub'), 'ok'), S.readdir('d/sub'),
+      S.rmrf('g'), S.mkdir('v'), S.rename('v', 'g'), S.readdir('g'),
+    ],
+  },
+  {
+    name: 'rename-over-whiteout',
+    steps: [
+      S.unlink('f1'), expect(S.rename('f2', 'f1'), 'ok'), S.read('f1'), S.unlink('d/b.txt'), S.mkdir('w'), expect(S.rename('w', 'd/b.txt'), 'ok'),
+      S.stat('d/b.txt'), S.unlink('d/c.txt'), S.symlink('a.txt', 'd/c.txt'), S.readlink('d/c.txt'),
+    ],
+  },
+];
+
+// ---------------------------------------------------------------------------------------------
+// Random sequences
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomSteps(seed: number, count: number): Step[] {
+  const rnd = mulberry32(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
+  // Half of the picks name something the lower layers have, so that most steps do something.
+  const dirs = ['', 'd', 'e', 'g', 'h', 'n', 'd/sub'] as const;
+  const names = ['a.txt', 'b.txt', 'c.txt', 'x', 'sub', 'y'] as const;
+  const lowerFiles = ['d/a.txt', 'd/b.txt', 'd/c.txt', 'd/sub/x', 'd/sub/m', 'e/y', 'e/w', 'g/z', 'f1', 'f2', 'f3', 'ln'] as const;
+  const lowerDirs = ['d', 'e', 'g', 'h', 'd/sub'] as const;
+  const p = () => {
+    if (rnd() < 0.5) return pick(lowerFiles);
+    const d = pick(dirs);
+    const n = pick(names);
+    return d === '' ? n : `${d}/${n}`;
+  };
+  const anyPath = () => (rnd() < 0.3 ? pick(lowerDirs) : rnd() < 0.15 ? pick(dirs) || 'n' : p());
+  const steps: Step[] = [];
+  for (let i = 0; i < count; i++) {
+    const r = Math.floor(rnd() * 19);
+    const data = `s${seed}i${i}\n`;
+    switch (r) {
+      case 0: steps.push(S.writeAt(p(), data, Math.floor(rnd() * 4))); break;
+      case 1: steps.push(S.append(p(), data)); break;
+      case 2: steps.push(S.truncate(p(), Math.floor(rnd() * 6))); break;
+      case 3: steps.push(S.createExcl(p(), data)); break;
+      case 4: steps.push(S.writeFile(p(), data)); break;
+      case 5: steps.push(S.unlink(p())); break;
+      case 6: steps.push(S.mkdir(anyPath())); break;
+      case 7: steps.push(S.rmdir(anyPath())); break;
+      case 8: steps.push(S.rmrf(anyPath())); break;
+      case 9: steps.push(S.rename(p(), p())); break;
+      case 10: steps.push(S.symlink(pick(['a.txt', '../f1', 'nowhere']), p())); break;
+      case 11: steps.push(S.link(p(), p())); break;
+      case 12: steps.push(S.chmod(anyPath(), pick([0o600, 0o755, 0o640]))); break;
+      case 13: steps.push(S.utimes(anyPath())); break;
+      case 14: steps.push(S.setfattr(anyPath(), 'user.r', `v${i}`)); break;
+      case 15: steps.push(S.readdir(pick(dirs))); break;
+      case 16: steps.push(S.read(p())); break;
+      case 17: steps.push(S.stat(anyPath())); break;
+      default: steps.push(S.rename(anyPath(), anyPath())); break;
+    }
+  }
+  return steps;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running one side
+
+type Subject = 'kernel' | 'layerfs';
+
+interface SideResult {
+  outcomes: string[];
+  merged: Snapshot;
+  upper: Snapshot;
+  /** Kernel: names listed but not lstat-able (whiteouts in single-branch dirs), dropped from merged. */
+  phantoms: string[];
+}
+
+function dropPhantoms(s: Snapshot): string[] {
+  const gone: string[] = [];
+  for (const [v, n] of s.nodes) if (n.type === 'phantom') gone.push(v);
+  for (const v of gone) s.nodes.delete(v);
+  return gone;
+}
+
+/** Make two runs comparable: "recent" mtimes, no inode numbers, problems without absolute paths. */
+function normalize(s: Snapshot, kind: 'merged' | 'upper'): Snapshot {
+  for (const n of s.nodes.values()) {
+    delete n.ino;
+    if (n.mtimeMs !== undefined && n.mtimeMs >= T_START) n.mtimeMs = -1; // "recent"
+    if (IGNORE_DIR_MTIME && n.type === 'dir') delete n.mtimeMs;
+    if (kind === 'upper') {
+      if (n.type === 'chardev' && n.rdev === '0:0') {
+        for (const k of Object.keys(n) as (keyof typeof n)[]) delete n[k];
+        (n as { type: string }).type = 'whiteout';
+        continue;
+      }
+      if (n.xattrs !== undefined) {
+        for (const k of Object.keys(n.xattrs)) {
+          if (k.startsWith('trusted.overlay.') && k !== 'trusted.overlay.opaque') delete n.xattrs[k];
+        }
+      }
+    }
+  }
+  s.problems = s.problems.map((p) => p.split(s.root).join('ROOT'));
+  return s;
+}
+
+async function runSide(who: Subject, tag: string, steps: Step[]): Promise<SideResult> {
+  const base = await space.dir(`${tag}-${who}`);
+  const layersRoot = path.join(base, 'layers');
+  const upper = path.join(base, 'upper');
+  const work = path.join(base, 'work');
+  for (const d of [layersRoot, upper, work]) fs.mkdirSync(d);
+  try {
+    const built = await buildLayers(layersRoot, baseLayers(), { format: 'kernel' });
+    const dirs = { lowers: built.dirs, upper, work, timeoutMs: 120_000 };
+    const body = async (mnt: string) => {
+      const at: At = (rel) => (rel === '' ? mnt : path.join(mnt, rel));
+      const outcomes: string[] = [];
+      for (const s of steps) outcomes.push(await outcomeOf(s, at, mnt));
+      const merged = await snapshot(mnt, { xattrs: true, content: true });
+      return { outcomes, merged };
+    };
+    const { outcomes, merged } = who === 'kernel' ? await withKernelOverlay(dirs, body) : await withLayerfs(dirs, body);
+    const phantoms = dropPhantoms(merged);
+    normalize(merged, 'merged');
+    const up = normalize(await snapshot(upper, { xattrs: true, content: true }), 'upper');
+    return { outcomes, merged, upper: up, phantoms };
+  } finally {
+    fs.rmSync(base, { recursive: true, force: true });
+  }
+}
+
+/** All differences between the oracle and the subject for one step list. */
+function compare(k: SideResult, s: SideResult, steps: Step[], label: string): { firstStep: number | undefined; diffs: string[] } {
+  const diffs: string[] = [];
+  let firstStep: number | undefined;
+  steps.forEach((st, i) => {
+    if (k.outcomes[i] !== s.outcomes[i]) {
+      firstStep ??= i;
+      diffs.push(`step ${i + 1} (${st.desc}): kernel ${k.outcomes[i]} vs ${label} ${s.outcomes[i]}`);
+    }
+  });
+  const recent = (d: string) => d.replace(/(?<![0-9])-1 \(1969-12-31T23:59:59\.999Z\)/g, 'recent (set during the test)');
+  for (const d of diffSnapshots(k.merged, s.merged, ['kernel', label])) diffs.push(`merged tree: ${recent(d)}`);
+  for (const d of diffSnapshots(k.upper, s.upper, ['kernel', label])) diffs.push(`upper dir: ${recent(d)}`);
+  if (s.phantoms.length > 0 && label === 'layerfs') diffs.push(`layerfs lists unstatable names: ${s.phantoms.join(', ')}`);
+  return { firstStep, diffs };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Is layerfs writable yet? (probed once per test file)
+
+let writableProbe: Promise<{ ok: boolean; why: string }> | undefined;
+
+function layerfsWritable(): Promise<{ ok: boolean; why: string }> {
+  writableProbe ??= (async () => {
+    const base = await space.dir('writable-probe');
+    const [l, u, w] = ['l', 'u', 'w'].map((x) => path.join(base, x)) as [string, string, string];
+    for (const d of [l, u, w]) fs.mkdirSync(d);
+    fs.writeFileSync(path.join(l, 'f'), 'x');
+    try {
+      return await withLayerfs({ lowers: [l], upper: u, work: w, timeoutMs: 30_000 }, async (mnt) => {
+        try {
+          await fsp.writeFile(path.join(mnt, 'probe'), 'p');
+          return { ok: true, why: '' };
+        } catch (e) {
+          return { ok: false, why: `touch on a writable mount: ${(e as NodeJS.ErrnoException).code ?? String(e)}` };
+        }
+      });
+    } catch (e) {
+      return { ok: false, why: (e as Error).message.split('\n')[0] ?? '' };
+    } finally {
+      fs.rmSync(base, { recursive: true, force: true });
+    }
+  })();
+  return writableProbe;
+}
+
+async function subjectFor(t: ExecutionContext): Promise<Subject | undefined> {
+  if (SUBJECT_ENV === 'kernel') return 'kernel';
+  if (process.env['LAYERFS_WRITABLE_FORCE'] === '1') return 'layerfs';
+  const p = await layerfsWritable();
+  if (p.ok) return 'layerfs';
+  const msg = `layerfs writable mode not available (${p.why}): kernel side only`;
+  if (isCI()) t.fail(msg);
+  else t.log(msg);
+  return undefined;
+}
+
+function kernelExpectations(k: SideResult, steps: Step[]): string[] {
+  const out: string[] = [];
+  steps.forEach((s, i) => {
+    if (s.expect === undefined) return;
+    const o = k.outcomes[i] ?? '(not run)';
+    if (!(o === s.expect || o.startsWith(`${s.expect} `) || o.startsWith(`${s.expect}:`))) {
+      out.push(`step ${i + 1} (${s.desc}): kernel gave ${o}, the scenario expects ${s.expect}`);
+    }
+  });
+  return out;
+}
+
+function fail(t: ExecutionContext, what: string, diffs: string[]): void {
+  if (diffs.length === 0) t.pass();
+  else t.fail(`${what}:\n  ${diffs.join('\n  ')}`);
+}
+
+function reproducer(steps: Step[]): string {
+  return steps.map((s, i) => `  ${i + 1}. ${s.desc}`).join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+for (const sc of SCENARIOS) {
+  if (!selected(sc.name)) continue;
+  test(sc.name, async (t) => {
+    if (!requireMountCapable(t)) return;
+    const k = await runSide('kernel', sc.name, sc.steps);
+    t.log(`kernel outcomes: ${k.outcomes.join(' | ')}`);
+    if (k.phantoms.length > 0) t.log(`kernel lists unstatable whiteouts (known divergence, ignored): ${k.phantoms.join(', ')}`);
+    fail(t, 'TEST INFRASTRUCTURE: kernel outcomes vs scenario expectations', kernelExpectations(k, sc.steps));
+    if (sc.upperCheck) fail(t, 'TEST INFRASTRUCTURE: kernel upper dir', sc.upperCheck(k.upper));
+    const who = await subjectFor(t);
+    if (who === undefined) return;
+    const label = who === 'kernel' ? 'kernel#2' : 'layerfs';
+    const s = await runSide(who, sc.name, sc.steps);
+    const { diffs } = compare(k, s, sc.steps, label);
+    fail(t, `kernel vs ${label} (${sc.name})${diffs.length > 0 ? `\n  steps:\n${reproducer(sc.steps)}\n  differences` : ''}`, diffs);
+  });
+}
+
+const RANDOM_OPS = 30;
+
+for (const seed of SEEDS) {
+  const name = `random-${seed}`;
+  if (!selected(name)) continue;
+  test(name, async (t) => {
+    if (!requireMountCapable(t)) return;
+    const steps = randomSteps(seed, RANDOM_OPS);
+    const k = await runSide('kernel', name, steps);
+    t.log(`kernel outcomes: ${k.outcomes.join(' | ')}`);
+    const who = await subjectFor(t);
+    if (who === undefined) {
+      t.pass();
+      return;
+    }
+    const label = who === 'kernel' ? 'kernel#2' : 'layerfs';
+    const s = await runSide(who, name, steps);
+    const full = compare(k, s, steps, label);
+    if (full.diffs.length === 0) {
+      t.pass();
+      return;
+    }
+    // Shortest diverging prefix: outcomes tell us an upper bound directly; bisect the rest
+    // (assumes that once diverged, longer prefixes stay diverged — good enough for a reproducer).
+    let hi = full.firstStep !== undefined ? full.firstStep + 1 : steps.length; // known to diverge
+    let hiDiffs = full.diffs;
+    let lo = 0; // the empty prefix is assumed equal
+    let rounds = 0;
+    while (hi - lo > 1 && rounds++ < 4) {
+      const mid = Math.floor((lo + hi) / 2);
+      const pre = steps.slice(0, mid);
+      const c = compare(await runSide('kernel', `${name}-p${mid}`, pre), await runSide(who, `${name}-p${mid}`, pre), pre, label);
+      if (c.diffs.length > 0) {
+        hi = c.firstStep !== undefined ? c.firstStep + 1 : mid;
+        hiDiffs = c.diffs;
+      } else {
+        lo = mid;
+      }
+    }
+    if (hi !== steps.length && hiDiffs === full.diffs) {
+      const pre = steps.slice(0, hi);
+      hiDiffs = compare(await runSide('kernel', `${name}-p${hi}`, pre), await runSide(who, `${name}-p${hi}`, pre), pre, label).diffs;
+    }
+    t.fail(`seed ${seed}: kernel vs ${label} diverge; shortest diverging prefix found (${hi} of ${steps.length} steps${hi - lo > 1 ? `, search stopped between ${lo} and ${hi}` : ''}):\n${reproducer(steps.slice(0, hi))}\n  differences after that prefix:\n  ${hiDiffs.join('\n  ')}\n  (all differences of the full sequence: ${full.diffs.length})`);
+  });
+}
