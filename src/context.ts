@@ -1,6 +1,7 @@
 // The narrow set of dependencies every operation receives. Built once per mount in union.ts.
 import type { LRUCache } from 'lru-cache';
 import type { Branch, BranchSet } from './branch.js';
+import type { ChangeGate } from './change-gate.js';
 import type { CopyUp } from './copyup.js';
 import { FsError } from './errno.js';
 import type { RealPath, VPath } from './path.js';
@@ -16,6 +17,8 @@ export interface UpperCtx {
   readonly work: RealPath;
   readonly copyUp: CopyUp;
   readonly whiteouts: WhiteoutWriter;
+  /** Changes take it shared; a move of a merged directory takes it alone (D16). */
+  readonly gate: ChangeGate;
   /** A fresh, unused path in the work dir. */
   scratch(): RealPath;
 }

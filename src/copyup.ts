@@ -70,7 +70,7 @@ export class CopyUp {
 }
 
 /** Build a copy of `from` (one entry, not a directory's contents) at `to`. */
-async function copyEntry(from: RealPath, to: RealPath): Promise<void> {
+export async function copyEntry(from: RealPath, to: RealPath): Promise<void> {
   const st = await host.lstatNs(from);
   const mode = Number(st.mode);
   const perm = mode & 0o7777;

@@ -93,6 +93,14 @@ export class Resolver {
     this.#cache.delete(p);
   }
 
+  /** Forget p and everything below it (after a directory moved). A walk of the whole cache. */
+  invalidateTree(p: VPath): void {
+    const below = p === ROOT ? ROOT : `${p}/`;
+    const gone: string[] = [];
+    for (const k of this.#cache.keys()) if (k === p || k.startsWith(below)) gone.push(k);
+    for (const k of gone) this.#cache.delete(k);
+  }
+
   /** The branch directory listing of dir on branch b (cached for immutable branches). */
   branchDir(b: Branch, dir: VPath): Promise<BranchDir> {
     if (b.writable) return readBranchDir(b.real(dir));

@@ -6,6 +6,7 @@ import type { Attr } from './attr.js';
 import { LRUCache } from 'lru-cache';
 import { BranchSet } from './branch.js';
 import type { UnionCtx, UpperCtx } from './context.js';
+import { ChangeGate } from './change-gate.js';
 import { CopyUp } from './copyup.js';
 import { WhiteoutWriter, type WhiteoutFormat } from './whiteout-writer.js';
 import type { MergedEntry } from './dir-merge.js';
@@ -89,7 +90,9 @@ function upperCtx(branches: BranchSet, resolver: Resolver, config: UnionConfig):
   if (branch === undefined || config.work === undefined) return undefined;
   const work = config.work as RealPath;
   const copyUp = new CopyUp(branches, work, resolver);
-  return { branch, work, copyUp, whiteouts: new WhiteoutWriter(config.whiteout ?? 'overlay'), scratch: () => copyUp.scratch() };
+  return {
+    branch, work, copyUp, gate: new ChangeGate(), whiteouts: new WhiteoutWriter(config.whiteout ?? 'overlay'), scratch: () => copyUp.scratch(),
+  };
 }
 
 export function createUnion(config: UnionConfig): Union {
@@ -104,35 +107,38 @@ export function createUnion(config: UnionConfig): Union {
     xattrNames: new LRUCache({ max: config.resolver?.maxEntries ?? DEFAULT_RESOLVER_OPTIONS.maxEntries }),
     upper: upperCtx(branches, resolver, config),
   };
+  // Changes by name take the gate shared, so that a directory move (D16) sees its subtree hold
+  // still; reads, and changes through an open file (an upper file, which a move links along), don't.
+  const change = <T>(fn: () => Promise<T>): Promise<T> => (ctx.upper === undefined ? fn() : ctx.upper.gate.shared(fn));
   const ops: UnionOps = {
     getattr: (p) => getattr(ctx, p),
     access: (p, mode) => access(ctx, p, mode),
     readlink: (p) => readlink(ctx, p),
     readdir: (p) => readdir(ctx, p),
-    open: (p, flags) => open(ctx, p, flags),
+    open: (p, flags) => change(() => open(ctx, p, flags)),
     read: (fh, buf, len, pos) => read(ctx, fh, buf, len, pos),
     release: (fh) => release(ctx, fh),
     statfs: () => statfs(ctx),
     getxattr: (p, name) => getxattr(ctx, p, name),
     listxattr: (p) => listxattr(ctx, p),
-    create: (p, mode, flags, owner) => create(ctx, p, mode, flags, owner),
+    create: (p, mode, flags, owner) => change(() => create(ctx, p, mode, flags, owner)),
     write: (fh, buf, len, pos) => write(ctx, fh, buf, len, pos),
-    truncate: (p, size) => truncate(ctx, p, size),
+    truncate: (p, size) => change(() => truncate(ctx, p, size)),
     ftruncate: (fh, size) => ftruncate(ctx, fh, size),
     flush: async (fh) => void ctx.handles.get(fh, 'flush'),
     fsync: (fh, datasync) => fsync(ctx, fh, datasync),
-    mkdir: (p, mode, owner) => mkdir(ctx, p, mode, owner),
-    mknod: (p, mode, dev, owner) => mknod(ctx, p, mode, dev, owner),
-    symlink: (target, p, owner) => symlink(ctx, target, p, owner),
-    link: (from, p) => link(ctx, from, p),
-    unlink: (p) => unlink(ctx, p),
-    rmdir: (p) => rmdir(ctx, p),
+    mkdir: (p, mode, owner) => change(() => mkdir(ctx, p, mode, owner)),
+    mknod: (p, mode, dev, owner) => change(() => mknod(ctx, p, mode, dev, owner)),
+    symlink: (target, p, owner) => change(() => symlink(ctx, target, p, owner)),
+    link: (from, p) => change(() => link(ctx, from, p)),
+    unlink: (p) => change(() => unlink(ctx, p)),
+    rmdir: (p) => change(() => rmdir(ctx, p)),
     rename: (from, to) => rename(ctx, from, to),
-    chmod: (p, mode) => chmod(ctx, p, mode),
-    chown: (p, uid, gid) => chown(ctx, p, uid, gid),
-    utimens: (p, a, m) => utimens(ctx, p, a, m),
-    setxattr: (p, name, value, flags) => setxattr(ctx, p, name, value, flags),
-    removexattr: (p, name) => removexattr(ctx, p, name),
+    chmod: (p, mode) => change(() => chmod(ctx, p, mode)),
+    chown: (p, uid, gid) => change(() => chown(ctx, p, uid, gid)),
+    utimens: (p, a, m) => change(() => utimens(ctx, p, a, m)),
+    setxattr: (p, name, value, flags) => change(() => setxattr(ctx, p, name, value, flags)),
+    removexattr: (p, name) => change(() => removexattr(ctx, p, name)),
   };
   return {
     ops,

@@ -1,19 +1,28 @@
-// rename of non-directories: the source is copied up, renamed inside the upper (over the
-// target, as POSIX says), and where a lower branch still has the old name a whiteout is left
-// there in the same step (RENAME_WHITEOUT, kernel format) or right after (OCI format).
-// Directory rename is decided separately (native-notes, issue 3) and refused with EXDEV here,
-// which is what the kernel's overlayfs answers without redirect_dir.
-import { requireUpper, type UnionCtx } from '../context.js';
+// rename: the source is copied up, renamed inside the upper (over the target, as POSIX says),
+// and where a lower branch still has the old name a whiteout is left there in the same step
+// (RENAME_WHITEOUT, kernel format) or right after (OCI format). A directory the upper alone
+// holds moves the same way. A directory that lower branches have is copied into place instead
+// (move-dir.ts, D16), with other changes held back meanwhile; the kernel's overlayfs answers EXDEV.
+import { requireUpper, type UnionCtx, type UpperCtx } from '../context.js';
 import { FsError } from '../errno.js';
 import * as host from '../host/fs.js';
 import { isOpaqueDir } from '../branch-dir.js';
 import { renameExchange, renameWhiteout } from '../host/libc.js';
 import { baseName, parentOf, type VPath } from '../path.js';
 import { isKernelWhiteout, isMarkerName } from '../whiteout.js';
+import { moveMergedDir } from './move-dir.js';
 import { readdir } from './readdir.js';
+
+/** The source turned out to be a merged directory: retry alone (ChangeGate.exclusive). */
+const NEEDS_EXCLUSIVE = Symbol('needs exclusive');
 
 export async function rename(ctx: UnionCtx, from: VPath, to: VPath): Promise<void> {
   const up = requireUpper(ctx, 'rename', from);
+  const r = await up.gate.shared(() => renameIn(ctx, up, from, to, false));
+  if (r === NEEDS_EXCLUSIVE) await up.gate.exclusive(() => renameIn(ctx, up, from, to, true));
+}
+
+async function renameIn(ctx: UnionCtx, up: UpperCtx, from: VPath, to: VPath, alone: boolean): Promise<typeof NEEDS_EXCLUSIVE | void> {
   if (isMarkerName(baseName(to))) throw new FsError('EINVAL', 'rename', to); // as in place.ts
   const src = await ctx.resolver.get(from, 'rename');
   const dst = await ctx.resolver.resolve(to);
@@ -22,9 +31,11 @@ export async function rename(ctx: UnionCtx, from: VPath, to: VPath): Promise<voi
   if (dst.kind === 'file' && src.kind === 'dir') throw new FsError('ENOTDIR', 'rename', to);
   if (src.kind === 'dir') {
     if (to.startsWith(`${from}/`)) throw new FsError('EINVAL', 'rename', to);
-    // Before the emptiness check, as the kernel's overlayfs answers.
-    if (src.stack.some((b) => !b.writable) || (await ctx.resolver.lowerHas(from))) throw new FsError('EXDEV', 'rename', from);
     if (dst.kind === 'dir' && (await readdir(ctx, to)).length > 2) throw new FsError('ENOTEMPTY', 'rename', to);
+    if (src.stack.some((b) => !b.writable)) {
+      if (!alone) return NEEDS_EXCLUSIVE;
+      return moveMergedDir(ctx, up, from, to);
+    }
   }
   const dstParent = await ctx.resolver.get(parentOf(to), 'rename');
   const leaveWhiteout = await ctx.resolver.lowerHas(from);
@@ -37,10 +48,13 @@ export async function rename(ctx: UnionCtx, from: VPath, to: VPath): Promise<voi
     await up.whiteouts.makeOpaque(realFrom);
   }
   const targetStat = await host.lstatOrUndefined(realTo);
-  if (src.kind === 'dir' && targetStat !== undefined && isKernelWhiteout(targetStat)) {
-    // rename(2) cannot put a directory over a char device: swap them, then drop the whiteout.
+  if (src.kind === 'dir' && targetStat !== undefined) {
+    // rename(2) cannot put a directory over a char device, nor over a directory that still holds
+    // whiteouts (empty only in the merged view): swap them, then clear what is at the old name.
     renameExchange(realFrom, realTo);
-    await host.unlink(realFrom);
+    if (!leaveWhiteout) await host.rmTree(realFrom);
+    else if (!isKernelWhiteout(targetStat)) await up.whiteouts.replace(up.branch, parentOf(from), baseName(from), up.scratch());
+    // else: the whiteout that stood at the new name now stands at the old one, as it should.
   } else if (leaveWhiteout && up.whiteouts.format === 'overlay') {
     renameWhiteout(realFrom, realTo);
   } else {
@@ -49,6 +63,11 @@ export async function rename(ctx: UnionCtx, from: VPath, to: VPath): Promise<voi
     await host.rename(realFrom, realTo);
   }
   if (up.whiteouts.format === 'oci') await up.whiteouts.remove(up.branch, parentOf(to), baseName(to));
-  ctx.resolver.invalidate(from);
-  ctx.resolver.invalidate(to);
+  if (src.kind === 'dir') {
+    ctx.resolver.invalidateTree(from);
+    ctx.resolver.invalidateTree(to);
+  } else {
+    ctx.resolver.invalidate(from);
+    ctx.resolver.invalidate(to);
+  }
 }
