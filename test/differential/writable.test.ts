@@ -15,14 +15,16 @@
 // of the test file is replaced by the marker "recent" (so "kept the lower mtime" vs "set to now"
 // still counts as a difference; explicit utimes use fixed old dates).
 //
-// A seeded random sequence generator adds ~30 operations over a small name space per seed; on a
-// divergence it searches (by bisection over prefix lengths) for the shortest diverging prefix and
-// prints it as a reproducer.
+// Random sequences: a fast-check property replays up to 30 random operations over a small name
+// space on both mounts; on a divergence fast-check shrinks the sequence to a short reproducer,
+// which then goes into REGRESSIONS (replayed first in every run).
 //
 // Environment:
 //   LAYERFS_DIFF_SUBJECT=kernel   run a second kernel overlay instead of layerfs (validates the suite)
-//   LAYERFS_WRITABLE_CASES=a,b    run only the named scenarios (random seeds are "random-<seed>")
-//   LAYERFS_WRITABLE_SEEDS=1,2    seeds for the random sequences (default 1..5)
+//   LAYERFS_WRITABLE_CASES=a,b    run only the named scenarios ("random" is the fast-check property)
+//   LAYERFS_WRITABLE_SEED=N       fast-check seed (default fixed, so that CI runs are repeatable)
+//   LAYERFS_WRITABLE_RUNS=N       random sequences per run (default 12)
+//   LAYERFS_WRITABLE_SHRINK_MS=N  time budget for the run and the shrinking (default 15 min)
 //   LAYERFS_WRITABLE_IGNORE_DIR_MTIME=1  do not compare directory mtimes (to triage past a known
 //                                 parent-mtime divergence)
 //   LAYERFS_WRITABLE_FORCE=1      compare with layerfs even when the write probe fails
@@ -30,6 +32,7 @@
 // (with its expected outcomes checked) and each test logs that; under CI=true that is a failure.
 
 import test from 'ava';
+import fc from 'fast-check';
 import type { ExecutionContext } from 'ava';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -44,7 +47,6 @@ const T_START = Date.now() - 60_000;
 const FIXED_TIME = new Date(Date.UTC(2019, 5, 1, 12, 0, 0));
 const only = (process.env['LAYERFS_WRITABLE_CASES'] ?? '').split(',').filter((s) => s !== '');
 const selected = (name: string) => only.length === 0 || only.includes(name);
-const SEEDS = (process.env['LAYERFS_WRITABLE_SEEDS'] ?? '1,2,3,4,5').split(',').filter((s) => s !== '').map(Number);
 const IGNORE_DIR_MTIME = process.env['LAYERFS_WRITABLE_IGNORE_DIR_MTIME'] === '1';
 const SUBJECT_ENV = process.env['LAYERFS_DIFF_SUBJECT'] === 'kernel' ? 'kernel' : 'layerfs';
 
@@ -295,62 +297,81 @@ const SCENARIOS: Scenario[] = [
 ];
 
 // ---------------------------------------------------------------------------------------------
-// Random sequences
+// Random sequences (fast-check)
+//
+// An operation is plain data (so that fast-check can shrink a list of them and print it); half of
+// the paths name something the lower layers have, so that most operations do something.
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const DIRS = ['', 'd', 'e', 'g', 'h', 'n', 'd/sub'] as const;
+const NAMES = ['a.txt', 'b.txt', 'c.txt', 'x', 'sub', 'y'] as const;
+const LOWER_FILES = ['d/a.txt', 'd/b.txt', 'd/c.txt', 'd/sub/x', 'd/sub/m', 'e/y', 'e/w', 'g/z', 'f1', 'f2', 'f3', 'ln'] as const;
+const LOWER_DIRS = ['d', 'e', 'g', 'h', 'd/sub'] as const;
 
-function randomSteps(seed: number, count: number): Step[] {
-  const rnd = mulberry32(seed);
-  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
-  // Half of the picks name something the lower layers have, so that most steps do something.
-  const dirs = ['', 'd', 'e', 'g', 'h', 'n', 'd/sub'] as const;
-  const names = ['a.txt', 'b.txt', 'c.txt', 'x', 'sub', 'y'] as const;
-  const lowerFiles = ['d/a.txt', 'd/b.txt', 'd/c.txt', 'd/sub/x', 'd/sub/m', 'e/y', 'e/w', 'g/z', 'f1', 'f2', 'f3', 'ln'] as const;
-  const lowerDirs = ['d', 'e', 'g', 'h', 'd/sub'] as const;
-  const p = () => {
-    if (rnd() < 0.5) return pick(lowerFiles);
-    const d = pick(dirs);
-    const n = pick(names);
-    return d === '' ? n : `${d}/${n}`;
-  };
-  const anyPath = () => (rnd() < 0.3 ? pick(lowerDirs) : rnd() < 0.15 ? pick(dirs) || 'n' : p());
-  const steps: Step[] = [];
-  for (let i = 0; i < count; i++) {
-    const r = Math.floor(rnd() * 19);
-    const data = `s${seed}i${i}\n`;
-    switch (r) {
-      case 0: steps.push(S.writeAt(p(), data, Math.floor(rnd() * 4))); break;
-      case 1: steps.push(S.append(p(), data)); break;
-      case 2: steps.push(S.truncate(p(), Math.floor(rnd() * 6))); break;
-      case 3: steps.push(S.createExcl(p(), data)); break;
-      case 4: steps.push(S.writeFile(p(), data)); break;
-      case 5: steps.push(S.unlink(p())); break;
-      case 6: steps.push(S.mkdir(anyPath())); break;
-      case 7: steps.push(S.rmdir(anyPath())); break;
-      case 8: steps.push(S.rmrf(anyPath())); break;
-      case 9: steps.push(S.rename(p(), p())); break;
-      case 10: steps.push(S.symlink(pick(['a.txt', '../f1', 'nowhere']), p())); break;
-      case 11: steps.push(S.link(p(), p())); break;
-      case 12: steps.push(S.chmod(anyPath(), pick([0o600, 0o755, 0o640]))); break;
-      case 13: steps.push(S.utimes(anyPath())); break;
-      case 14: steps.push(S.setfattr(anyPath(), 'user.r', `v${i}`)); break;
-      case 15: steps.push(S.readdir(pick(dirs))); break;
-      case 16: steps.push(S.read(p())); break;
-      case 17: steps.push(S.stat(anyPath())); break;
-      default: steps.push(S.rename(anyPath(), anyPath())); break;
-    }
+const filePath = fc.oneof(
+  fc.constantFrom(...LOWER_FILES),
+  fc.tuple(fc.constantFrom(...DIRS), fc.constantFrom(...NAMES)).map(([d, n]) => (d === '' ? n : `${d}/${n}`)),
+);
+const anyPath = fc.oneof({ arbitrary: filePath, weight: 3 }, { arbitrary: fc.constantFrom(...LOWER_DIRS, 'n'), weight: 2 });
+const data = fc.constantFrom('1\n', 'two\n', 'three-3\n');
+
+type Op =
+  | ['writeAt', string, string, number] | ['append', string, string] | ['truncate', string, number]
+  | ['createExcl', string, string] | ['writeFile', string, string] | ['unlink', string] | ['mkdir', string]
+  | ['rmdir', string] | ['rmrf', string] | ['rename', string, string] | ['symlink', string, string]
+  | ['link', string, string] | ['chmod', string, number] | ['utimes', string] | ['setfattr', string, string]
+  | ['readdir', string] | ['read', string] | ['stat', string];
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  fc.tuple(fc.constant('writeAt' as const), filePath, data, fc.nat(3)),
+  fc.tuple(fc.constant('append' as const), filePath, data),
+  fc.tuple(fc.constant('truncate' as const), filePath, fc.nat(5)),
+  fc.tuple(fc.constant('createExcl' as const), filePath, data),
+  fc.tuple(fc.constant('writeFile' as const), filePath, data),
+  fc.tuple(fc.constant('unlink' as const), filePath),
+  fc.tuple(fc.constant('mkdir' as const), anyPath),
+  fc.tuple(fc.constant('rmdir' as const), anyPath),
+  fc.tuple(fc.constant('rmrf' as const), anyPath),
+  fc.tuple(fc.constant('rename' as const), filePath, filePath),
+  fc.tuple(fc.constant('rename' as const), anyPath, anyPath),
+  fc.tuple(fc.constant('symlink' as const), fc.constantFrom('a.txt', '../f1', 'nowhere'), filePath),
+  fc.tuple(fc.constant('link' as const), filePath, filePath),
+  fc.tuple(fc.constant('chmod' as const), anyPath, fc.constantFrom(0o600, 0o755, 0o640)),
+  fc.tuple(fc.constant('utimes' as const), anyPath),
+  fc.tuple(fc.constant('setfattr' as const), anyPath, data.map((v) => v.trim())),
+  fc.tuple(fc.constant('readdir' as const), fc.constantFrom(...DIRS)),
+  fc.tuple(fc.constant('read' as const), filePath),
+  fc.tuple(fc.constant('stat' as const), anyPath),
+);
+
+function stepOf(op: Op): Step {
+  switch (op[0]) {
+    case 'writeAt': return S.writeAt(op[1], op[2], op[3]);
+    case 'append': return S.append(op[1], op[2]);
+    case 'truncate': return S.truncate(op[1], op[2]);
+    case 'createExcl': return S.createExcl(op[1], op[2]);
+    case 'writeFile': return S.writeFile(op[1], op[2]);
+    case 'unlink': return S.unlink(op[1]);
+    case 'mkdir': return S.mkdir(op[1]);
+    case 'rmdir': return S.rmdir(op[1]);
+    case 'rmrf': return S.rmrf(op[1]);
+    case 'rename': return S.rename(op[1], op[2]);
+    case 'symlink': return S.symlink(op[1], op[2]);
+    case 'link': return S.link(op[1], op[2]);
+    case 'chmod': return S.chmod(op[1], op[2]);
+    case 'utimes': return S.utimes(op[1]);
+    case 'setfattr': return S.setfattr(op[1], 'user.r', op[2]);
+    case 'readdir': return S.readdir(op[1]);
+    case 'read': return S.read(op[1]);
+    case 'stat': return S.stat(op[1]);
   }
-  return steps;
 }
+
+/**
+ * Sequences that once diverged (found by the random test, shrunk by fast-check), replayed first in
+ * every run. Add the reproducer of every new divergence here when fixing it. (Those found before
+ * fast-check came in are scenarios above: rename-over-whiteout, rename-upper-dir-over-deleted-dir.)
+ */
+const REGRESSIONS: Op[][] = [];
 
 // ---------------------------------------------------------------------------------------------
 // Running one side
@@ -535,49 +556,54 @@ for (const sc of SCENARIOS) {
   });
 }
 
-const RANDOM_OPS = 30;
+// One fast-check property: the kernel and layerfs agree on a random sequence. On a divergence
+// fast-check shrinks the sequence (each try mounts both again, a few seconds each) and the failure
+// prints the shortest sequence it found, in the form REGRESSIONS takes.
+const RANDOM_RUNS = Number(process.env['LAYERFS_WRITABLE_RUNS'] ?? '12');
+const RANDOM_SEED = Number(process.env['LAYERFS_WRITABLE_SEED'] ?? '20261128');
+const SHRINK_BUDGET_MS = Number(process.env['LAYERFS_WRITABLE_SHRINK_MS'] ?? String(15 * 60_000));
 
-for (const seed of SEEDS) {
-  const name = `random-${seed}`;
-  if (!selected(name)) continue;
-  test(name, async (t) => {
+if (selected('random')) {
+  test('random', async (t) => {
     if (!requireMountCapable(t)) return;
-    const steps = randomSteps(seed, RANDOM_OPS);
-    const k = await runSide('kernel', name, steps);
-    t.log(`kernel outcomes: ${k.outcomes.join(' | ')}`);
     const who = await subjectFor(t);
-    if (who === undefined) {
-      t.pass();
-      return;
-    }
+    if (who === undefined) return;
     const label = who === 'kernel' ? 'kernel#2' : 'layerfs';
-    const s = await runSide(who, name, steps);
-    const full = compare(k, s, steps, label);
-    if (full.diffs.length === 0) {
+    let tries = 0;
+    let last: { ops: Op[]; diffs: string[] } | undefined;
+    const property = fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 30 }), async (ops) => {
+      const steps = ops.map(stepOf);
+      const tag = `random-${tries++}`;
+      const k = await runSide('kernel', tag, steps);
+      const s = await runSide(who, tag, steps);
+      const { diffs } = compare(k, s, steps, label);
+      if (diffs.length > 0) last = { ops, diffs };
+      return diffs.length === 0;
+    });
+    const started = Date.now();
+    const out = await fc.check(property, {
+      seed: RANDOM_SEED,
+      numRuns: RANDOM_RUNS,
+      examples: REGRESSIONS.map((ops) => [ops] as [Op[]]),
+      // Each try costs two mounts: stop shrinking after the budget, keeping the shortest so far.
+      interruptAfterTimeLimit: SHRINK_BUDGET_MS,
+      markInterruptAsFailure: false,
+    });
+    t.log(`${tries} sequences replayed on both mounts in ${Math.round((Date.now() - started) / 1000)} s (seed ${RANDOM_SEED}, ${RANDOM_RUNS} runs)`);
+    if (!out.failed) {
       t.pass();
       return;
     }
-    // Shortest diverging prefix: outcomes tell us an upper bound directly; bisect the rest
-    // (assumes that once diverged, longer prefixes stay diverged — good enough for a reproducer).
-    let hi = full.firstStep !== undefined ? full.firstStep + 1 : steps.length; // known to diverge
-    let hiDiffs = full.diffs;
-    let lo = 0; // the empty prefix is assumed equal
-    let rounds = 0;
-    while (hi - lo > 1 && rounds++ < 4) {
-      const mid = Math.floor((lo + hi) / 2);
-      const pre = steps.slice(0, mid);
-      const c = compare(await runSide('kernel', `${name}-p${mid}`, pre), await runSide(who, `${name}-p${mid}`, pre), pre, label);
-      if (c.diffs.length > 0) {
-        hi = c.firstStep !== undefined ? c.firstStep + 1 : mid;
-        hiDiffs = c.diffs;
-      } else {
-        lo = mid;
-      }
-    }
-    if (hi !== steps.length && hiDiffs === full.diffs) {
-      const pre = steps.slice(0, hi);
-      hiDiffs = compare(await runSide('kernel', `${name}-p${hi}`, pre), await runSide(who, `${name}-p${hi}`, pre), pre, label).diffs;
-    }
-    t.fail(`seed ${seed}: kernel vs ${label} diverge; shortest diverging prefix found (${hi} of ${steps.length} steps${hi - lo > 1 ? `, search stopped between ${lo} and ${hi}` : ''}):\n${reproducer(steps.slice(0, hi))}\n  differences after that prefix:\n  ${hiDiffs.join('\n  ')}\n  (all differences of the full sequence: ${full.diffs.length})`);
+    const ops = (out.counterexample?.[0] ?? last?.ops ?? []) as Op[];
+    const steps = ops.map(stepOf);
+    // The diffs of the shortest sequence: replay it once more, on its own.
+    const k = await runSide('kernel', 'random-min', steps);
+    const s = await runSide(who, 'random-min', steps);
+    const { diffs } = compare(k, s, steps, label);
+    t.fail(
+      `kernel vs ${label} diverge (seed ${RANDOM_SEED}, path ${out.counterexamplePath ?? '?'}, ${out.numShrinks} shrinks); shortest sequence found:\n` +
+        `${reproducer(steps)}\n  as a regression case: ${JSON.stringify(ops)}\n  differences:\n  ${diffs.join('\n  ')}` +
+        (out.errorInstance ? `\n  error: ${String(out.errorInstance)}` : ''),
+    );
   });
 }
