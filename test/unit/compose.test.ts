@@ -247,7 +247,12 @@ function ruleTestEnvironment(repo: Repo): string[] {
   return problems;
 }
 
-const REQUIRED_APT = ['libfuse2', 'fuse3', 'attr', 'fuse-overlayfs'];
+/** The Debian packages CI installs (.ci/run's CI_PACKAGES): the test service needs every one. */
+function ciPackages(): string[] {
+  const m = /^CI_PACKAGES=\(([^)]*)\)/m.exec(read('.ci/run'));
+  return m?.[1]?.split(/\s+/).filter((x) => x !== '') ?? [];
+}
+const REQUIRED_APT = ['libfuse2', 'fuse3', 'attr', 'fuse-overlayfs', ...ciPackages()].filter((p, i, all) => all.indexOf(p) === i);
 
 function ruleDockerfileContents(repo: Repo): string[] {
   const problems: string[] = [];
@@ -260,6 +265,14 @@ function ruleDockerfileContents(repo: Repo): string[] {
     const runs = ins.filter((i) => i.op === 'RUN').map((i) => i.args);
     if (!runs.some((r) => /\bnpm\s+ci\b/.test(r))) problems.push(`${file}: does not run npm ci`);
     if (!runs.some((r) => /\bnpm\s+run\s+build\b|\btsc\b/.test(r))) problems.push(`${file}: does not build (npm run build)`);
+    // layerfs refuses to mount with an unpatched fuse-native: the image must apply the patch
+    // and build the binding, which npm ci --ignore-scripts would skip.
+    const ignoresScripts = runs.some((r) => /\bnpm\s+ci\b[^&;]*--ignore-scripts/.test(r));
+    const patches = ins.some((i) => i.op === 'COPY' && /(^|\s)patches\/?(\s|$)/.test(i.args));
+    if (!patches) problems.push(`${file}: does not COPY patches/ (the fuse-native patch)`);
+    if (ignoresScripts && !runs.some((r) => /patch-package/.test(r) && /build-native\.sh/.test(r))) {
+      problems.push(`${file}: npm ci --ignore-scripts without patch-package and scripts/build-native.sh`);
+    }
   }
   return problems;
 }
@@ -431,6 +444,11 @@ test('the Dockerfile starts from node:20, installs libfuse2 and the FUSE tools, 
   t.deepEqual([...aptPackages('RUN apt-get update \\\n && apt-get install -y --no-install-recommends a b=1.2 \\\n && rm -rf x')], ['a', 'b']);
   const oldNode = mutateDockerfile(repo, (text) => text.replace(/^FROM\s+node:20\S*/m, 'FROM node:18-bookworm'));
   t.true(ruleDockerfileContents(oldNode).some((p) => p.includes('FROM node:18-bookworm, not node:20')));
+  t.true(REQUIRED_APT.includes('sqlite3') && REQUIRED_APT.includes('util-linux'), 'CI_PACKAGES read from .ci/run');
+  const noPatch = mutateDockerfile(repo, (text) => text.replace(/npx patch-package && /g, ''));
+  t.true(ruleDockerfileContents(noPatch).some((p) => p.endsWith('without patch-package and scripts/build-native.sh')));
+  const noPatchDir = mutateDockerfile(repo, (text) => text.replace(/^COPY patches\/ patches\/$/m, ''));
+  t.true(ruleDockerfileContents(noPatchDir).some((p) => p.endsWith('does not COPY patches/ (the fuse-native patch)')));
   const noBuild = mutateDockerfile(repo, (text) => text.replace(/npm run build/g, 'true'));
   t.true(ruleDockerfileContents(noBuild).some((p) => p.endsWith('does not build (npm run build)')));
 });
