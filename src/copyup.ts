@@ -11,6 +11,7 @@ import type { BranchSet } from './branch.js';
 import { FsError } from './errno.js';
 import * as host from './host/fs.js';
 import { getXattr, listXattr, mknod, setTimesNs, setXattr } from './host/libc.js';
+import { markImpure, recordIno } from './origin.js';
 import { ROOT, parentOf, type RealPath, type VPath } from './path.js';
 import type { Resolver } from './resolve.js';
 import { SingleFlight } from './single-flight.js';
@@ -28,6 +29,8 @@ export class CopyUp {
     /** The directory temporary copies are built in: on the upper's filesystem. */
     private readonly work: RealPath,
     private readonly resolver: Resolver,
+    /** The inode number the union shows for a branch's (dev, ino): recorded on each copy. */
+    private readonly inoOf: (dev: number, ino: number) => number,
   ) {}
 
   /** A fresh path in the work dir, for anything built there before it is renamed into place. */
@@ -55,8 +58,10 @@ export class CopyUp {
     // the kernel's overlayfs does.
     const parent = p === ROOT ? undefined : upper.real(parentOf(p));
     const parentTimes = parent === undefined ? undefined : await host.lstatNs(parent);
+    // Before the entry arrives, so that no crash leaves one with a recorded number unmarked.
+    if (parent !== undefined) markImpure(parent);
     try {
-      await copyEntry(from, tmp);
+      await copyEntry(from, tmp, this.inoOf(r.stat.dev, r.stat.ino));
       await host.rename(tmp, to);
     } catch (e) {
       await host.rmTree(tmp).catch(() => undefined);
@@ -69,8 +74,11 @@ export class CopyUp {
   }
 }
 
-/** Build a copy of `from` (one entry, not a directory's contents) at `to`. */
-export async function copyEntry(from: RealPath, to: RealPath): Promise<void> {
+/**
+ * Build a copy of `from` (one entry, not a directory's contents) at `to`, which will show the
+ * inode number `ino` (origin.ts).
+ */
+export async function copyEntry(from: RealPath, to: RealPath, ino: number): Promise<void> {
   const st = await host.lstatNs(from);
   const mode = Number(st.mode);
   const perm = mode & 0o7777;
@@ -88,6 +96,7 @@ export async function copyEntry(from: RealPath, to: RealPath): Promise<void> {
     const v = getXattr(from, name);
     if (v !== undefined) setXattr(to, name, v);
   }
+  recordIno(to, ino);
   setTimesNs(to, st.atimeNs, st.mtimeNs);
 }
 

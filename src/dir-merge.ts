@@ -11,18 +11,24 @@ export interface MergedEntry {
   readonly ino: number;
 }
 
-/** `ino` maps a branch's (device, inode number) to the number shown through the mount. */
-export function mergeListings(dirs: readonly BranchDir[], ino: (dev: number, ino: number) => number): MergedEntry[] {
+/**
+ * `ino` maps an entry of dirs[i] (its device, inode number and name) to the number shown through
+ * the mount.
+ */
+export function mergeListings(
+  dirs: readonly BranchDir[],
+  ino: (dev: number, ino: number, name: string, i: number) => number,
+): MergedEntry[] {
   const seen = new Set<string>();
   const out: MergedEntry[] = [];
-  for (const d of dirs) {
+  dirs.forEach((d, i) => {
     for (const [name, e] of d.entries) {
       if (seen.has(name)) continue;
       seen.add(name);
-      out.push({ name, type: e.type, ino: ino(d.dev, e.ino) });
+      out.push({ name, type: e.type, ino: ino(d.dev, e.ino, name, i) });
     }
     // After this branch's own entries: an OCI ".wh.X" beside "X" hides only the X of lower branches.
     for (const name of d.whiteouts) seen.add(name);
-  }
+  });
   return out;
 }

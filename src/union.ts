@@ -84,12 +84,12 @@ export interface Union {
   close(): Promise<void>;
 }
 
-function upperCtx(branches: BranchSet, resolver: Resolver, config: UnionConfig): UpperCtx | undefined {
+function upperCtx(branches: BranchSet, resolver: Resolver, inodes: InodeNumbers, config: UnionConfig): UpperCtx | undefined {
   const branch = branches.upper;
   // Without a work dir the upper is only read (a union served read-only).
   if (branch === undefined || config.work === undefined) return undefined;
   const work = config.work as RealPath;
-  const copyUp = new CopyUp(branches, work, resolver);
+  const copyUp = new CopyUp(branches, work, resolver, (dev, ino) => inodes.of(dev, ino));
   return {
     branch, work, copyUp, gate: new ChangeGate(), whiteouts: new WhiteoutWriter(config.whiteout ?? 'overlay'), scratch: () => copyUp.scratch(),
   };
@@ -99,13 +99,14 @@ export function createUnion(config: UnionConfig): Union {
   if (config.lowers.length === 0) throw new Error('a union needs at least one lower branch');
   const branches = new BranchSet(config.lowers as readonly RealPath[], config.upper as RealPath | undefined);
   const resolver = new Resolver(branches, config.resolver ?? DEFAULT_RESOLVER_OPTIONS);
+  const inodes = new InodeNumbers(branches.all.map((b) => lstatSync(b.root).dev));
   const ctx: UnionCtx = {
     branches,
     resolver,
     handles: new Handles(),
-    inodes: new InodeNumbers(branches.all.map((b) => lstatSync(b.root).dev)),
+    inodes,
     xattrNames: new LRUCache({ max: config.resolver?.maxEntries ?? DEFAULT_RESOLVER_OPTIONS.maxEntries }),
-    upper: upperCtx(branches, resolver, config),
+    upper: upperCtx(branches, resolver, inodes, config),
   };
   // Changes by name take the gate shared, so that a directory move (D16) sees its subtree hold
   // still; reads, and changes through an open file (an upper file, which a move links along), don't.

@@ -11,6 +11,7 @@
 // copied bytes (reflinks where the upper's filesystem has them) plus a few syscalls per entry.
 import type { UnionCtx, UpperCtx } from '../context.js';
 import { copyEntry } from '../copyup.js';
+import { markImpure, shownIno } from '../origin.js';
 import * as host from '../host/fs.js';
 import { renameExchange, setTimesNs } from '../host/libc.js';
 import { baseName, childOf, parentOf, type Name, type RealPath, type VPath } from '../path.js';
@@ -25,6 +26,7 @@ export async function moveMergedDir(ctx: UnionCtx, up: UpperCtx, from: VPath, to
   await up.copyUp.ensure(parentOf(to));
   const tmp = up.scratch();
   const target = up.branch.real(to);
+  markImpure(up.branch.real(parentOf(to))); // the moved directory keeps its number
   try {
     await copyMerged(ctx, up, from, tmp, new Map(), opaque);
     if ((await host.lstatOrUndefined(target)) !== undefined) {
@@ -63,14 +65,16 @@ async function copyMerged(
     const key = `${r.stat.dev}:${r.stat.ino}`;
     const first = r.stat.nlink > 1 ? links.get(key) : undefined;
     if (first !== undefined) return host.link(first, to);
-    await copyEntry(r.real, to);
+    await copyEntry(r.real, to, ctx.inodes.of(r.stat.dev, r.stat.ino));
     if (r.stat.nlink > 1) links.set(key, to);
     return;
   }
   const top = r.stack[0];
   if (top === undefined) return;
   const real = top.real(p);
-  await copyEntry(real, to); // mode, owner, xattrs of the top-most directory, as the merged view shows
+  // Mode, owner, xattrs and inode number of the top-most directory, as the merged view shows them.
+  await copyEntry(real, to, shownIno(ctx.inodes, top, real, r.stat.dev, r.stat.ino));
+  markImpure(to);
   for (const e of await readdir(ctx, p)) {
     if (e.name === '.' || e.name === '..') continue;
     await copyMerged(ctx, up, childOf(p, e.name as Name), `${to}/${e.name}` as RealPath, links);

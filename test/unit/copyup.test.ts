@@ -24,7 +24,7 @@ function setup() {
   for (const d of [upper, work, lower]) fs.mkdirSync(d);
   const branches = new BranchSet([lower as RealPath], upper as RealPath);
   const resolver = new Resolver(branches);
-  return { upper, work, lower, branches, resolver, copyUp: new CopyUp(branches, work as RealPath, resolver) };
+  return { upper, work, lower, branches, resolver, copyUp: new CopyUp(branches, work as RealPath, resolver, (_dev, ino) => ino) };
 }
 
 test('a lower file is copied up with data, mode, owner, ns times and xattrs; parents too', async (t) => {
@@ -88,7 +88,7 @@ test('an entry already in the upper is not copied again; without an upper it is 
   t.is((await s.copyUp.ensure(vpath('/a'))) as string, path.join(s.upper, 'a'));
   t.is(fs.readFileSync(path.join(s.upper, 'a'), 'utf8'), 'upper');
   const ro = new BranchSet([s.lower as RealPath]);
-  const c = new CopyUp(ro, s.work as RealPath, new Resolver(ro));
+  const c = new CopyUp(ro, s.work as RealPath, new Resolver(ro), (_dev, ino) => ino);
   await t.throwsAsync(c.ensure(vpath('/a')), { code: 'EROFS' });
 });
 
