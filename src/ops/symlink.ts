@@ -5,7 +5,8 @@ import { requireUpper, type UnionCtx } from '../context.js';
 import { FsError } from '../errno.js';
 import * as host from '../host/fs.js';
 import { mknod as mknodAt } from '../host/libc.js';
-import type { VPath } from '../path.js';
+import { baseName, parentOf, type VPath } from '../path.js';
+import { isMarkerName } from '../whiteout.js';
 import { own, placeNew, type Owner } from './place.js';
 
 export async function symlink(ctx: UnionCtx, target: string, p: VPath, owner: Owner): Promise<void> {
@@ -28,6 +29,11 @@ export async function link(ctx: UnionCtx, from: VPath, p: VPath): Promise<void> 
   const up = requireUpper(ctx, 'link', p);
   const r = await ctx.resolver.get(from, 'link');
   if (r.kind === 'dir') throw new FsError('EPERM', 'link', from);
+  // What placeNew would refuse, refused before the copy-up: a failed link leaves no copy behind.
+  if (isMarkerName(baseName(p))) throw new FsError('EINVAL', 'link', p);
+  const parent = await ctx.resolver.get(parentOf(p), 'link');
+  if (parent.kind !== 'dir') throw new FsError('ENOTDIR', 'link', p);
+  if ((await ctx.resolver.resolve(p)).kind !== 'absent') throw new FsError('EEXIST', 'link', p);
   const source = await up.copyUp.ensure(from);
   await placeNew(ctx, up, p, { syscall: 'link', isDir: false }, (tmp) => host.link(source, tmp));
   ctx.resolver.invalidate(from); // its link count changed
