@@ -571,7 +571,7 @@ if (selected('random')) {
     const label = who === 'kernel' ? 'kernel#2' : 'layerfs';
     let tries = 0;
     let last: { ops: Op[]; diffs: string[] } | undefined;
-    const property = fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 30 }), async (ops) => {
+    const property = fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 30, size: 'max' }), async (ops) => {
       const steps = ops.map(stepOf);
       const tag = `random-${tries++}`;
       const k = await runSide('kernel', tag, steps);
