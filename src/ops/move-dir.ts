@@ -28,7 +28,7 @@ export async function moveMergedDir(ctx: UnionCtx, up: UpperCtx, from: VPath, to
   const target = up.branch.real(to);
   markImpure(up.branch.real(parentOf(to))); // the moved directory keeps its number
   try {
-    await copyMerged(ctx, up, from, tmp, new Map(), opaque);
+    await copyMerged(newMove(ctx, up), from, tmp, opaque);
     if ((await host.lstatOrUndefined(target)) !== undefined) {
       // rename(2) cannot put a directory over a char device; the exchange also takes an empty
       // directory's place (it may hold whiteouts, which go with it).
@@ -50,35 +50,73 @@ export async function moveMergedDir(ctx: UnionCtx, up: UpperCtx, from: VPath, to
   ctx.resolver.invalidateTree(to);
 }
 
+/** What one move shares across its recursion. */
+interface Move {
+  readonly ctx: UnionCtx;
+  readonly up: UpperCtx;
+  /** The first copy of each lower inode with several links, so that the others link to it. */
+  readonly links: Map<string, Promise<RealPath>>;
+  /** Bounds the syscalls in flight: entries are copied side by side, not one after another. */
+  readonly slot: <T>(fn: () => Promise<T>) => Promise<T>;
+}
+
+/** At most `n` of the functions passed run at once; the rest wait in order. */
+function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  return async (fn) => {
+    if (running >= n) await new Promise<void>((r) => waiting.push(r));
+    else running++;
+    try {
+      return await fn();
+    } finally {
+      const next = waiting.shift();
+      if (next !== undefined) next(); // the slot passes on
+      else running--;
+    }
+  };
+}
+
+// Measured on a tmpfs, a lower directory of 5,000 files of 4 KiB and one of 1 GiB, moved through
+// the mount with mv: one entry at a time took 5.1 s, 16 at a time 4.4 s; mv on the kernel's
+// overlayfs (EXDEV, then mv's own copy) 3.5-3.7 s. (Single runs on a busy 2-core machine.)
+const MOVE_CONCURRENCY = 16;
+
+function newMove(ctx: UnionCtx, up: UpperCtx): Move {
+  return { ctx, up, links: new Map(), slot: limiter(MOVE_CONCURRENCY) };
+}
+
 /** Build at `to` a copy of what the merged view shows at p (recursively). */
-async function copyMerged(
-  ctx: UnionCtx,
-  up: UpperCtx,
-  p: VPath,
-  to: RealPath,
-  links: Map<string, RealPath>,
-  opaque = false,
-): Promise<void> {
+async function copyMerged(m: Move, p: VPath, to: RealPath, opaque = false): Promise<void> {
+  const { ctx, up } = m;
   const r = await ctx.resolver.get(p, 'rename');
   if (r.kind === 'file') {
-    if (r.branch === up.branch) return host.link(r.real, to);
-    const key = `${r.stat.dev}:${r.stat.ino}`;
-    const first = r.stat.nlink > 1 ? links.get(key) : undefined;
-    if (first !== undefined) return host.link(first, to);
-    await copyEntry(r.real, to, ctx.inodes.of(r.stat.dev, r.stat.ino));
-    if (r.stat.nlink > 1) links.set(key, to);
-    return;
+    if (r.branch === up.branch) return m.slot(() => host.link(r.real, to));
+    if (r.stat.nlink > 1) {
+      const key = `${r.stat.dev}:${r.stat.ino}`;
+      const first = m.links.get(key);
+      if (first !== undefined) {
+        const at = await first;
+        return m.slot(() => host.link(at, to));
+      }
+      m.links.set(key, m.slot(() => copyEntry(r.real, to, ctx.inodes.of(r.stat.dev, r.stat.ino))).then(() => to));
+      await m.links.get(key);
+      return;
+    }
+    return m.slot(() => copyEntry(r.real, to, ctx.inodes.of(r.stat.dev, r.stat.ino)));
   }
   const top = r.stack[0];
   if (top === undefined) return;
   const real = top.real(p);
   // Mode, owner, xattrs and inode number of the top-most directory, as the merged view shows them.
-  await copyEntry(real, to, shownIno(ctx.inodes, top, real, r.stat.dev, r.stat.ino));
+  await m.slot(() => copyEntry(real, to, shownIno(ctx.inodes, top, real, r.stat.dev, r.stat.ino)));
   markImpure(to);
-  for (const e of await readdir(ctx, p)) {
-    if (e.name === '.' || e.name === '..') continue;
-    await copyMerged(ctx, up, childOf(p, e.name as Name), `${to}/${e.name}` as RealPath, links);
-  }
+  // A directory holds no slot while its entries are copied (they would wait for it forever).
+  const entries = (await readdir(ctx, p)).filter((e) => e.name !== '.' && e.name !== '..');
+  // All settle before a failure is passed on, so that nothing still writes into a copy that the
+  // caller is about to remove.
+  const done = await Promise.allSettled(entries.map((e) => copyMerged(m, childOf(p, e.name as Name), `${to}/${e.name}` as RealPath)));
+  for (const d of done) if (d.status === 'rejected') throw d.reason;
   if (opaque) await up.whiteouts.makeOpaque(to);
   // Last: filling the directory changed its times.
   const st = await host.lstatNs(real);
