@@ -51,6 +51,11 @@ export function fuseOptionsFor(c: ServeConfig): string[] {
     // kernel to forget cached attributes, so a writable union does not let the kernel keep
     // them (D15).
     o.push('attr_timeout=0');
+    // No hard_remove: with it, libfuse 2's high-level API forgets the path of a file unlinked
+    // while open, and the kernel (6.x) sends fstat(2) as a GETATTR without the file handle, so
+    // fstat of such a file fails with ENOENT. Without it, libfuse renames the file to a hidden
+    // name and keeps sending that name; layerfs turns that rename into the unlink the kernel's
+    // overlayfs would do and answers for the hidden name itself (src/ops/open.ts, unlinkOpen).
   }
   return [...o, ...c.fuseOptions];
 }

@@ -15,7 +15,7 @@ import { lstatSync } from './host/fs.js';
 import { InodeNumbers } from './inode.js';
 import { access } from './ops/access.js';
 import { getattr } from './ops/getattr.js';
-import { open, read, release } from './ops/open.js';
+import { fgetattr, forgetUnlinked, open, read, release, unlinkOpen, unlinkedAttr } from './ops/open.js';
 import { readdir } from './ops/readdir.js';
 import { readlink } from './ops/readlink.js';
 import { statfs } from './ops/statfs.js';
@@ -29,8 +29,9 @@ import { link, mknod, symlink } from './ops/symlink.js';
 import { rmdir, unlink } from './ops/unlink.js';
 import { utimens } from './ops/utimens.js';
 import { fsync, ftruncate, truncate, write } from './ops/write.js';
+import { fsyncdir } from './ops/fsyncdir.js';
 import type { TimeSpec } from './host/libc.js';
-import type { RealPath, VPath } from './path.js';
+import type { Name, RealPath, VPath } from './path.js';
 import { DEFAULT_RESOLVER_OPTIONS, Resolver, type ResolverOptions } from './resolve.js';
 
 export interface UnionConfig {
@@ -51,7 +52,22 @@ export interface UnionOps {
   readdir(p: VPath): Promise<MergedEntry[]>;
   open(p: VPath, flags: number): Promise<number>;
   read(fh: number, buf: Buffer, len: number, pos: number): Promise<number>;
-  release(fh: number): Promise<void>;
+  /**
+   * nameless: the caller has no name for the file any more, so no forgetUnlinked of its key
+   * follows the release of its last handle (see unlinkOpen).
+   */
+  release(fh: number, nameless?: boolean): Promise<void>;
+  /** The attributes of the file behind an open handle; p is null when it has no name any more. */
+  fgetattr(fh: number, p: VPath | null): Promise<{ attr: Attr; unlinked: boolean }>;
+  /**
+   * Unlink p, which is open, keeping the file for its handles under the name `key` (how libfuse's
+   * high-level API unlinks an open file: a rename to a hidden name). False: p is not open.
+   */
+  unlinkOpen(p: VPath, key: Name): Promise<boolean>;
+  /** The attributes of a file unlinked while open, by its key; undefined if key is not one. */
+  unlinkedAttr(key: string): Promise<Attr | undefined>;
+  /** The last handle of the file called key is gone: forget the key. False if key is not one. */
+  forgetUnlinked(key: string): Promise<boolean>;
   statfs(p: VPath): Promise<StatsFs>;
   /** undefined: the entry has no such attribute. */
   getxattr(p: VPath, name: string): Promise<Buffer | undefined>;
@@ -63,6 +79,7 @@ export interface UnionOps {
   ftruncate(fh: number, size: number): Promise<void>;
   flush(fh: number): Promise<void>;
   fsync(fh: number, datasync: boolean): Promise<void>;
+  fsyncdir(p: VPath, datasync: boolean): Promise<void>;
   mkdir(p: VPath, mode: number, owner: Owner): Promise<void>;
   mknod(p: VPath, mode: number, dev: number, owner: Owner): Promise<void>;
   symlink(target: string, p: VPath, owner: Owner): Promise<void>;
@@ -118,7 +135,11 @@ export function createUnion(config: UnionConfig): Union {
     readdir: (p) => readdir(ctx, p),
     open: (p, flags) => change(() => open(ctx, p, flags)),
     read: (fh, buf, len, pos) => read(ctx, fh, buf, len, pos),
-    release: (fh) => release(ctx, fh),
+    release: (fh, nameless) => release(ctx, fh, nameless),
+    fgetattr: (fh, p) => fgetattr(ctx, fh, p),
+    unlinkOpen: (p, key) => change(() => unlinkOpen(ctx, p, key)),
+    unlinkedAttr: (key) => unlinkedAttr(ctx, key),
+    forgetUnlinked: async (key) => forgetUnlinked(ctx, key),
     statfs: () => statfs(ctx),
     getxattr: (p, name) => getxattr(ctx, p, name),
     listxattr: (p) => listxattr(ctx, p),
@@ -128,13 +149,17 @@ export function createUnion(config: UnionConfig): Union {
     ftruncate: (fh, size) => ftruncate(ctx, fh, size),
     flush: async (fh) => void ctx.handles.get(fh, 'flush'),
     fsync: (fh, datasync) => fsync(ctx, fh, datasync),
+    fsyncdir: (p, datasync) => fsyncdir(ctx, p, datasync),
     mkdir: (p, mode, owner) => change(() => mkdir(ctx, p, mode, owner)),
     mknod: (p, mode, dev, owner) => change(() => mknod(ctx, p, mode, dev, owner)),
     symlink: (target, p, owner) => change(() => symlink(ctx, target, p, owner)),
     link: (from, p) => change(() => link(ctx, from, p)),
     unlink: (p) => change(() => unlink(ctx, p)),
     rmdir: (p) => change(() => rmdir(ctx, p)),
-    rename: (from, to) => rename(ctx, from, to),
+    rename: async (from, to) => {
+      await rename(ctx, from, to);
+      ctx.handles.moved(from, to); // open files keep their (new) name
+    },
     chmod: (p, mode) => change(() => chmod(ctx, p, mode)),
     chown: (p, uid, gid) => change(() => chown(ctx, p, uid, gid)),
     utimens: (p, a, m) => change(() => utimens(ctx, p, a, m)),

@@ -8,7 +8,7 @@ import { constants } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { FsError, toErrno } from '../errno.js';
 import type { Log } from '../log.js';
-import { vpath, type VPath } from '../path.js';
+import { baseName, vpath, type Name, type VPath } from '../path.js';
 import type { Owner } from '../ops/place.js';
 import type { UnionOps } from '../union.js';
 
@@ -39,13 +39,43 @@ const done = (cb: (err: number) => void): Reply<unknown> => ({ ok: () => cb(0), 
 const value = <T>(cb: (err: number, v?: T) => void): Reply<T> => ({ ok: (v) => cb(0, v), err: (n) => cb(n) });
 const count = (cb: (n: number) => void): Reply<number> => ({ ok: cb, err: cb });
 
-export function toFuseStat(a: Attr): FuseStat {
-  return {
-    mode: a.mode, uid: a.uid, gid: a.gid, size: a.size, dev: 0, nlink: a.nlink,
+/** A stat reply; the patched fuse-native takes exact times as bigint ns (and prefers them to the ms). */
+export type FuseStatNs = FuseStat & { atimeNs?: bigint; mtimeNs?: bigint; ctimeNs?: bigint };
+
+export function toFuseStat(a: Attr, nlink = a.nlink): FuseStatNs {
+  const s: FuseStatNs = {
+    mode: a.mode, uid: a.uid, gid: a.gid, size: a.size, dev: 0, nlink,
     ino: a.ino, rdev: a.rdev, blksize: a.blksize, blocks: a.blocks,
     atime: a.atimeMs, mtime: a.mtimeMs, ctime: a.ctimeMs,
   };
+  if (a.atimeNs !== undefined) s.atimeNs = a.atimeNs;
+  if (a.mtimeNs !== undefined) s.mtimeNs = a.mtimeNs;
+  if (a.ctimeNs !== undefined) s.ctimeNs = a.ctimeNs;
+  return s;
 }
+
+/**
+ * The name libfuse's high-level API gives a file that is unlinked (or renamed over) while open:
+ * it renames it to this name through our rename, sends this name for fstat and the like, and
+ * unlinks it after the last release (src/ops/open.ts, unlinkOpen).
+ */
+const FUSE_HIDDEN = /^\.fuse_hidden[0-9a-f]{16}$/;
+const hiddenKey = (path: string): Name | undefined => {
+  const name = baseName(path as VPath);
+  return FUSE_HIDDEN.test(name) ? name : undefined;
+};
+
+/**
+ * libfuse counts the hidden name as one of the file's links and takes one off the count of every
+ * getattr reply for such a file: add it back, so that fstat shows the true count (0 when no
+ * name is left, as the kernel's overlayfs shows).
+ */
+const forHidden = (a: Attr): FuseStatNs => toFuseStat(a, a.nlink + 1);
+
+/** fuse-native handlers plus the ones its type declarations lack (path null: see nullPathOk). */
+export type LayerfsFuseOps = FuseOps & {
+  fgetattr(path: string | null, fh: number, cb: (err: number, st?: FuseStatNs) => void): void;
+};
 
 /** A stat that carries only what a readdir reply holds: libfuse makes d_type and d_ino of it. */
 function direntStat(e: { type: number; ino: number }): FuseStat {
@@ -76,7 +106,7 @@ export function toFuseStatfs(s: StatsFs): FuseStatfs {
 /** The caller of the request being handled (fuse-native's patched context()). */
 export type CallerOf = () => { uid: number; gid: number } | null;
 
-export function toFuseOps(u: UnionOps, log: Log, caller: CallerOf = () => null): FuseOps {
+export function toFuseOps(u: UnionOps, log: Log, caller: CallerOf = () => null): LayerfsFuseOps {
   const p = (s: string): VPath => vpath(s);
   // Read synchronously, at the start of the handler: valid only while it runs.
   const owner = (): Owner => {
@@ -84,18 +114,30 @@ export function toFuseOps(u: UnionOps, log: Log, caller: CallerOf = () => null):
     return c === null ? { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 } : { uid: c.uid, gid: c.gid };
   };
   return {
-    getattr: (path, cb) => run(log, 'getattr', () => path, async () => toFuseStat(await u.getattr(p(path))), value(cb)),
+    getattr: (path, cb) => run(log, 'getattr', () => path, async () => {
+      const key = hiddenKey(path);
+      const hidden = key === undefined ? undefined : await u.unlinkedAttr(key);
+      return hidden !== undefined ? forHidden(hidden) : toFuseStat(await u.getattr(p(path)));
+    }, value(cb)),
+    // With nullPathOk, libfuse passes null as the path of a file that has no name any more.
+    fgetattr: (path, fh, cb) => run(log, 'fgetattr', () => `${path}, ${fh}`, async () => {
+      const { attr, unlinked } = await u.fgetattr(fh, path === null ? null : p(path));
+      return unlinked ? forHidden(attr) : toFuseStat(attr);
+    }, value(cb)),
     access: (path, mode, cb) => run(log, 'access', () => `${path}, ${mode}`, () => u.access(p(path), mode), done(cb)),
     statfs: (path, cb) => run(log, 'statfs', () => path, async () => toFuseStatfs(await u.statfs(p(path))), value(cb)),
     readlink: (path, cb) => run(log, 'readlink', () => path, () => u.readlink(p(path)), value(cb)),
-    readdir: (path, cb) => run(log, 'readdir', () => path, () => u.readdir(p(path)), {
+    // (A directory opened and then removed has no path; the kernel answers getdents on it itself.)
+    readdir: (path, cb) => run(log, 'readdir', () => path, () => (path === null ? Promise.reject(new FsError('ENOENT', 'readdir')) : u.readdir(p(path))), {
       ok: (entries) => cb(0, entries.map((e) => e.name), entries.map(direntStat)),
       err: (n) => cb(n),
     }),
     open: (path, flags, cb) => run(log, 'open', () => `${path}, 0x${flags.toString(16)}`, () => u.open(p(path), flags), value(cb)),
     read: (path, fh, buf, len, pos, cb) =>
       run(log, 'read', () => `${path}, ${fh}, ${len}, ${pos}`, () => u.read(fh, buf, len, pos), count(cb)),
-    release: (path, fh, cb) => run(log, 'release', () => `${path}, ${fh}`, () => u.release(fh), done(cb)),
+    // libfuse unlinks the hidden name of an unlinked file after its last release, unless it has
+    // no path for it any more (path null).
+    release: (path, fh, cb) => run(log, 'release', () => `${path}, ${fh}`, () => (path === null ? u.release(fh, true) : u.release(fh)), done(cb)),
     getxattr: (path, name, _pos, cb) => run(log, 'getxattr', () => `${path}, ${name}`, () => u.getxattr(p(path), name), {
       ok: (v) => (v === undefined ? cb(-ENODATA) : cb(0, v)),
       err: (n) => cb(n),
@@ -111,6 +153,7 @@ export function toFuseOps(u: UnionOps, log: Log, caller: CallerOf = () => null):
     ftruncate: (path, fh, size, cb) => run(log, 'ftruncate', () => `${path}, ${fh}, ${size}`, () => u.ftruncate(fh, size), done(cb)),
     flush: (path, fh, cb) => run(log, 'flush', () => `${path}, ${fh}`, () => u.flush(fh), done(cb)),
     fsync: (path, datasync, fh, cb) => run(log, 'fsync', () => `${path}, ${fh}`, () => u.fsync(fh, datasync !== 0), done(cb)),
+    fsyncdir: (path, datasync, _fh, cb) => run(log, 'fsyncdir', () => path, () => u.fsyncdir(p(path), datasync !== 0), done(cb)),
     utimens: (path, _a, _m, cb, atimeNs, mtimeNs) =>
       run(log, 'utimens', () => path, () => u.utimens(p(path), atimeNs ?? 'now', mtimeNs ?? 'now'), done(cb)),
     chown: (path, uid, gid, cb) => run(log, 'chown', () => `${path}, ${uid}, ${gid}`, () => u.chown(p(path), uid, gid), done(cb)),
@@ -119,8 +162,14 @@ export function toFuseOps(u: UnionOps, log: Log, caller: CallerOf = () => null):
       const o = owner();
       run(log, 'mknod', () => `${path}, 0${mode.toString(8)}`, () => u.mknod(p(path), mode, dev, o), done(cb));
     },
-    unlink: (path, cb) => run(log, 'unlink', () => path, () => u.unlink(p(path)), done(cb)),
-    rename: (src, dest, cb) => run(log, 'rename', () => `${src}, ${dest}`, () => u.rename(p(src), p(dest)), done(cb)),
+    unlink: (path, cb) => run(log, 'unlink', () => path, async () => {
+      const key = hiddenKey(path);
+      if (key === undefined || !(await u.forgetUnlinked(key))) await u.unlink(p(path));
+    }, done(cb)),
+    rename: (src, dest, cb) => run(log, 'rename', () => `${src}, ${dest}`, async () => {
+      const key = hiddenKey(dest);
+      if (key === undefined || !(await u.unlinkOpen(p(src), key))) await u.rename(p(src), p(dest));
+    }, done(cb)),
     link: (src, dest, cb) => run(log, 'link', () => `${src}, ${dest}`, () => u.link(p(src), p(dest)), done(cb)),
     symlink: (target, path, cb) => {
       const o = owner();

@@ -32,6 +32,7 @@ declare module 'fuse-native' {
     utimens?(path: string, atime: number | null, mtime: number | null, cb: Cb, atimeNs?: bigint | 'now' | 'omit', mtimeNs?: bigint | 'now' | 'omit'): void;
     flush?(path: string, fd: number, cb: Cb): void;
     fsync?(path: string, datasync: number, fd: number, cb: Cb): void;
+    fsyncdir?(path: string, datasync: number, fd: number, cb: Cb): void;
     chown?(path: string, uid: number, gid: number, cb: Cb): void;
     chmod?(path: string, mode: number, cb: Cb): void;
     mknod?(path: string, mode: number, dev: number, cb: Cb): void;

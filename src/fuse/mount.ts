@@ -49,7 +49,9 @@ export function mountFuse(
   // large file, a cold directory on slow storage). layerfs replies to every request itself.
   let instance: FuseType | undefined;
   const ops = makeOps(() => instance?.context() ?? null);
-  const fuse = new Fuse(mountpoint, ops, { timeout: false, extraOptions: [...o.options], onExit: o.onExit });
+  // nullPathOk: an open file whose name libfuse cannot build any more (its directory was
+  // removed) still gets read, write, fgetattr, flush, fsync, release, with path null.
+  const fuse = new Fuse(mountpoint, ops, { timeout: false, nullPathOk: true, extraOptions: [...o.options], onExit: o.onExit });
   instance = fuse;
   return new Promise((resolve, reject) => {
     fuse.mount((err) => {

@@ -1,23 +1,66 @@
 // getattr: the attributes of the serving branch's entry. A directory shows its top-most branch's
 // attributes, as overlayfs does. Entries on the writable upper change under us, so their stat is
-// read fresh; a lower's never changes, so the resolution's stat is reused. An upper entry that
-// was copied up shows the inode number recorded at its copy-up (origin.ts).
-import { attrOf, type Attr } from '../attr.js';
+// read fresh; a lower's never changes, so the resolution's stat is reused.
+//
+// Times go out to the nanosecond. An upper entry is stat'ed with bigint times (in Node about
+// as fast as a plain stat; see native-notes). A lower entry's resolution holds a plain Stats
+// (ms doubles), so its exact times are read once per resolution and kept beside it.
+import type { BigIntStats, Stats } from 'node:fs';
+import { attrOf, attrOfNs, type Attr, type NsTimes } from '../attr.js';
 import type { UnionCtx } from '../context.js';
+import { fstatNs } from '../host/fd.js';
 import * as host from '../host/fs.js';
-import { shownIno } from '../origin.js';
-import type { VPath } from '../path.js';
+import { recordedIno } from '../origin.js';
+import type { RealPath, VPath } from '../path.js';
 
 export async function getattr(ctx: UnionCtx, p: VPath): Promise<Attr> {
   const r = await ctx.resolver.get(p, 'getattr');
   if (r.kind === 'file') {
-    const st = r.branch.writable ? await host.lstat(r.real) : r.stat;
-    return attrOf(st, shownIno(ctx.inodes, r.branch, r.real, st.dev, st.ino));
+    if (r.branch.writable) return nsAttr(ctx, await host.lstatNs(r.real), undefined, r.real);
+    return attrOf(r.stat, ctx.inodes.of(r.stat.dev, r.stat.ino), r.stat.nlink, await lowerTimes(r.stat, r.real));
   }
   const top = r.stack[0];
-  if (top === undefined) throw new Error('a directory resolution has an empty stack');
-  const st = top.writable ? await host.lstat(top.real(p)) : r.stat;
   // A merged directory's link count would have to count subdirectories across branches;
   // overlayfs reports 1 ("unknown", which find and fts accept) and so does layerfs.
-  return attrOf(st, shownIno(ctx.inodes, top, top.real(p), st.dev, st.ino), r.stack.length > 1 ? 1 : st.nlink);
+  const merged = r.stack.length > 1;
+  if (top !== undefined && top.writable) {
+    const st = await host.lstatNs(top.real(p));
+    return nsAttr(ctx, st, merged ? 1 : Number(st.nlink), top.real(p));
+  }
+  const st = r.stat;
+  const times = top === undefined ? undefined : await lowerTimes(st, top.real(p));
+  return attrOf(st, ctx.inodes.of(st.dev, st.ino), merged ? 1 : st.nlink, times);
+}
+
+/**
+ * The attributes of an open file, through its fd (also when no name leads to it any more);
+ * `ino`: the number the union showed for it while it had a name.
+ */
+export async function fdAttr(ctx: UnionCtx, fd: number, ino?: number): Promise<Attr> {
+  const st = await fstatNs(fd);
+  return ino === undefined ? nsAttr(ctx, st) : attrOfNs(st, ino);
+}
+
+/** An upper entry's attributes; with its path, the inode number recorded at its copy-up (origin.ts). */
+function nsAttr(ctx: UnionCtx, st: BigIntStats, nlink?: number, real?: RealPath): Attr {
+  const ino = (real === undefined ? undefined : recordedIno(real)) ?? ctx.inodes.of(Number(st.dev), Number(st.ino));
+  return attrOfNs(st, ino, nlink);
+}
+
+/**
+ * The exact times of a lower entry whose resolution holds `st`: lowers never change, so they
+ * are read once, the first time the entry is stat'ed, and live as long as the resolution does.
+ */
+const lowerNs = new WeakMap<Stats, NsTimes>();
+
+async function lowerTimes(st: Stats, real: RealPath): Promise<NsTimes | undefined> {
+  const hit = lowerNs.get(st);
+  if (hit !== undefined) return hit;
+  const b = await host.lstatNs(real).catch(() => undefined);
+  // Gone or replaced since it was resolved (a lower changed under a mount, which is outside
+  // the contract): keep the resolution's own times.
+  if (b === undefined || Number(b.ino) !== st.ino || Number(b.size) !== st.size) return undefined;
+  const t: NsTimes = { atimeNs: b.atimeNs, mtimeNs: b.mtimeNs, ctimeNs: b.ctimeNs };
+  lowerNs.set(st, t);
+  return t;
 }

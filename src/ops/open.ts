@@ -1,10 +1,20 @@
 // open / read / release on real host file descriptors, with positional reads (no shared file
 // offset, so concurrent readers of one handle cannot disturb each other; offsets past 4 GiB are
-// plain numbers, exact up to 2^53).
+// plain numbers, exact up to 2^53). An open file behaves as on the kernel's overlayfs:
+// - a handle opened read-only on a lower file reads the upper copy once the file was copied up
+//   (overlayfs's read goes to the inode's current real file, so writes made through other
+//   handles, and a truncate, show through it);
+// - unlinked while open, it keeps working through its handles, and its attributes (fstat) are
+//   those of the file, link count included (0 when no name is left, else the remaining names).
+import type { Attr } from '../attr.js';
 import { requireUpper, type UnionCtx } from '../context.js';
 import { FsError } from '../errno.js';
+import { O_PATH } from '../host/fd.js';
 import * as host from '../host/fs.js';
-import type { VPath } from '../path.js';
+import type { Handle } from '../handles.js';
+import { childOf, parentOf, type Name, type VPath } from '../path.js';
+import { fdAttr, getattr } from './getattr.js';
+import { unlink } from './unlink.js';
 
 // Linux's O_ACCMODE; node:fs does not export it.
 const O_ACCMODE = 3;
@@ -29,10 +39,105 @@ export async function open(ctx: UnionCtx, p: VPath, flags: number): Promise<numb
 }
 
 export async function read(ctx: UnionCtx, fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
-  return host.read(ctx.handles.get(fh, 'read').fd, buf, len, pos);
+  const h = ctx.handles.get(fh, 'read');
+  return host.read(await readFd(ctx, h), buf, len, pos);
 }
 
-export async function release(ctx: UnionCtx, fh: number): Promise<void> {
+/** Where a handle's reads go: its own fd, or the upper copy of the lower file it was opened on. */
+async function readFd(ctx: UnionCtx, h: Handle): Promise<number> {
+  if (h.upperFd !== undefined) return h.upperFd;
+  // A read-only union never copies up; an unlinked file has no name to look up any more.
+  if (h.branch.writable || ctx.upper === undefined || h.unlinked !== undefined) return h.fd;
+  let r;
+  try {
+    r = await ctx.resolver.resolve(h.path); // a cache hit unless the name changed
+  } catch {
+    return h.fd;
+  }
+  if (r.kind !== 'file' || !r.branch.writable) return h.fd;
+  const fd = await host.open(r.real, host.O.O_RDONLY | (h.flags & host.O.O_NOATIME));
+  // Another read of this handle may have got there first, or the handle was released meanwhile.
+  if (h.upperFd !== undefined || !ctx.handles.isOpen(h)) {
+    await host.close(fd);
+    return h.upperFd ?? h.fd;
+  }
+  h.upperFd = fd;
+  return fd;
+}
+
+/**
+ * Release a handle. Once the last handle of a file unlinked while open is gone, libfuse unlinks
+ * the hidden name it gave the file, unless it has no path for it any more (`nameless`); until
+ * then the name is remembered, so that the unlink is recognised as libfuse's.
+ */
+export async function release(ctx: UnionCtx, fh: number, nameless = false): Promise<void> {
   const h = ctx.handles.remove(fh);
-  if (h !== undefined) await host.close(h.fd);
+  if (h === undefined) return;
+  const u = h.unlinked;
+  const closing = [h.fd];
+  if (h.upperFd !== undefined) closing.push(h.upperFd);
+  if (u !== undefined && u.handles.size === 0 && !u.released) {
+    u.released = true;
+    closing.push(u.pin);
+    if (nameless) ctx.handles.forgetUnlinked(u.key);
+  }
+  const results = await Promise.allSettled(closing.map((fd) => host.close(fd)));
+  for (const x of results) if (x.status === 'rejected') throw x.reason;
+}
+
+/**
+ * libfuse's high-level API, asked to unlink (or rename over) a file that is open, renames it to a
+ * hidden name in the same directory instead (`key`, e.g. ".fuse_hidden0000000500000001") and
+ * unlinks that name once the last handle is released. layerfs turns that rename into what the
+ * kernel's overlayfs does: the name is removed (a whiteout where a lower has it), nothing is
+ * left under the hidden name in any branch, and the handles keep the file. False when no handle
+ * is open by p: then it is a plain rename to a name that merely looks like libfuse's.
+ */
+export async function unlinkOpen(ctx: UnionCtx, p: VPath, key: Name): Promise<boolean> {
+  const handles = ctx.handles.openBy(p);
+  if (handles.length === 0 || ctx.handles.unlinkedBy(key) !== undefined) return false;
+  const r = await ctx.resolver.get(p, 'unlink');
+  if (r.kind === 'dir') return false;
+  // Handles opened on the lower of a file copied up since read the copy from now on: with the
+  // name gone, they could not find it any more.
+  for (const h of handles) await readFd(ctx, h);
+  const { ino } = await getattr(ctx, p);
+  const pin = await host.open(r.real, O_PATH);
+  try {
+    await unlink(ctx, p);
+  } catch (e) {
+    await host.close(pin);
+    throw e;
+  }
+  ctx.handles.markUnlinked(key, pin, ino, handles, childOf(parentOf(p), key));
+  return true;
+}
+
+/** The attributes of a file unlinked while open, by the hidden name libfuse gave it. */
+export async function unlinkedAttr(ctx: UnionCtx, key: string): Promise<Attr | undefined> {
+  const u = ctx.handles.unlinkedBy(key);
+  if (u === undefined || u.released) return undefined;
+  return fdAttr(ctx, u.pin, u.ino);
+}
+
+/** libfuse's unlink of a hidden name: nothing is on disk. False when the name is not one. */
+export function forgetUnlinked(ctx: UnionCtx, key: string): boolean {
+  const u = ctx.handles.unlinkedBy(key);
+  if (u === undefined) return false;
+  ctx.handles.forgetUnlinked(key);
+  // (A handle still open would be libfuse's mistake; the pin then closes with the last one.)
+  return true;
+}
+
+/**
+ * The attributes of the file behind a handle (fgetattr). By name while it has one (what getattr
+ * shows, the upper copy included); once unlinked, through the file itself. `p` is null when
+ * libfuse has no path for the file any more.
+ */
+export async function fgetattr(ctx: UnionCtx, fh: number, p: VPath | null): Promise<{ attr: Attr; unlinked: boolean }> {
+  const h = ctx.handles.get(fh, 'fstat');
+  const u = h.unlinked;
+  if (u !== undefined) return { attr: await fdAttr(ctx, u.released ? (h.upperFd ?? h.fd) : u.pin, u.ino), unlinked: true };
+  if (p !== null) return { attr: await getattr(ctx, p), unlinked: false };
+  return { attr: await fdAttr(ctx, h.upperFd ?? h.fd), unlinked: false };
 }

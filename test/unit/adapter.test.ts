@@ -1,12 +1,11 @@
 // src/fuse/adapter.ts: every FUSE handler replies exactly once and never throws, whatever the
 // union's operation does; errors become the right negative errno; statfs counts fit uint32.
 import test from 'ava';
-import type { FuseOps } from 'fuse-native';
 import * as fs from 'node:fs';
 import type { StatsFs } from 'node:fs';
 import { constants } from 'node:os';
 import { FsError } from '../../src/errno.js';
-import { toFuseOps, toFuseStat, toFuseStatfs } from '../../src/fuse/adapter.js';
+import { toFuseOps, toFuseStat, toFuseStatfs, type LayerfsFuseOps as FuseOps } from '../../src/fuse/adapter.js';
 import { attrOf } from '../../src/attr.js';
 import type { Log } from '../../src/log.js';
 import { createUnion, type UnionOps } from '../../src/union.js';
@@ -51,6 +50,8 @@ const CALLS: Record<Handler, (o: FuseOps, path: string, cb: AnyCb) => void> = {
   removexattr: (o, p, cb) => o.removexattr!(p, 'user.a', cb),
   flush: (o, p, cb) => o.flush!(p, 7, cb),
   fsync: (o, p, cb) => o.fsync!(p, 0, 7, cb),
+  fsyncdir: (o, p, cb) => o.fsyncdir!(p, 0, 7, cb),
+  fgetattr: (o, p, cb) => o.fgetattr(p, 7, cb),
 };
 const HANDLERS = Object.keys(CALLS) as Handler[];
 /** Handlers that never look at their path (they work on a file handle). */
@@ -62,7 +63,7 @@ const UNION_METHODS: Array<keyof UnionOps> = [
 ];
 
 function WRITE_METHODS(): Array<keyof UnionOps> {
-  return ['create', 'write', 'truncate', 'ftruncate', 'flush', 'fsync', 'mkdir', 'mknod', 'symlink', 'link', 'unlink', 'rmdir', 'rename', 'chmod', 'chown', 'utimens', 'setxattr', 'removexattr'];
+  return ['create', 'write', 'truncate', 'ftruncate', 'flush', 'fsync', 'fsyncdir', 'fgetattr', 'mkdir', 'mknod', 'symlink', 'link', 'unlink', 'rmdir', 'rename', 'chmod', 'chown', 'utimens', 'setxattr', 'removexattr'];
 }
 
 /** A UnionOps whose every method fails the same way. */
