@@ -11,7 +11,190 @@ export type { Dirent, Stats, StatsFs };
 
 export const O = fs.constants;
 
+// --- Paths longer than PATH_MAX -----------------------------------------------------------------
+// A host path is a branch's root plus a path inside the mount, and the kernel hands the mount paths
+// of any length (a user can cd ever deeper and mkdir relative names). A syscall refuses a path of
+// PATH_MAX bytes or more with ENAMETOOLONG. Such a path is reached in pieces instead: the
+// directories leading to it are opened with O_PATH, each piece (< PATH_MAX) looked up inside the
+// previous one, and the call gets "/proc/self/fd/N/<rest>", a short path that the kernel resolves
+// from that directory; the fd is closed when the call is over. Each call opens its own fd (never
+// shared, so never closed under another call). Lookup semantics are those of the whole path: every
+// piece follows symlinks as a path's inner components do, and the last component stays in <rest>
+// (so O_NOFOLLOW, lstat and friends act on it, not on the magic link). Short paths, the common case,
+// cost one length comparison.
+
+/** Linux PATH_MAX: a path handed to one syscall must be shorter than this many bytes (NUL included). */
+export const PATH_MAX = 4096;
+/** A UTF-16 unit is at most 3 bytes of UTF-8: a string shorter than this cannot reach PATH_MAX bytes. */
+const MAYBE_LONG = Math.ceil(PATH_MAX / 3);
+/** Bytes of one piece looked up at a time: leaves room for the "/proc/self/fd/N/" prefix. */
+const PIECE_MAX = PATH_MAX - 96;
+/** O_PATH (not in Node's constants): a reference to a file that no I/O goes through. */
+export const O_PATH = 0o10000000;
+const DIR_REF = O_PATH | fs.constants.O_DIRECTORY; // libuv adds O_CLOEXEC
+
+/** Would the kernel refuse p as one path (ENAMETOOLONG)? For a short path: one comparison. */
+export function isLongPath(p: string): boolean {
+  return p.length >= MAYBE_LONG && Buffer.byteLength(p) >= PATH_MAX;
+}
+
+/**
+ * How a long path is walked: directory pieces, each under PIECE_MAX bytes, opened one inside the
+ * previous (the first one as given: absolute or relative to the cwd), and the rest, at least the
+ * last component, relative to the last of them. A component too long for a piece stays whole: the
+ * kernel then answers ENAMETOOLONG for it, as it would for the whole path.
+ */
+export function splitLongPath(p: string): { dirs: string[]; rest: string } {
+  const parts = p.split('/');
+  if (parts.length === 1) return { dirs: [], rest: p }; // one relative component
+  const size = parts.map((s) => Buffer.byteLength(s));
+  let i = parts.length - 1;
+  let restSize = size[i]!;
+  while (i > 1 && restSize + 1 + size[i - 1]! <= PIECE_MAX) restSize += 1 + size[--i]!;
+  const dirs: string[] = [];
+  let piece = parts[0]!;
+  let pieceSize = size[0]!;
+  for (let j = 1; j < i; j++) {
+    if (pieceSize + 1 + size[j]! <= PIECE_MAX) {
+      piece += `/${parts[j]!}`;
+      pieceSize += 1 + size[j]!;
+    } else {
+      dirs.push(piece === '' ? '/' : piece);
+      piece = parts[j]!;
+      pieceSize = size[j]!;
+    }
+  }
+  dirs.push(piece === '' ? '/' : piece);
+  return { dirs, rest: parts.slice(i).join('/') };
+}
+
+/** A long path made short: `path` works in a syscall while `fd` (-1: none) stays open. */
+export interface Reached {
+  readonly path: string;
+  readonly fd: number;
+}
+
+const procPath = (fd: number, rel: string): string => `/proc/self/fd/${fd}/${rel}`;
+
+function openDirRef(p: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.open(p, DIR_REF, (err, fd) => (err ? reject(err) : resolve(fd)));
+  });
+}
+
+/** Reach a long path through its directories (async: lookups may be slow, e.g. on a network fs). */
+async function reach(p: string, syscall: string): Promise<Reached> {
+  const { dirs, rest } = splitLongPath(p);
+  let fd = -1;
+  try {
+    for (const piece of dirs) {
+      const next = await openDirRef(fd < 0 ? piece : procPath(fd, piece));
+      if (fd >= 0) fs.closeSync(fd); // an O_PATH fd: its close does no I/O
+      fd = next;
+    }
+  } catch (e) {
+    if (fd >= 0) fs.closeSync(fd);
+    throw fromNodeError(e, syscall, p);
+  }
+  return fd < 0 ? { fd, path: rest } : { fd, path: procPath(fd, rest) };
+}
+
+/** reach(), synchronously (for the synchronous calls of libc.ts and start-up). */
+export function reachSync(p: string, syscall: string): Reached {
+  const { dirs, rest } = splitLongPath(p);
+  let fd = -1;
+  try {
+    for (const piece of dirs) {
+      const next = fs.openSync(fd < 0 ? piece : procPath(fd, piece), DIR_REF);
+      if (fd >= 0) fs.closeSync(fd);
+      fd = next;
+    }
+  } catch (e) {
+    if (fd >= 0) fs.closeSync(fd);
+    throw fromNodeError(e, syscall, p);
+  }
+  return fd < 0 ? { fd, path: rest } : { fd, path: procPath(fd, rest) };
+}
+
+export function release(r: Reached | undefined): void {
+  if (r !== undefined && r.fd >= 0) fs.closeSync(r.fd);
+}
+
+/** An error of the call on the short paths, told with the caller's paths. */
+function withOwnPaths(e: unknown, reached: readonly (Reached | undefined)[], given: readonly string[]): unknown {
+  if (!(e instanceof FsError) || e.path === undefined) return e;
+  const i = reached.findIndex((r) => r?.path === e.path);
+  return i < 0 ? e : new FsError(e.code, e.syscall, given[i]);
+}
+
+/** Run fn on short paths for paths (any of them long), closing what was opened when fn is done. */
+export async function viaShortPaths<T>(paths: readonly string[], syscall: string, fn: (short: string[]) => Promise<T>): Promise<T> {
+  const reached: (Reached | undefined)[] = [];
+  try {
+    for (const p of paths) reached.push(isLongPath(p) ? await reach(p, syscall) : undefined);
+    return await fn(paths.map((p, i) => reached[i]?.path ?? p));
+  } catch (e) {
+    throw withOwnPaths(e, reached, paths);
+  } finally {
+    for (const r of reached) release(r);
+  }
+}
+
+/** viaShortPaths, synchronously. */
+export function viaShortPathsSync<T>(paths: readonly string[], syscall: string, fn: (short: string[]) => T): T {
+  const reached: (Reached | undefined)[] = [];
+  try {
+    for (const p of paths) reached.push(isLongPath(p) ? reachSync(p, syscall) : undefined);
+    return fn(paths.map((p, i) => reached[i]?.path ?? p));
+  } catch (e) {
+    throw withOwnPaths(e, reached, paths);
+  } finally {
+    for (const r of reached) release(r);
+  }
+}
+
+const via = <T>(p: RealPath, syscall: string, fn: (short: RealPath) => Promise<T>): Promise<T> =>
+  viaShortPaths([p], syscall, ([q]) => fn(q as RealPath));
+const via2 = <T>(a: RealPath, b: RealPath, syscall: string, fn: (a: RealPath, b: RealPath) => Promise<T>): Promise<T> =>
+  viaShortPaths([a, b], syscall, ([qa, qb]) => fn(qa as RealPath, qb as RealPath));
+const viaSync = <T>(p: string, syscall: string, fn: (short: string) => T): T =>
+  viaShortPathsSync([p], syscall, ([q]) => fn(q!));
+
+function absentOnEnoent(e: unknown): undefined {
+  if (hasCode(e, 'ENOENT')) return undefined;
+  throw e;
+}
+
+/**
+ * realpath of a long path, component by component (realpath(3) and the /proc links stop at
+ * PATH_MAX): every symlink met is replaced by its target, as the kernel would resolve it.
+ */
+function realpathLong(p: string): string {
+  const todo = (p.startsWith('/') ? p : `${process.cwd()}/${p}`).split('/').reverse();
+  let out = '';
+  let links = 0;
+  while (todo.length > 0) {
+    const c = todo.pop()!;
+    if (c === '' || c === '.') continue;
+    if (c === '..') {
+      out = out.slice(0, out.lastIndexOf('/'));
+      continue;
+    }
+    const next = `${out}/${c}`;
+    if (!lstatSync(next as RealPath).isSymbolicLink()) {
+      out = next;
+      continue;
+    }
+    if (++links > 40) throw new FsError('ELOOP', 'realpath', p);
+    const target = isLongPath(next) ? viaSync(next, 'readlink', (q) => fs.readlinkSync(q)) : fs.readlinkSync(next);
+    if (target.startsWith('/')) out = '';
+    todo.push(...target.split('/').reverse());
+  }
+  return out === '' ? '/' : out;
+}
+
 export async function lstatOrUndefined(p: RealPath): Promise<Stats | undefined> {
+  if (isLongPath(p)) return via(p, 'lstat', lstatOrUndefined).catch(absentOnEnoent);
   try {
     return await fsp.lstat(p);
   } catch (e) {
@@ -22,6 +205,7 @@ export async function lstatOrUndefined(p: RealPath): Promise<Stats | undefined> 
 
 /** lstat with nanosecond times (BigInt fields), for copying timestamps exactly. */
 export async function lstatNs(p: RealPath): Promise<fs.BigIntStats> {
+  if (isLongPath(p)) return via(p, 'lstat', lstatNs);
   try {
     return await fsp.lstat(p, { bigint: true });
   } catch (e) {
@@ -30,6 +214,7 @@ export async function lstatNs(p: RealPath): Promise<fs.BigIntStats> {
 }
 
 export async function lstat(p: RealPath): Promise<Stats> {
+  if (isLongPath(p)) return via(p, 'lstat', lstat);
   try {
     return await fsp.lstat(p);
   } catch (e) {
@@ -39,6 +224,11 @@ export async function lstat(p: RealPath): Promise<Stats> {
 
 /** Directory entries with their d_type. */
 export async function readdirTyped(p: RealPath): Promise<Dirent[]> {
+  if (isLongPath(p)) {
+    const ds = await via(p, 'readdir', readdirTyped);
+    for (const d of ds) d.parentPath = d.path = p; // not the /proc path, whose fd is closed now
+    return ds;
+  }
   try {
     return await fsp.readdir(p, { withFileTypes: true });
   } catch (e) {
@@ -47,6 +237,7 @@ export async function readdirTyped(p: RealPath): Promise<Dirent[]> {
 }
 
 export async function readlink(p: RealPath): Promise<string> {
+  if (isLongPath(p)) return via(p, 'readlink', readlink);
   try {
     return await fsp.readlink(p);
   } catch (e) {
@@ -60,6 +251,7 @@ export async function readlink(p: RealPath): Promise<string> {
  * branch (resolution checked them), so O_NOFOLLOW on the last one is enough.
  */
 export function open(p: RealPath, flags: number, mode = 0o666): Promise<number> {
+  if (isLongPath(p)) return via(p, 'open', (q) => open(q, flags, mode));
   return new Promise((resolve, reject) => {
     fs.open(p, flags | O.O_NOFOLLOW, mode, (err, fd) => {
       if (err) reject(fromNodeError(err, 'open', p));
@@ -87,6 +279,7 @@ export function close(fd: number): Promise<void> {
 }
 
 export async function statfs(p: RealPath): Promise<StatsFs> {
+  if (isLongPath(p)) return via(p, 'statfs', statfs);
   try {
     return await fsp.statfs(p);
   } catch (e) {
@@ -96,6 +289,7 @@ export async function statfs(p: RealPath): Promise<StatsFs> {
 
 /** Synchronous lstat for start-up (not on any request path). */
 export function lstatSync(p: RealPath): Stats {
+  if (isLongPath(p)) return viaSync(p, 'lstat', (q) => lstatSync(q as RealPath));
   try {
     return fs.lstatSync(p);
   } catch (e) {
@@ -105,6 +299,13 @@ export function lstatSync(p: RealPath): Stats {
 
 /** Synchronous stat for start-up checks (not on any request path). */
 export function statSyncOrUndefined(p: string): Stats | undefined {
+  if (isLongPath(p)) {
+    try {
+      return viaSync(p, 'stat', statSyncOrUndefined);
+    } catch (e) {
+      return absentOnEnoent(e);
+    }
+  }
   try {
     return fs.statSync(p);
   } catch (e) {
@@ -114,6 +315,13 @@ export function statSyncOrUndefined(p: string): Stats | undefined {
 }
 
 export function realpathSync(p: string): string {
+  if (isLongPath(p)) {
+    try {
+      return realpathLong(p);
+    } catch (e) {
+      throw fromNodeError(e, 'realpath', p);
+    }
+  }
   try {
     return fs.realpathSync(p);
   } catch (e) {
@@ -122,6 +330,13 @@ export function realpathSync(p: string): string {
 }
 
 export function readFileSyncOrUndefined(p: string): string | undefined {
+  if (isLongPath(p)) {
+    try {
+      return viaSync(p, 'read', readFileSyncOrUndefined);
+    } catch (e) {
+      return absentOnEnoent(e);
+    }
+  }
   try {
     return fs.readFileSync(p, 'utf8');
   } catch (e) {
@@ -132,6 +347,14 @@ export function readFileSyncOrUndefined(p: string): string | undefined {
 
 /** Can this process open p for reading and writing? (Used to check /dev/fuse up front.) */
 export function canOpenReadWrite(p: string): FsError | undefined {
+  if (isLongPath(p)) {
+    try {
+      const err = viaSync(p, 'open', canOpenReadWrite);
+      return err === undefined ? undefined : new FsError(err.code, err.syscall, p);
+    } catch (e) {
+      return fromNodeError(e, 'open', p);
+    }
+  }
   try {
     fs.closeSync(fs.openSync(p, 'r+'));
     return undefined;
@@ -150,15 +373,46 @@ async function wrap<T>(syscall: string, p: string, fn: () => Promise<T>): Promis
   }
 }
 
-export const mkdir = (p: RealPath, mode: number): Promise<void> => wrap('mkdir', p, () => fsp.mkdir(p, { mode }).then(() => undefined));
-export const rename = (from: RealPath, to: RealPath): Promise<void> => wrap('rename', to, () => fsp.rename(from, to));
-export const unlink = (p: RealPath): Promise<void> => wrap('unlink', p, () => fsp.unlink(p));
-export const rmdir = (p: RealPath): Promise<void> => wrap('rmdir', p, () => fsp.rmdir(p));
-export const link = (existing: RealPath, p: RealPath): Promise<void> => wrap('link', p, () => fsp.link(existing, p));
-export const symlink = (target: string, p: RealPath): Promise<void> => wrap('symlink', p, () => fsp.symlink(target, p));
-export const lchown = (p: RealPath, uid: number, gid: number): Promise<void> => wrap('lchown', p, () => fsp.lchown(p, uid, gid));
-export const chmod = (p: RealPath, mode: number): Promise<void> => wrap('chmod', p, () => fsp.chmod(p, mode));
-export const rmTree = (p: RealPath): Promise<void> => wrap('rm', p, () => fsp.rm(p, { recursive: true, force: true }));
+export const mkdir = (p: RealPath, mode: number): Promise<void> =>
+  isLongPath(p) ? via(p, 'mkdir', (q) => mkdir(q, mode)) : wrap('mkdir', p, () => fsp.mkdir(p, { mode }).then(() => undefined));
+export const rename = (from: RealPath, to: RealPath): Promise<void> =>
+  isLongPath(from) || isLongPath(to) ? via2(from, to, 'rename', rename) : wrap('rename', to, () => fsp.rename(from, to));
+export const unlink = (p: RealPath): Promise<void> => (isLongPath(p) ? via(p, 'unlink', unlink) : wrap('unlink', p, () => fsp.unlink(p)));
+export const rmdir = (p: RealPath): Promise<void> => (isLongPath(p) ? via(p, 'rmdir', rmdir) : wrap('rmdir', p, () => fsp.rmdir(p)));
+export const link = (existing: RealPath, p: RealPath): Promise<void> =>
+  isLongPath(existing) || isLongPath(p) ? via2(existing, p, 'link', link) : wrap('link', p, () => fsp.link(existing, p));
+/** The target is stored as it is, never looked up: only p can be long. */
+export const symlink = (target: string, p: RealPath): Promise<void> =>
+  isLongPath(p) ? via(p, 'symlink', (q) => symlink(target, q)) : wrap('symlink', p, () => fsp.symlink(target, p));
+export const lchown = (p: RealPath, uid: number, gid: number): Promise<void> =>
+  isLongPath(p) ? via(p, 'lchown', (q) => lchown(q, uid, gid)) : wrap('lchown', p, () => fsp.lchown(p, uid, gid));
+export const chmod = (p: RealPath, mode: number): Promise<void> =>
+  isLongPath(p) ? via(p, 'chmod', (q) => chmod(q, mode)) : wrap('chmod', p, () => fsp.chmod(p, mode));
+
+/**
+ * rm -rf. Node's rm builds the paths of the entries below p itself, and they may be too long
+ * even where p is not: then what is left is removed entry by entry, each through the long-path
+ * calls above.
+ */
+export async function rmTree(p: RealPath): Promise<void> {
+  try {
+    if (isLongPath(p)) await via(p, 'rm', (q) => fsp.rm(q, { recursive: true, force: true }));
+    else await fsp.rm(p, { recursive: true, force: true });
+  } catch (e) {
+    if (hasCode(e, 'ENOENT')) return; // from the walk to a long p: nothing to remove, as rm -f
+    if (!hasCode(e, 'ENAMETOOLONG')) throw fromNodeError(e, 'rm', p);
+    await rmDeep(p);
+  }
+}
+
+async function rmDeep(p: RealPath): Promise<void> {
+  const st = await lstatOrUndefined(p);
+  if (st === undefined) return;
+  if (!st.isDirectory()) return unlink(p).catch(absentOnEnoent);
+  const names = await readdirTyped(p).then((ds) => ds.map((d) => d.name), absentOnEnoent);
+  for (const name of names ?? []) await rmDeep(`${p}/${name}` as RealPath);
+  return rmdir(p).catch(absentOnEnoent);
+}
 
 /**
  * Copy a regular file's data with the kernel's fastest means: a reflink where the filesystem
@@ -166,7 +420,7 @@ export const rmTree = (p: RealPath): Promise<void> => wrap('rm', p, () => fsp.rm
  * The destination must not exist.
  */
 export const copyFileData = (from: RealPath, to: RealPath): Promise<void> =>
-  wrap('copy_file_range', to, () => fsp.copyFile(from, to, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE));
+  isLongPath(from) || isLongPath(to) ? via2(from, to, 'copy_file_range', copyFileData) : wrap('copy_file_range', to, () => fsp.copyFile(from, to, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE));
 
 export function write(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -177,7 +431,8 @@ export function write(fd: number, buf: Buffer, len: number, pos: number): Promis
   });
 }
 
-export const truncate = (p: RealPath, size: number): Promise<void> => wrap('truncate', p, () => fsp.truncate(p, size));
+export const truncate = (p: RealPath, size: number): Promise<void> =>
+  isLongPath(p) ? via(p, 'truncate', (q) => truncate(q, size)) : wrap('truncate', p, () => fsp.truncate(p, size));
 export function ftruncate(fd: number, size: number): Promise<void> {
   return new Promise((resolve, reject) => {
     fs.ftruncate(fd, size, (err) => (err ? reject(fromNodeError(err, 'ftruncate')) : resolve()));
@@ -193,4 +448,25 @@ export function fsync(fd: number, datasync: boolean): Promise<void> {
 }
 
 /** mkdir -p for layerfs's own directories (the work dir). */
-export const ensureDir = (p: RealPath): Promise<void> => wrap('mkdir', p, () => fsp.mkdir(p, { recursive: true, mode: 0o700 }).then(() => undefined));
+export async function ensureDir(p: RealPath): Promise<void> {
+  if (!isLongPath(p)) return wrap('mkdir', p, () => fsp.mkdir(p, { recursive: true, mode: 0o700 }).then(() => undefined));
+  // Node's recursive mkdir creates what is missing below the directories walked to; those
+  // directories themselves are made first, from the parent up, where they are missing.
+  try {
+    return await via(p, 'mkdir', ensureDir);
+  } catch (e) {
+    if (!hasCode(e, 'ENOENT')) throw e;
+  }
+  await ensureDir(p.slice(0, p.lastIndexOf('/')) as RealPath);
+  return via(p, 'mkdir', ensureDir);
+}
+
+/** fstat with nanosecond times: the attributes of an open file, whether or not a name still leads to it. */
+export function fstatNs(fd: number): Promise<fs.BigIntStats> {
+  return new Promise((resolve, reject) => {
+    fs.fstat(fd, { bigint: true }, (err, st) => {
+      if (err) reject(fromNodeError(err, 'fstat'));
+      else resolve(st);
+    });
+  });
+}

@@ -8,6 +8,7 @@ import koffi from 'koffi';
 import { constants } from 'node:os';
 import { FsError, isErrnoCode, type ErrnoCode } from '../errno.js';
 import type { RealPath } from '../path.js';
+import { isLongPath, viaShortPathsSync } from './fs.js';
 
 const libc = koffi.load('libc.so.6');
 const c = {
@@ -38,6 +39,16 @@ const errnoNames = new Map<number, ErrnoCode>(
   Object.entries(constants.errno).map(([k, v]) => [v, k as ErrnoCode]),
 );
 
+// Paths of PATH_MAX bytes or more: each call below starts with isLongPath(p) (one comparison for a
+// short path) and, for a long one, calls itself again on the short "/proc/self/fd/N/<rest>" path
+// that fs.ts reaches it by (see there), closing that fd right after.
+const via = <T>(p: RealPath, syscall: string, fn: (short: RealPath) => T): T =>
+  viaShortPathsSync([p], syscall, ([q]) => fn(q as RealPath));
+const via2 = <T>(a: RealPath, b: RealPath, syscall: string, fn: (a: RealPath, b: RealPath) => T): T =>
+  viaShortPathsSync([a, b], syscall, ([qa, qb]) => fn(qa as RealPath, qb as RealPath));
+
+const { ENODATA, ENOTSUP, ERANGE } = constants.errno;
+
 function lastError(syscall: string, path: string): FsError {
   const code = errnoNames.get(koffi.errno());
   return new FsError(code !== undefined && isErrnoCode(code) ? code : 'EIO', syscall, path);
@@ -45,15 +56,18 @@ function lastError(syscall: string, path: string): FsError {
 
 /** The value of xattr `name`, or undefined when it is not set (or xattrs are unsupported there). */
 export function getXattr(p: RealPath, name: string): Buffer | undefined {
+  if (isLongPath(p)) return via(p, 'getxattr', (q) => getXattr(q, name));
   // Try a small buffer first: nearly every value layerfs reads (opaque markers) is 1 byte.
   let size = 256;
   for (;;) {
     const buf = Buffer.allocUnsafe(size);
     const n = Number(c.lgetxattr(p, name, buf, size));
     if (n >= 0) return buf.subarray(0, n);
-    const err = lastError('getxattr', p);
-    if (err.code === 'ENODATA' || err.code === 'ENOTSUP') return undefined;
-    if (err.code !== 'ERANGE') throw err;
+    // The errno first: "no such attribute" is the common answer, and an Error (with its stack)
+    // costs several µs to make.
+    const errno = koffi.errno();
+    if (errno === ENODATA || errno === ENOTSUP) return undefined;
+    if (errno !== ERANGE) throw lastError('getxattr', p);
     const need = Number(c.lgetxattr(p, name, null, 0));
     if (need < 0) throw lastError('getxattr', p);
     size = need;
@@ -62,6 +76,7 @@ export function getXattr(p: RealPath, name: string): Buffer | undefined {
 
 /** All xattr names of p (empty where the filesystem has none or no xattr support). */
 export function listXattr(p: RealPath): string[] {
+  if (isLongPath(p)) return via(p, 'listxattr', listXattr);
   for (;;) {
     const need = Number(c.llistxattr(p, null, 0));
     if (need < 0) {
@@ -82,15 +97,18 @@ export function listXattr(p: RealPath): string[] {
 }
 
 export function setXattr(p: RealPath, name: string, value: Buffer, flags = 0): void {
+  if (isLongPath(p)) return via(p, 'setxattr', (q) => setXattr(q, name, value, flags));
   if (c.lsetxattr(p, name, value, value.length, flags) !== 0) throw lastError('setxattr', p);
 }
 
 export function removeXattr(p: RealPath, name: string): void {
+  if (isLongPath(p)) return via(p, 'removexattr', (q) => removeXattr(q, name));
   if (c.lremovexattr(p, name) !== 0) throw lastError('removexattr', p);
 }
 
 /** mknod(2); dev is makedev(major, minor) as the kernel encodes it. */
 export function mknod(p: RealPath, mode: number, dev: number): void {
+  if (isLongPath(p)) return via(p, 'mknod', (q) => mknod(q, mode, dev));
   if (c.mknod(p, mode, dev) !== 0) throw lastError('mknod', p);
 }
 
@@ -111,6 +129,7 @@ const direntBuf = Buffer.allocUnsafe(256 * 1024);
  * inode 0 there. Reads in 256 KiB batches (a 100k-entry directory is about 15 calls).
  */
 export function readDirents(p: RealPath): RawDirent[] {
+  if (isLongPath(p)) return via(p, 'opendir', readDirents);
   const fd = c.open(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) as number;
   if (fd < 0) throw lastError('opendir', p);
   const out: RawDirent[] = [];
@@ -156,6 +175,7 @@ function timespec(t: TimeSpec): [bigint, bigint] {
  * following a symlink.
  */
 export function setTimes(p: RealPath, atime: TimeSpec, mtime: TimeSpec): void {
+  if (isLongPath(p)) return via(p, 'utimensat', (q) => setTimes(q, atime, mtime));
   const times = new BigInt64Array([...timespec(atime), ...timespec(mtime)]);
   if (c.utimensat(AT_FDCWD, p, times, AT_SYMLINK_NOFOLLOW) !== 0) throw lastError('utimensat', p);
 }
@@ -170,6 +190,7 @@ export function setTimesNs(p: RealPath, atimeNs: bigint, mtimeNs: bigint): void 
  * places without a moment in which neither is there.
  */
 export function renameExchange(a: RealPath, b: RealPath): void {
+  if (isLongPath(a) || isLongPath(b)) return via2(a, b, 'renameat2', renameExchange);
   if (c.renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) !== 0) throw lastError('renameat2', b);
 }
 
@@ -179,5 +200,6 @@ export function renameExchange(a: RealPath, b: RealPath): void {
  * can never show through, even after a crash.
  */
 export function renameWhiteout(from: RealPath, to: RealPath): void {
+  if (isLongPath(from) || isLongPath(to)) return via2(from, to, 'renameat2', renameWhiteout);
   if (c.renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_WHITEOUT) !== 0) throw lastError('renameat2', to);
 }

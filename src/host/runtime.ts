@@ -1,6 +1,7 @@
 // Runtime state of running mounts: one small JSON file per mountpoint naming the serving
 // process, so that `layerfs umount` can stop exactly the process that serves that mount (never a
 // process found by a name pattern).
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,8 +31,16 @@ export function stateDir(): string {
   return join(process.env.XDG_RUNTIME_DIR ?? tmpdir(), `layerfs-${process.getuid?.() ?? 'user'}`);
 }
 
-const fileFor = (mountpoint: string): string =>
-  join(stateDir(), `${encodeURIComponent(mountpoint)}.json`);
+/**
+ * The record's file: the mountpoint, encoded, where that makes a legal name; a long mountpoint
+ * (the kernel takes up to PATH_MAX) is named by a hash of it instead, with a readable start.
+ */
+function fileFor(mountpoint: string): string {
+  const name = encodeURIComponent(mountpoint);
+  if (Buffer.byteLength(name) + '.json.tmp'.length <= 255) return join(stateDir(), `${name}.json`);
+  const digest = createHash('sha256').update(mountpoint).digest('hex');
+  return join(stateDir(), `${name.slice(0, 120)}~${digest}.json`);
+}
 
 export function writeRecord(r: MountRecord): void {
   fs.mkdirSync(stateDir(), { recursive: true, mode: 0o700 });

@@ -8,7 +8,6 @@
 import type { BigIntStats, Stats } from 'node:fs';
 import { attrOf, attrOfNs, type Attr, type NsTimes } from '../attr.js';
 import type { UnionCtx } from '../context.js';
-import { fstatNs } from '../host/fd.js';
 import * as host from '../host/fs.js';
 import { recordedIno } from '../origin.js';
 import type { RealPath, VPath } from '../path.js';
@@ -37,7 +36,7 @@ export async function getattr(ctx: UnionCtx, p: VPath): Promise<Attr> {
  * `ino`: the number the union showed for it while it had a name.
  */
 export async function fdAttr(ctx: UnionCtx, fd: number, ino?: number): Promise<Attr> {
-  const st = await fstatNs(fd);
+  const st = await host.fstatNs(fd);
   return ino === undefined ? nsAttr(ctx, st) : attrOfNs(st, ino);
 }
 

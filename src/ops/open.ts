@@ -9,7 +9,6 @@
 import type { Attr } from '../attr.js';
 import { requireUpper, type UnionCtx } from '../context.js';
 import { FsError } from '../errno.js';
-import { O_PATH } from '../host/fd.js';
 import * as host from '../host/fs.js';
 import type { Handle } from '../handles.js';
 import { childOf, parentOf, type Name, type VPath } from '../path.js';
@@ -102,7 +101,7 @@ export async function unlinkOpen(ctx: UnionCtx, p: VPath, key: Name): Promise<bo
   // name gone, they could not find it any more.
   for (const h of handles) await readFd(ctx, h);
   const { ino } = await getattr(ctx, p);
-  const pin = await host.open(r.real, O_PATH);
+  const pin = await host.open(r.real, host.O_PATH);
   try {
     await unlink(ctx, p);
   } catch (e) {

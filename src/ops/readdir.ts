@@ -4,8 +4,7 @@ import { constants } from 'node:fs';
 import { mergeListings, type MergedEntry } from '../dir-merge.js';
 import { FsError } from '../errno.js';
 import { isImpure, recordedIno, shownIno } from '../origin.js';
-import type { RealPath, VPath } from '../path.js';
-
+import { ROOT, parentOf, type RealPath, type VPath } from '../path.js';
 
 /**
  * The entries come with their file type so that the kernel can hand d_type to the caller: find,
@@ -16,18 +15,26 @@ export async function readdir(ctx: UnionCtx, p: VPath): Promise<MergedEntry[]> {
   if (r.kind !== 'dir') throw new FsError('ENOTDIR', 'readdir', p);
   const dirs = await Promise.all(r.stack.map((b) => ctx.resolver.branchDir(b, p)));
   const top = r.stack[0];
-  const topReal = top?.real(p);
-  const self = top !== undefined && topReal !== undefined ? shownIno(ctx.inodes, top, topReal, r.stat.dev, r.stat.ino) : ctx.inodes.of(r.stat.dev, r.stat.ino);
+  if (top === undefined) throw new Error('a directory resolution has an empty stack');
+  const topReal = top.real(p);
   // Upper entries that were copied up show their recorded number (origin.ts); only a directory
   // marked impure can hold one, so the others cost no lookup per entry.
-  const recorded = top?.writable === true && topReal !== undefined && isImpure(topReal);
+  const recorded = top.writable && isImpure(topReal);
   const ino = (dev: number, n: number, name: string, i: number): number =>
     (recorded && i === 0 ? recordedIno(`${topReal}/${name}` as RealPath) : undefined) ?? ctx.inodes.of(dev, n);
-  // ".." is answered by the kernel from its own dentry; its d_ino is not looked at by callers
-  // that matter (fts and find stat ".." when they need it).
+  // ".." needs a non-zero d_ino too: glibc's readdir skips entries whose d_ino is 0 as deleted,
+  // and `ls -a` would miss "..". The parent's resolution is cached; the root is its own parent.
+  const self = shownIno(ctx.inodes, top, topReal, r.stat.dev, r.stat.ino);
   return [
     { name: '.', type: constants.S_IFDIR, ino: self },
-    { name: '..', type: constants.S_IFDIR, ino: 0 },
+    { name: '..', type: constants.S_IFDIR, ino: p === ROOT ? self : await dirIno(ctx, parentOf(p)) },
     ...mergeListings(dirs, ino),
   ];
+}
+
+async function dirIno(ctx: UnionCtx, p: VPath): Promise<number> {
+  const r = await ctx.resolver.get(p, 'readdir');
+  const top = r.kind === 'dir' ? r.stack[0] : undefined;
+  if (top === undefined) return ctx.inodes.of(r.stat.dev, r.stat.ino);
+  return shownIno(ctx.inodes, top, top.real(p), r.stat.dev, r.stat.ino);
 }

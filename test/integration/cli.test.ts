@@ -2,7 +2,7 @@
 // no mount and no process (also after the server was SIGKILLed), -f serves until SIGTERM, the
 // mount(8) helper form works, and every bad input gets one line naming it with nothing mounted.
 import test from 'ava';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { requireMountCapable, scratch } from '../helpers/env.js';
@@ -70,6 +70,9 @@ test('mount returns once serving; umount leaves no mount and no process', async 
     // Serving right away: no sleep between the command's return and the first access.
     t.is(fs.readFileSync(path.join(l.mnt, 'hello'), 'utf8'), 'top\n');
     t.is(fs.readFileSync(path.join(l.mnt, 'etc/hostname'), 'utf8'), 'base\n');
+    // "." and ".." are listed (glibc drops entries whose d_ino is 0, as layerfs once sent "..").
+    const ls = spawnSync('ls', ['-a', path.join(l.mnt, 'etc')], { encoding: 'utf8' });
+    t.deepEqual(ls.stdout.split('\n').filter((x) => x !== ''), ['.', '..', 'hostname']);
     t.is(mountedFsType(l.mnt), 'fuse.layerfs');
     const pid = serverPid(l.mnt);
     t.truthy(pid && alive(pid), 'a server process is recorded and alive');
@@ -79,6 +82,24 @@ test('mount returns once serving; umount leaves no mount and no process', async 
     t.false(alive(pid!), 'umount waits until the server has exited');
   } finally {
     await cleanup(l.mnt);
+  }
+});
+
+test('a mountpoint too long to name a runtime record after it mounts and unmounts', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const l = await layers('long-mountpoint');
+  // 300 bytes below the scratch dir: the encoded name would pass NAME_MAX (the kernel takes it).
+  const mnt = path.join(l.root, 'm'.repeat(150), 'n'.repeat(150));
+  fs.mkdirSync(mnt, { recursive: true });
+  try {
+    const m = await layerfsCli(['mount', '-o', `lowerdir=${l.top}:${l.base}`, mnt]);
+    t.is(m.code, 0, m.stderr);
+    t.is(fs.readFileSync(path.join(mnt, 'hello'), 'utf8'), 'top\n');
+    const u = await layerfsCli(['umount', mnt]);
+    t.is(u.code, 0, u.stderr);
+    t.is(mountedFsType(mnt), undefined);
+  } finally {
+    if (mountedFsType(mnt) !== undefined) spawn('umount', ['-l', mnt]);
   }
 });
 
