@@ -137,8 +137,11 @@ export class Resolver {
     return this.#lookupIn(parent, dir, name);
   }
 
-  async #probe(b: Branch, dir: VPath, name: Name): Promise<Probe> {
-    return b.writable ? probeOnDisk(b, dir, name) : probeIn(await this.branchDir(b, dir), name);
+  /** Synchronous when the answer is at hand (the upper, or a lower directory already indexed). */
+  #probe(b: Branch, dir: VPath, name: Name): Probe | Promise<Probe> {
+    if (b.writable) return probeOnDisk(b, dir, name);
+    const d = this.#dirs.get(`${b.index}\0${dir}`);
+    return d !== undefined ? probeIn(d, name) : this.branchDir(b, dir).then((x) => probeIn(x, name));
   }
 
   async #lookupIn(parent: DirResolution, dir: VPath, name: Name): Promise<Resolution> {
@@ -146,30 +149,35 @@ export class Resolver {
     const stack: Branch[] = [];
     let top: Stats | undefined;
     for (const b of parent.stack) {
-      const probe = await this.#probe(b, dir, name);
+      const pr = this.#probe(b, dir, name);
+      const probe = pr instanceof Promise ? await pr : pr; // no await (a microtask) per branch
       if (probe.kind === 'whiteout') break;
       if (probe.kind === 'absent') continue;
       if (probe.kind === 'nondir') {
         if (top !== undefined) break; // a non-directory below a directory ends the merge
         const real = b.real(p);
-        const stat = await host.lstatOrUndefined(real);
+        const stat = host.lstatSyncOrUndefined(real);
         if (stat === undefined) continue; // gone from a lower since it was indexed
         if (isXattrWhiteout(real, stat)) break;
         return { kind: 'file', branch: b, real, stat };
       }
       const real = b.real(p);
       if (top === undefined) {
-        const stat = await host.lstatOrUndefined(real);
+        const stat = host.lstatSyncOrUndefined(real);
         if (stat === undefined) continue;
         top = stat;
       }
       stack.push(b);
-      if (probe.hidesBelow || (await this.#isOpaque(b, p))) break;
+      if (probe.hidesBelow) break;
+      const op = this.#isOpaque(b, p);
+      if (op instanceof Promise ? await op : op) break;
     }
     return top === undefined ? ABSENT : { kind: 'dir', stack, stat: top };
   }
 
-  async #isOpaque(b: Branch, p: VPath): Promise<boolean> {
-    return b.writable ? isOpaqueDir(b.real(p)) : (await this.branchDir(b, p)).opaque;
+  #isOpaque(b: Branch, p: VPath): boolean | Promise<boolean> {
+    if (b.writable) return isOpaqueDir(b.real(p));
+    const d = this.#dirs.get(`${b.index}\0${p}`);
+    return d !== undefined ? d.opaque : this.branchDir(b, p).then((x) => x.opaque);
   }
 }
