@@ -11,6 +11,7 @@ import {
   isOpaqueDir, isXattrWhiteout, probeIn, probeOnDisk, readBranchDir, type BranchDir, type Probe,
 } from './branch-dir.js';
 import { FsError } from './errno.js';
+import { buildLowerIndex, type LowerHit } from './lower-index.js';
 import * as host from './host/fs.js';
 import { NAME_MAX, ROOT, baseName, childOf, parentOf, type Name, type RealPath, type VPath } from './path.js';
 import { SingleFlight } from './single-flight.js';
@@ -38,6 +39,8 @@ export interface ResolverOptions {
   readonly maxEntries: number;
   /** Most lower-branch directory indexes kept. */
   readonly maxDirs: number;
+  /** Answer lookups in directories that several lowers share from one merged index (default). */
+  readonly lowerIndex?: boolean;
 }
 
 export const DEFAULT_RESOLVER_OPTIONS: ResolverOptions = { maxEntries: 200_000, maxDirs: 20_000 };
@@ -48,11 +51,17 @@ export class Resolver {
   readonly #dirs: LRUCache<string, BranchDir>;
   readonly #inflight = new SingleFlight<string, Resolution>();
   readonly #dirInflight = new SingleFlight<string, BranchDir>();
+  /** Merged indexes of directories that several lowers share (lower-index.ts). */
+  readonly #indexes: LRUCache<string, ReadonlyMap<string, LowerHit>>;
+  readonly #indexInflight = new SingleFlight<string, ReadonlyMap<string, LowerHit>>();
+  readonly #useIndex: boolean;
 
   constructor(branches: BranchSet, opts: ResolverOptions = DEFAULT_RESOLVER_OPTIONS) {
     this.#branches = branches;
     this.#cache = new LRUCache({ max: opts.maxEntries });
     this.#dirs = new LRUCache({ max: opts.maxDirs });
+    this.#indexes = new LRUCache({ max: opts.maxDirs });
+    this.#useIndex = opts.lowerIndex ?? true;
   }
 
   /** Resolve p; throws ENOTDIR when an ancestor is not a directory. */
@@ -145,10 +154,26 @@ export class Resolver {
   }
 
   async #lookupIn(parent: DirResolution, dir: VPath, name: Name): Promise<Resolution> {
+    const stack = parent.stack;
+    const upper = stack[0]?.writable === true ? stack[0] : undefined;
+    const lowers = upper === undefined ? stack : stack.slice(1);
+    // Shared by two or more lowers: answer from the directory's merged lower index.
+    if (lowers.length >= 2 && this.#useIndex) {
+      const index = await this.#lowerIndex(dir, lowers);
+      if (index !== undefined) {
+        const r = await this.#lookupIndexed(upper, lowers, index, dir, name);
+        if (r !== undefined) return r;
+      }
+    }
+    return this.#lookupEach(stack, dir, name);
+  }
+
+  /** The lookup, branch by branch. */
+  async #lookupEach(branches: readonly Branch[], dir: VPath, name: Name): Promise<Resolution> {
     const p = childOf(dir, name);
     const stack: Branch[] = [];
     let top: Stats | undefined;
-    for (const b of parent.stack) {
+    for (const b of branches) {
       const pr = this.#probe(b, dir, name);
       const probe = pr instanceof Promise ? await pr : pr; // no await (a microtask) per branch
       if (probe.kind === 'whiteout') break;
@@ -173,6 +198,70 @@ export class Resolver {
       if (op instanceof Promise ? await op : op) break;
     }
     return top === undefined ? ABSENT : { kind: 'dir', stack, stat: top };
+  }
+
+  /**
+   * The lookup with the lowers answered by their merged index; undefined when an indexed entry
+   * is gone from its branch (a lower changed under the mount): then the slow way decides.
+   */
+  async #lookupIndexed(
+    upper: Branch | undefined,
+    lowers: readonly Branch[],
+    index: ReadonlyMap<string, LowerHit>,
+    dir: VPath,
+    name: Name,
+  ): Promise<Resolution | undefined> {
+    const p = childOf(dir, name);
+    const stack: Branch[] = [];
+    let top: Stats | undefined;
+    if (upper !== undefined) {
+      const probe = probeOnDisk(upper, dir, name);
+      if (probe.kind === 'whiteout') return ABSENT;
+      if (probe.kind === 'nondir') return this.#lookupEach([upper], dir, name);
+      if (probe.kind === 'dir') {
+        top = host.lstatSyncOrUndefined(upper.real(p));
+        if (top === undefined) return undefined;
+        stack.push(upper);
+        if (probe.hidesBelow || (await isOpaqueDir(upper.real(p)))) return { kind: 'dir', stack, stat: top };
+      }
+    }
+    const hit = index.get(name);
+    const done = (): Resolution => (top === undefined ? ABSENT : { kind: 'dir', stack, stat: top });
+    if (hit === undefined || hit.kind === 'whiteout') return done();
+    if (hit.kind === 'nondir') {
+      if (top !== undefined) return done(); // a non-directory below a directory ends the merge
+      const b = lowers[hit.at];
+      if (b === undefined) return undefined;
+      const real = b.real(p);
+      const stat = host.lstatSyncOrUndefined(real);
+      if (stat === undefined) return undefined;
+      if (isXattrWhiteout(real, stat)) return ABSENT;
+      return { kind: 'file', branch: b, real, stat };
+    }
+    for (const at of hit.at) {
+      const b = lowers[at];
+      if (b === undefined) return undefined;
+      if (top === undefined) {
+        top = host.lstatSyncOrUndefined(b.real(p));
+        if (top === undefined) return undefined;
+      }
+      stack.push(b);
+      const op = this.#isOpaque(b, p);
+      if (op instanceof Promise ? await op : op) break;
+    }
+    return done();
+  }
+
+  /** The merged index of dir over these lowers (the lower part of its stack, which is fixed). */
+  #lowerIndex(dir: VPath, lowers: readonly Branch[]): Promise<ReadonlyMap<string, LowerHit> | undefined> {
+    const key = `${dir}\0${lowers.map((b) => b.index).join(',')}`;
+    const hit = this.#indexes.get(key);
+    if (hit !== undefined) return Promise.resolve(hit);
+    return this.#indexInflight.run(key, async () => {
+      const index = buildLowerIndex(await Promise.all(lowers.map((b) => this.branchDir(b, dir))));
+      this.#indexes.set(key, index);
+      return index;
+    });
   }
 
   #isOpaque(b: Branch, p: VPath): boolean | Promise<boolean> {

@@ -250,3 +250,51 @@ test('marker files in the upper are not found by lookup', async (t) => {
   t.is(await show(r, '/d/.wh..wh..opq'), 'absent');
   t.is(await show(r, '/.wh.'), 'absent');
 });
+
+// The merged lower index (src/lower-index.ts) answers exactly what a branch-by-branch lookup
+// answers, on random layer sets in both whiteout formats, as lowers and with an upper on top.
+test('the merged lower index answers as the branch-by-branch lookup (random layer sets)', async (t) => {
+  const fc = (await import('fast-check')).default;
+  const PATHS = ['a', 'b', 'd', 'd/a', 'd/b', 'd/e', 'd/e/x', 'e', 'e/y'];
+  const node = fc.constantFrom<Spec[string] | 'oci-whiteout' | 'oci-opaque'>(
+    file('f'), dir(), whiteout, xwhiteout, xattrOpaque(), 'oci-whiteout', 'oci-opaque', symlink('a'), file(''),
+  );
+  const layer = fc.dictionary(fc.constantFrom(...PATHS), node, { maxKeys: 6 }).map((raw) => {
+    const spec: Spec = {};
+    for (const [p, n] of Object.entries(raw)) {
+      const parent = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : undefined;
+      // A child needs every ancestor to be a directory in the same layer (or absent: made as one).
+      const ancestors = p.split('/').slice(0, -1).map((_, i, parts) => parts.slice(0, i + 1).join('/'));
+      const blocked = ancestors.some((a) => {
+        const an = raw[a];
+        return an !== undefined && an !== 'oci-opaque' && !(typeof an === 'object' && an.type === 'dir');
+      });
+      if (blocked) continue;
+      const at = (name: string) => (parent === undefined ? name : `${parent}/${name}`);
+      const base = p.slice(p.lastIndexOf('/') + 1);
+      if (n === 'oci-whiteout') spec[at(`.wh.${base}`)] = file('');
+      else if (n === 'oci-opaque') {
+        spec[p] = dir();
+        spec[`${p}/.wh..wh..opq`] = file('');
+      } else spec[p] = n;
+    }
+    return spec;
+  });
+  let cases = 0;
+  await fc.assert(
+    fc.asyncProperty(fc.array(layer, { minLength: 2, maxLength: 5 }), async (layers) => {
+      const roots = s.branches(...layers);
+      for (const mode of ['lowers', 'upper'] as const) {
+        const indexed = makeResolver(roots, mode);
+        const each = makeResolver(roots, mode, { maxEntries: 1000, maxDirs: 1000, lowerIndex: false });
+        for (const p of ['/', ...PATHS.map((x) => `/${x}`), '/d/none', '/e/y/z']) {
+          const [a, b] = [await show(indexed, p), await show(each, p)];
+          if (a !== b) throw new Error(`${mode} ${p}: indexed ${a}, branch by branch ${b}\nlayers: ${JSON.stringify(layers)}`);
+        }
+      }
+      cases++;
+    }),
+    { numRuns: 150, seed: 42 },
+  );
+  t.is(cases, 150);
+});

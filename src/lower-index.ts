@@ -1,0 +1,53 @@
+// What the lower branches of one merged directory answer for every name, built once: lower
+// branches never change, so a lookup in a directory that N lowers share costs one map lookup,
+// not N probes (issue 4: a lookup must not get slower with every added layer). The rules are
+// the resolver's (resolve.ts), applied to whole listings: top-most first, a whiteout ends the
+// search, a non-directory wins unless a directory was found above it (then it ends the merge),
+// directories merge until an OCI ".wh.X" beside X. Opaque markers of the child directories
+// themselves are not known from the parent's listings; the resolver applies them at lookup.
+import type { BranchDir } from './branch-dir.js';
+import { constants } from 'node:fs';
+
+export type LowerHit =
+  | { readonly kind: 'whiteout' }
+  | { readonly kind: 'nondir'; readonly at: number }
+  /** Positions (in the lower list) of the branches where the name is a directory that merges. */
+  | { readonly kind: 'dir'; readonly at: readonly number[] };
+
+interface Building {
+  kind: 'whiteout' | 'nondir' | 'dir';
+  at: number[];
+  done: boolean;
+}
+
+const WHITEOUT: LowerHit = { kind: 'whiteout' };
+
+/** dirs: one directory's listing in each lower branch of its stack, top-most first. */
+export function buildLowerIndex(dirs: readonly BranchDir[]): ReadonlyMap<string, LowerHit> {
+  const m = new Map<string, Building>();
+  dirs.forEach((d, i) => {
+    for (const [name, e] of d.entries) {
+      const isDir = e.type === constants.S_IFDIR;
+      const hidesBelow = d.whiteouts.has(name);
+      const s = m.get(name);
+      if (s === undefined) m.set(name, { kind: isDir ? 'dir' : 'nondir', at: [i], done: !isDir || hidesBelow });
+      else if (!s.done) {
+        // s is a directory found above: another directory merges, a non-directory ends it.
+        if (isDir) s.at.push(i);
+        s.done = !isDir || hidesBelow;
+      }
+    }
+    for (const name of d.whiteouts) {
+      const s = m.get(name);
+      if (s === undefined) m.set(name, { kind: 'whiteout', at: [], done: true });
+      else s.done = true;
+    }
+  });
+  const out = new Map<string, LowerHit>();
+  for (const [name, s] of m) {
+    if (s.kind === 'whiteout') out.set(name, WHITEOUT);
+    else if (s.kind === 'nondir') out.set(name, { kind: 'nondir', at: s.at[0] ?? 0 });
+    else out.set(name, { kind: 'dir', at: s.at });
+  }
+  return out;
+}
