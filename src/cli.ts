@@ -35,6 +35,9 @@ Options:
        workdir=DIR      empty directory on the upper's filesystem
        whiteout=overlay|oci  format of deletions written to the upper: the kernel's (char
                         device 0:0, default) or OCI's (.wh.NAME; where mknod is not allowed)
+       lower_ttl=SECONDS  bound how long a change made to a lower branch underneath the
+                        mount may stay unseen (default: until remount; lowers are meant
+                        to be immutable, and caching them is what makes layerfs fast)
        ro | rw          force read-only / default
        allow_other      let other users in (permissions are always checked, as overlayfs does)
        nodev,nosuid,noexec,noatime,...   passed to the kernel
@@ -98,7 +101,7 @@ async function mountCommand(args: string[]): Promise<number> {
   let serving;
   try {
     serving = await serve({
-      lowers: paths.lowers, upper: paths.upper, work: paths.work, whiteout: opts.whiteout, mountpoint: paths.mountpoint,
+      lowers: paths.lowers, upper: paths.upper, work: paths.work, whiteout: opts.whiteout, lowerTtl: opts.lowerTtl, mountpoint: paths.mountpoint,
       readOnly: opts.readOnly, allowOther: opts.allowOther, fuseOptions: opts.fuseOptions,
     }, log);
   } catch (e) {

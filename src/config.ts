@@ -78,6 +78,11 @@ export interface ParsedOptions {
   work?: string;
   /** The whiteout format written into the upper: the kernel's (default) or OCI's. */
   whiteout: 'overlay' | 'oci';
+  /**
+   * Seconds a change made to a lower branch underneath the mount may stay unseen (lower_ttl=);
+   * undefined: until remount, lowers being immutable by contract.
+   */
+  lowerTtl?: number;
   readOnly: boolean;
   allowOther: boolean;
   fuseOptions: string[];
@@ -109,6 +114,13 @@ export function parseOptions(optionStrings: readonly string[]): ParsedOptions {
         const v = need();
         if (v !== 'overlay' && v !== 'oci') throw new ConfigError(`whiteout= takes overlay or oci, not ${v}`);
         out.whiteout = v;
+        break;
+      }
+      case 'lower_ttl': {
+        const v = need();
+        const n = Number(v);
+        if (!/^\d+(\.\d+)?$/.test(v) || !Number.isFinite(n)) throw new ConfigError(`lower_ttl= takes a number of seconds, not ${v}`);
+        out.lowerTtl = n;
         break;
       }
       case 'ro': out.readOnly = true; break;

@@ -41,6 +41,8 @@ export interface ResolverOptions {
   readonly maxDirs: number;
   /** Answer lookups in directories that several lowers share from one merged index (default). */
   readonly lowerIndex?: boolean;
+  /** Forget what was learned after this many ms (lower_ttl=); undefined: keep it until evicted. */
+  readonly ttlMs?: number | undefined;
 }
 
 export const DEFAULT_RESOLVER_OPTIONS: ResolverOptions = { maxEntries: 200_000, maxDirs: 20_000 };
@@ -58,9 +60,11 @@ export class Resolver {
 
   constructor(branches: BranchSet, opts: ResolverOptions = DEFAULT_RESOLVER_OPTIONS) {
     this.#branches = branches;
-    this.#cache = new LRUCache({ max: opts.maxEntries });
-    this.#dirs = new LRUCache({ max: opts.maxDirs });
-    this.#indexes = new LRUCache({ max: opts.maxDirs });
+    // lru-cache treats a ttl of 0 as none: "keep nothing" is 1 ms.
+    const ttl = opts.ttlMs === undefined ? {} : { ttl: Math.max(1, opts.ttlMs) };
+    this.#cache = new LRUCache({ max: opts.maxEntries, ...ttl });
+    this.#dirs = new LRUCache({ max: opts.maxDirs, ...ttl });
+    this.#indexes = new LRUCache({ max: opts.maxDirs, ...ttl });
     this.#useIndex = opts.lowerIndex ?? true;
   }
 

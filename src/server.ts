@@ -16,6 +16,8 @@ export interface ServeConfig {
   readonly upper?: string | undefined;
   readonly work?: string | undefined;
   readonly whiteout?: WhiteoutFormat;
+  /** Seconds a change underneath in a lower may stay unseen; undefined: until remount. */
+  readonly lowerTtl?: number | undefined;
   readonly mountpoint: string;
   readonly readOnly: boolean;
   readonly allowOther: boolean;
@@ -44,13 +46,19 @@ export function fuseOptionsFor(c: ServeConfig): string[] {
     o.push('ro', 'kernel_cache');
     // Nothing in a read-only union changes (lowers are immutable by contract), so the kernel may
     // keep names, attributes and absences: most requests then never reach user space.
-    o.push(`entry_timeout=${READ_ONLY_CACHE_SECONDS}`, `attr_timeout=${READ_ONLY_CACHE_SECONDS}`, `negative_timeout=${READ_ONLY_CACHE_SECONDS}`);
+    // With lower_ttl, no longer than that, and file pages are dropped when a file's mtime or
+    // size changed (auto_cache) instead of kept across opens.
+    const keep = Math.min(READ_ONLY_CACHE_SECONDS, c.lowerTtl ?? READ_ONLY_CACHE_SECONDS);
+    if (c.lowerTtl !== undefined) o[o.indexOf('kernel_cache')] = 'auto_cache';
+    o.push(`entry_timeout=${keep}`, `attr_timeout=${keep}`, `negative_timeout=${keep}`);
   } else {
     // A change through one name can change what another name shows (a hard link's count; the
     // high-level libfuse API gives each name its own node) and fuse-native cannot tell the
     // kernel to forget cached attributes, so a writable union does not let the kernel keep
     // them (D15).
     o.push('attr_timeout=0');
+    // libfuse keeps names for 1 s by default: no longer than lower_ttl.
+    if (c.lowerTtl !== undefined && c.lowerTtl < 1) o.push(`entry_timeout=${c.lowerTtl}`);
     // No hard_remove: with it, libfuse 2's high-level API forgets the path of a file unlinked
     // while open, and the kernel (6.x) sends fstat(2) as a GETATTR without the file handle, so
     // fstat of such a file fails with ENOENT. Without it, libfuse renames the file to a hidden
@@ -80,7 +88,7 @@ async function prepareWork(c: ServeConfig, log: Log): Promise<string> {
 export async function serve(c: ServeConfig, log: Log): Promise<Serving> {
   const writable = c.upper !== undefined && c.work !== undefined && !c.readOnly;
   const work = writable ? await prepareWork(c, log) : undefined;
-  const union = createUnion({ lowers: c.lowers, upper: c.upper, work, whiteout: c.whiteout ?? 'overlay' });
+  const union = createUnion({ lowers: c.lowers, upper: c.upper, work, whiteout: c.whiteout ?? 'overlay', lowerTtl: c.lowerTtl });
   let onExit = (): void => {};
   const mounted = await mountFuse(c.mountpoint, (caller) => toFuseOps(union.ops, log, caller), {
     options: fuseOptionsFor(c),

@@ -42,6 +42,8 @@ export interface UnionConfig {
   readonly work?: string | undefined;
   readonly whiteout?: WhiteoutFormat;
   readonly resolver?: ResolverOptions;
+  /** Seconds what layerfs learned of the lowers is kept (lower_ttl=); undefined: forever. */
+  readonly lowerTtl?: number | undefined;
 }
 
 /** The operations of a union, named after the FUSE operations they serve. */
@@ -115,14 +117,16 @@ function upperCtx(branches: BranchSet, resolver: Resolver, inodes: InodeNumbers,
 export function createUnion(config: UnionConfig): Union {
   if (config.lowers.length === 0) throw new Error('a union needs at least one lower branch');
   const branches = new BranchSet(config.lowers as readonly RealPath[], config.upper as RealPath | undefined);
-  const resolver = new Resolver(branches, config.resolver ?? DEFAULT_RESOLVER_OPTIONS);
+  const resolverOptions = config.resolver ?? DEFAULT_RESOLVER_OPTIONS;
+  const ttlMs = config.lowerTtl === undefined ? undefined : config.lowerTtl * 1000;
+  const resolver = new Resolver(branches, ttlMs === undefined ? resolverOptions : { ...resolverOptions, ttlMs });
   const inodes = new InodeNumbers(branches.all.map((b) => lstatSync(b.root).dev));
   const ctx: UnionCtx = {
     branches,
     resolver,
     handles: new Handles(),
     inodes,
-    xattrNames: new LRUCache({ max: config.resolver?.maxEntries ?? DEFAULT_RESOLVER_OPTIONS.maxEntries }),
+    xattrNames: new LRUCache({ max: resolverOptions.maxEntries, ...(ttlMs === undefined ? {} : { ttl: Math.max(1, ttlMs) }) }),
     upper: upperCtx(branches, resolver, inodes, config),
   };
   // Changes by name take the gate shared, so that a directory move (D16) sees its subtree hold

@@ -91,3 +91,19 @@ test('mount(8) flags pass through to FUSE; helper-only options and overlay tunin
   t.deepEqual(o.fuseOptions, ['nodev', 'noexec', 'nosuid', 'noatime']);
   t.deepEqual(o.lowers, ['/l']);
 });
+
+test('lower_ttl takes seconds; it bounds the kernel timeouts and swaps kernel_cache for auto_cache', async (t) => {
+  t.is(parseOptions(['lowerdir=/l,lower_ttl=5']).lowerTtl, 5);
+  t.is(parseOptions(['lowerdir=/l,lower_ttl=0.5']).lowerTtl, 0.5);
+  t.is(parseOptions(['lowerdir=/l']).lowerTtl, undefined);
+  for (const bad of ['lower_ttl=-1', 'lower_ttl=soon', 'lower_ttl=1e3', 'lower_ttl']) {
+    t.throws(() => parseOptions([`lowerdir=/l,${bad}`]), { message: /lower_ttl/ }, bad);
+  }
+  const { fuseOptionsFor } = await import('../../src/server.js');
+  const base = { lowers: ['/l'], mountpoint: '/m', readOnly: false, allowOther: false, fuseOptions: [] };
+  const ro = fuseOptionsFor({ ...base, lowerTtl: 5 });
+  t.true(ro.includes('entry_timeout=5') && ro.includes('attr_timeout=5') && ro.includes('negative_timeout=5'));
+  t.true(ro.includes('auto_cache') && !ro.includes('kernel_cache'));
+  const forever = fuseOptionsFor(base);
+  t.true(forever.includes('kernel_cache') && forever.includes('entry_timeout=3600'));
+});
