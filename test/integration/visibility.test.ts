@@ -1,0 +1,78 @@
+// A change made through a writable mount is visible at once to every reader: as soon as the
+// changing call returns, a stat or read from this process and from another one shows the new
+// state, although both looked at the old one just before (so the kernel's caches and layerfs's
+// held it). Caching (issue 4) must never make the merged view stale.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { requireMountCapable, scratch } from '../helpers/env.js';
+import { withLayerfs } from '../helpers/mounts.js';
+
+const space = scratch(test);
+
+/** What a path shows: type, size, mode, nlink, mtime, and a file's content; or ENOENT. */
+function look(p: string): string {
+  try {
+    const st = fs.lstatSync(p);
+    const body = st.isFile() ? ` ${JSON.stringify(fs.readFileSync(p, 'utf8'))}` : st.isDirectory() ? ` [${fs.readdirSync(p).sort().join(',')}]` : '';
+    return `${st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'other'} size=${st.size} mode=${(st.mode & 0o7777).toString(8)} nlink=${st.nlink} mtime=${st.mtimeMs}${body}`;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code ?? 'error';
+  }
+}
+
+/** The same, seen by another process (its own opens and stats). */
+function lookElsewhere(p: string): string {
+  const src = `${look.toString()}; process.stdout.write(look(process.argv[1]))`;
+  const r = spawnSync(process.execPath, ['-e', `const fs = require('fs'); ${src}`, p], { encoding: 'utf8' });
+  return r.stdout;
+}
+
+const sh = (cmd: string) => {
+  const r = spawnSync('sh', ['-c', cmd], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd}: ${r.stderr}`);
+};
+
+test('every change through a writable mount shows at once, here and in another process', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const root = await space.dir('visibility');
+  const d = (n: string) => path.join(root, n);
+  for (const n of ['top/d/sub', 'base/d', 'upper', 'work']) fs.mkdirSync(d(n), { recursive: true });
+  fs.writeFileSync(d('top/d/f'), 'lower');
+  fs.writeFileSync(d('base/d/g'), 'g');
+  fs.writeFileSync(d('top/d/sub/x'), 'x');
+  await withLayerfs({ lowers: [d('top'), d('base')], upper: d('upper'), work: d('work') }, async (mnt) => {
+    const m = (n: string) => path.join(mnt, n);
+    const q = (n: string) => `'${m(n)}'`;
+    // Each change, made by another process; the paths whose view it changes, and what one of
+    // them must show right after (a fragment of look()'s answer).
+    const changes: Array<[string, string[], string, string]> = [
+      [`printf more >> ${q('d/f')}`, ['d/f'], 'd/f', '"lowermore"'],
+      [`chmod 600 ${q('d/f')}`, ['d/f'], 'd/f', 'mode=600'],
+      [`touch -m -d 2001-01-01 ${q('d/f')}`, ['d/f'], 'd/f', `mtime=${Date.parse('2001-01-01T00:00:00')}`],
+      [`ln ${q('d/f')} ${q('d/f2')}`, ['d/f', 'd/f2', 'd'], 'd/f', 'nlink=2'],
+      [`rm ${q('d/f2')}`, ['d/f', 'd/f2', 'd'], 'd/f', 'nlink=1'],
+      [`printf new > ${q('d/n')}`, ['d/n', 'd'], 'd', '[f,g,n,sub]'],
+      [`mv ${q('d/g')} ${q('d/g2')}`, ['d/g', 'd/g2', 'd'], 'd/g', 'ENOENT'],
+      [`rm ${q('d/g2')}`, ['d/g2', 'd'], 'd', '[f,n,sub]'],
+      [`mv ${q('d/sub')} ${q('moved')}`, ['d/sub', 'd/sub/x', 'moved', 'moved/x', 'd'], 'moved/x', '"x"'],
+      [`mkdir ${q('d/sub')}`, ['d/sub', 'd/sub/x', 'd'], 'd/sub', '[]'],
+      [`rm -r ${q('moved')}`, ['moved', 'moved/x'], 'moved/x', 'ENOENT'],
+    ];
+    for (const [cmd, paths, probe, fragment] of changes) {
+      for (const p of paths) {
+        look(m(p)); // the old state, now cached wherever it can be
+        lookElsewhere(m(p));
+      }
+      sh(cmd);
+      const here = Object.fromEntries(paths.map((p) => [p, look(m(p))]));
+      const there = Object.fromEntries(paths.map((p) => [p, lookElsewhere(m(p))]));
+      t.deepEqual(there, here, `after ${cmd}: another process sees what this one sees`);
+      t.true(here[probe]?.includes(fragment), `after ${cmd}: ${probe} shows ${here[probe]}, expected ${fragment}`);
+    }
+    t.is(look(m('d/f2')), 'ENOENT');
+    t.is(look(m('d/sub/x')), 'ENOENT', 'the new d/sub does not show the moved one\'s entries');
+    t.is(look(m('moved')), 'ENOENT');
+  });
+});
