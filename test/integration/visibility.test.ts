@@ -41,6 +41,7 @@ test('every change through a writable mount shows at once, here and in another p
   for (const n of ['top/d/sub', 'base/d', 'upper', 'work']) fs.mkdirSync(d(n), { recursive: true });
   fs.writeFileSync(d('top/d/f'), 'lower');
   fs.writeFileSync(d('base/d/g'), 'g');
+  fs.writeFileSync(d('base/d/h'), 'h');
   fs.writeFileSync(d('top/d/sub/x'), 'x');
   await withLayerfs({ lowers: [d('top'), d('base')], upper: d('upper'), work: d('work') }, async (mnt) => {
     const m = (n: string) => path.join(mnt, n);
@@ -52,10 +53,12 @@ test('every change through a writable mount shows at once, here and in another p
       [`chmod 600 ${q('d/f')}`, ['d/f'], 'd/f', 'mode=600'],
       [`touch -m -d 2001-01-01 ${q('d/f')}`, ['d/f'], 'd/f', `mtime=${Date.parse('2001-01-01T00:00:00')}`],
       [`ln ${q('d/f')} ${q('d/f2')}`, ['d/f', 'd/f2', 'd'], 'd/f', 'nlink=2'],
+      // A lower file: the link copies it up first, so its name now leads to another inode.
+      [`ln ${q('d/h')} ${q('d/h2')}`, ['d/h', 'd/h2', 'd'], 'd/h', 'nlink=2'],
       [`rm ${q('d/f2')}`, ['d/f', 'd/f2', 'd'], 'd/f', 'nlink=1'],
-      [`printf new > ${q('d/n')}`, ['d/n', 'd'], 'd', '[f,g,n,sub]'],
+      [`printf new > ${q('d/n')}`, ['d/n', 'd'], 'd', '[f,g,h,h2,n,sub]'],
       [`mv ${q('d/g')} ${q('d/g2')}`, ['d/g', 'd/g2', 'd'], 'd/g', 'ENOENT'],
-      [`rm ${q('d/g2')}`, ['d/g2', 'd'], 'd', '[f,n,sub]'],
+      [`rm ${q('d/g2')}`, ['d/g2', 'd'], 'd', '[f,h,h2,n,sub]'],
       [`mv ${q('d/sub')} ${q('moved')}`, ['d/sub', 'd/sub/x', 'moved', 'moved/x', 'd'], 'moved/x', '"x"'],
       [`mkdir ${q('d/sub')}`, ['d/sub', 'd/sub/x', 'd'], 'd/sub', '[]'],
       [`rm -r ${q('moved')}`, ['moved', 'moved/x'], 'moved/x', 'ENOENT'],
