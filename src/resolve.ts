@@ -221,7 +221,13 @@ export class Resolver {
     if (upper !== undefined) {
       const probe = probeOnDisk(upper, dir, name);
       if (probe.kind === 'whiteout') return ABSENT;
-      if (probe.kind === 'nondir') return this.#lookupEach([upper], dir, name);
+      if (probe.kind === 'nondir') {
+        // The upper's file wins outright; no second probe of it.
+        const real = upper.real(p);
+        const stat = host.lstatSyncOrUndefined(real);
+        if (stat === undefined) return undefined; // gone meanwhile: the slow way decides
+        return isXattrWhiteout(real, stat) ? ABSENT : { kind: 'file', branch: upper, real, stat };
+      }
       if (probe.kind === 'dir') {
         top = host.lstatSyncOrUndefined(upper.real(p));
         if (top === undefined) return undefined;
