@@ -3,6 +3,7 @@
 // known (a bigint stat), also bigint ns since the epoch, which the patched fuse-native hands to
 // the kernel as they are.
 import type { BigIntStats, Stats } from 'node:fs';
+import type { EntryStat } from './entry-stat.js';
 
 export interface Attr {
   readonly mode: number;
@@ -58,6 +59,16 @@ export function attrOf(st: Stats, ino: number, nlink = st.nlink, times?: NsTimes
     mode: st.mode, uid: st.uid, gid: st.gid, size: st.size, nlink, ino, rdev: st.rdev,
     blksize: st.blksize, blocks: st.blocks, atimeMs: st.atimeMs, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs,
     atimeNs: times.atimeNs, mtimeNs: times.mtimeNs, ctimeNs: times.ctimeNs,
+  };
+}
+
+/** Attributes from a resolution's stat (exact times). */
+export function attrOfEntry(st: EntryStat, ino: number, nlink = st.nlink): Attr {
+  return {
+    mode: st.mode, uid: st.uid, gid: st.gid, size: st.size, nlink, ino, rdev: st.rdev,
+    blksize: st.blksize, blocks: st.blocks,
+    atimeMs: msOf(st.atimeNs), mtimeMs: msOf(st.mtimeNs), ctimeMs: msOf(st.ctimeNs),
+    atimeNs: st.atimeNs, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs,
   };
 }
 

@@ -95,7 +95,7 @@ export async function readBranchDir(real: RealPath): Promise<BranchDir> {
  * branch (the kernel's rule); readdir hides it only where its dir is marked opaque="x", which
  * is what spares the kernel, and layerfs, a stat of every file while listing.
  */
-export function isXattrWhiteout(p: RealPath, st: host.Stats): boolean {
+export function isXattrWhiteout(p: RealPath, st: { isFile(): boolean; readonly size: number }): boolean {
   return st.isFile() && st.size === 0 && getXattr(p, XATTR_WHITEOUT) !== undefined;
 }
 

@@ -5,11 +5,11 @@
 // a whiteout ends the search; a non-directory wins unless a directory was found above it (then it
 // cuts the stack, as in overlayfs); a directory joins the stack, and an opaque one ends it.
 import { LRUCache } from 'lru-cache';
-import type { Stats } from 'node:fs';
 import type { Branch, BranchSet } from './branch.js';
 import {
   isOpaqueDir, isXattrWhiteout, probeIn, probeOnDisk, readBranchDir, type BranchDir, type Probe,
 } from './branch-dir.js';
+import { EntryStat } from './entry-stat.js';
 import { FsError } from './errno.js';
 import { buildLowerIndex, type LowerHit } from './lower-index.js';
 import * as host from './host/fs.js';
@@ -21,14 +21,14 @@ export type FileResolution = {
   readonly kind: 'file';
   readonly branch: Branch;
   readonly real: RealPath;
-  readonly stat: Stats;
+  readonly stat: EntryStat;
 };
 export type DirResolution = {
   readonly kind: 'dir';
   /** Branches where this is a directory, top-most first; never empty. */
   readonly stack: readonly Branch[];
   /** Attributes of the top-most directory. */
-  readonly stat: Stats;
+  readonly stat: EntryStat;
 };
 export type Resolution = FileResolution | DirResolution | { readonly kind: 'absent' };
 
@@ -37,15 +37,66 @@ const ABSENT: Resolution = { kind: 'absent' };
 export interface ResolverOptions {
   /** Most resolutions kept (positive and negative). */
   readonly maxEntries: number;
-  /** Most lower-branch directory indexes kept. */
+  /** Most lower-branch directory listings (and as many merged indexes) kept. */
   readonly maxDirs: number;
+  /** Heap budget of the kept resolutions, in bytes (estimated per entry; default 40 MiB). */
+  readonly maxBytes?: number;
+  /** Heap budget of the kept listings, and again of the merged indexes (default 12 MiB each). */
+  readonly maxDirBytes?: number;
   /** Answer lookups in directories that several lowers share from one merged index (default). */
   readonly lowerIndex?: boolean;
   /** Forget what was learned after this many ms (lower_ttl=); undefined: keep it until evicted. */
   readonly ttlMs?: number | undefined;
 }
 
-export const DEFAULT_RESOLVER_OPTIONS: ResolverOptions = { maxEntries: 200_000, maxDirs: 20_000 };
+const MIB = 1024 * 1024;
+
+/**
+ * Bounded by count and by bytes, so the serving process stays small whatever the image: with
+ * these, the daemon stays under 200 MB RSS after a walk of 100k files (issue 4; measured in
+ * bench/README.md). An evicted entry costs one stat again; the kernel keeps its own copy of
+ * what it was told for the entry timeout anyway.
+ */
+const DEFAULT_MAX_BYTES = 24 * MIB;
+const DEFAULT_MAX_DIR_BYTES = 12 * MIB;
+export const DEFAULT_RESOLVER_OPTIONS: ResolverOptions = {
+  maxEntries: 200_000, maxDirs: 20_000, maxBytes: DEFAULT_MAX_BYTES, maxDirBytes: DEFAULT_MAX_DIR_BYTES,
+};
+
+// Heap estimates (V8, 64-bit, measured with --expose-gc on a 100k-file walk): the object and
+// cache bookkeeping, plus two bytes per character of the strings an entry holds.
+const ENTRY_BYTES = 120;
+const STAT_BYTES = 210;
+const DIRENT_BYTES = 110;
+
+function resolutionBytes(r: Resolution, key: string): number {
+  const base = ENTRY_BYTES + 2 * key.length;
+  if (r.kind === 'absent') return base;
+  if (r.kind === 'file') return base + STAT_BYTES + 2 * r.real.length;
+  return base + STAT_BYTES + 8 * r.stack.length;
+}
+
+function branchDirBytes(d: BranchDir): number {
+  let n = ENTRY_BYTES;
+  for (const name of d.entries.keys()) n += DIRENT_BYTES + 2 * name.length;
+  for (const name of d.whiteouts) n += DIRENT_BYTES + 2 * name.length;
+  return n;
+}
+
+function indexBytes(m: ReadonlyMap<string, LowerHit>): number {
+  let n = ENTRY_BYTES;
+  for (const name of m.keys()) n += DIRENT_BYTES + 2 * name.length;
+  return n;
+}
+
+export interface ResolverCacheStats {
+  readonly entries: number;
+  readonly bytes: number;
+  readonly dirs: number;
+  readonly dirBytes: number;
+  readonly indexes: number;
+  readonly indexBytes: number;
+}
 
 export class Resolver {
   readonly #branches: BranchSet;
@@ -62,10 +113,22 @@ export class Resolver {
     this.#branches = branches;
     // lru-cache treats a ttl of 0 as none: "keep nothing" is 1 ms.
     const ttl = opts.ttlMs === undefined ? {} : { ttl: Math.max(1, opts.ttlMs) };
-    this.#cache = new LRUCache({ max: opts.maxEntries, ...ttl });
-    this.#dirs = new LRUCache({ max: opts.maxDirs, ...ttl });
-    this.#indexes = new LRUCache({ max: opts.maxDirs, ...ttl });
+    const dirBytes = opts.maxDirBytes ?? DEFAULT_MAX_DIR_BYTES;
+    this.#cache = new LRUCache({
+      max: opts.maxEntries, maxSize: opts.maxBytes ?? DEFAULT_MAX_BYTES, sizeCalculation: resolutionBytes, ...ttl,
+    });
+    this.#dirs = new LRUCache({ max: opts.maxDirs, maxSize: dirBytes, sizeCalculation: branchDirBytes, ...ttl });
+    this.#indexes = new LRUCache({ max: opts.maxDirs, maxSize: dirBytes, sizeCalculation: indexBytes, ...ttl });
     this.#useIndex = opts.lowerIndex ?? true;
+  }
+
+  /** What the caches hold now, with their estimated heap bytes (for stats and bench:micro). */
+  cacheStats(): ResolverCacheStats {
+    return {
+      entries: this.#cache.size, bytes: this.#cache.calculatedSize,
+      dirs: this.#dirs.size, dirBytes: this.#dirs.calculatedSize,
+      indexes: this.#indexes.size, indexBytes: this.#indexes.calculatedSize,
+    };
   }
 
   /** Resolve p; throws ENOTDIR when an ancestor is not a directory. */
@@ -132,7 +195,7 @@ export class Resolver {
     const stack = this.#branches.all;
     const top = stack[0];
     if (top === undefined) throw new Error('a union needs at least one branch');
-    return { kind: 'dir', stack, stat: await host.lstat(top.root) };
+    return { kind: 'dir', stack, stat: new EntryStat(await host.lstatNs(top.root)) };
   }
 
   async #resolveChild(p: VPath): Promise<Resolution> {
@@ -176,7 +239,7 @@ export class Resolver {
   async #lookupEach(branches: readonly Branch[], dir: VPath, name: Name): Promise<Resolution> {
     const p = childOf(dir, name);
     const stack: Branch[] = [];
-    let top: Stats | undefined;
+    let top: EntryStat | undefined;
     for (const b of branches) {
       const pr = this.#probe(b, dir, name);
       const probe = pr instanceof Promise ? await pr : pr; // no await (a microtask) per branch
@@ -185,14 +248,14 @@ export class Resolver {
       if (probe.kind === 'nondir') {
         if (top !== undefined) break; // a non-directory below a directory ends the merge
         const real = b.real(p);
-        const stat = host.lstatSyncOrUndefined(real);
+        const stat = statEntry(real);
         if (stat === undefined) continue; // gone from a lower since it was indexed
         if (isXattrWhiteout(real, stat)) break;
         return { kind: 'file', branch: b, real, stat };
       }
       const real = b.real(p);
       if (top === undefined) {
-        const stat = host.lstatSyncOrUndefined(real);
+        const stat = statEntry(real);
         if (stat === undefined) continue;
         top = stat;
       }
@@ -217,19 +280,19 @@ export class Resolver {
   ): Promise<Resolution | undefined> {
     const p = childOf(dir, name);
     const stack: Branch[] = [];
-    let top: Stats | undefined;
+    let top: EntryStat | undefined;
     if (upper !== undefined) {
       const probe = probeOnDisk(upper, dir, name);
       if (probe.kind === 'whiteout') return ABSENT;
       if (probe.kind === 'nondir') {
         // The upper's file wins outright; no second probe of it.
         const real = upper.real(p);
-        const stat = host.lstatSyncOrUndefined(real);
+        const stat = statEntry(real);
         if (stat === undefined) return undefined; // gone meanwhile: the slow way decides
         return isXattrWhiteout(real, stat) ? ABSENT : { kind: 'file', branch: upper, real, stat };
       }
       if (probe.kind === 'dir') {
-        top = host.lstatSyncOrUndefined(upper.real(p));
+        top = statEntry(upper.real(p));
         if (top === undefined) return undefined;
         stack.push(upper);
         if (probe.hidesBelow || (await isOpaqueDir(upper.real(p)))) return { kind: 'dir', stack, stat: top };
@@ -243,7 +306,7 @@ export class Resolver {
       const b = lowers[hit.at];
       if (b === undefined) return undefined;
       const real = b.real(p);
-      const stat = host.lstatSyncOrUndefined(real);
+      const stat = statEntry(real);
       if (stat === undefined) return undefined;
       if (isXattrWhiteout(real, stat)) return ABSENT;
       return { kind: 'file', branch: b, real, stat };
@@ -252,7 +315,7 @@ export class Resolver {
       const b = lowers[at];
       if (b === undefined) return undefined;
       if (top === undefined) {
-        top = host.lstatSyncOrUndefined(b.real(p));
+        top = statEntry(b.real(p));
         if (top === undefined) return undefined;
       }
       stack.push(b);
@@ -279,4 +342,11 @@ export class Resolver {
     const d = this.#dirs.get(`${b.index}\0${p}`);
     return d !== undefined ? d.opaque : this.branchDir(b, p).then((x) => x.opaque);
   }
+}
+
+/** The entry at real as a resolution keeps it; undefined when nothing is there. */
+function statEntry(real: RealPath): EntryStat | undefined {
+  // On the calling thread: see host.lstatSyncOrUndefined.
+  const st = host.lstatNsSyncOrUndefined(real);
+  return st === undefined ? undefined : new EntryStat(st);
 }

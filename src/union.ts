@@ -114,6 +114,9 @@ function upperCtx(branches: BranchSet, resolver: Resolver, inodes: InodeNumbers,
   };
 }
 
+/** Heap budget of the cached xattr name lists of lower entries. */
+const XATTR_NAMES_MAX_BYTES = 4 * 1024 * 1024;
+
 export function createUnion(config: UnionConfig): Union {
   if (config.lowers.length === 0) throw new Error('a union needs at least one lower branch');
   const branches = new BranchSet(config.lowers as readonly RealPath[], config.upper as RealPath | undefined);
@@ -126,7 +129,13 @@ export function createUnion(config: UnionConfig): Union {
     resolver,
     handles: new Handles(),
     inodes,
-    xattrNames: new LRUCache({ max: resolverOptions.maxEntries, ...(ttlMs === undefined ? {} : { ttl: Math.max(1, ttlMs) }) }),
+    // Bounded in bytes too (estimated: bookkeeping plus two bytes a character), as the resolver is.
+    xattrNames: new LRUCache<string, readonly string[]>({
+      max: resolverOptions.maxEntries,
+      maxSize: XATTR_NAMES_MAX_BYTES,
+      sizeCalculation: (names, real) => 100 + 2 * real.length + names.reduce((n, x) => n + 40 + 2 * x.length, 0),
+      ...(ttlMs === undefined ? {} : { ttl: Math.max(1, ttlMs) }),
+    }),
     upper: upperCtx(branches, resolver, inodes, config),
   };
   // Changes by name take the gate shared, so that a directory move (D16) sees its subtree hold

@@ -309,6 +309,23 @@ export function lstatSyncOrUndefined(p: RealPath): Stats | undefined {
   }
 }
 
+/** lstatSyncOrUndefined with exact (bigint) fields: the resolver's stat of an entry. */
+export function lstatNsSyncOrUndefined(p: RealPath): fs.BigIntStats | undefined {
+  if (isLongPath(p)) {
+    try {
+      return viaSync(p, 'lstat', (q) => lstatNsSyncOrUndefined(q as RealPath));
+    } catch (e) {
+      if (hasCode(e, 'ENOENT')) return undefined;
+      throw e;
+    }
+  }
+  try {
+    return fs.lstatSync(p, { bigint: true, throwIfNoEntry: false });
+  } catch (e) {
+    throw fromNodeError(e, 'lstat', p);
+  }
+}
+
 export function lstatSync(p: RealPath): Stats {
   if (isLongPath(p)) return viaSync(p, 'lstat', (q) => lstatSync(q as RealPath));
   try {

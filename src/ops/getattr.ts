@@ -2,11 +2,10 @@
 // attributes, as overlayfs does. Entries on the writable upper change under us, so their stat is
 // read fresh; a lower's never changes, so the resolution's stat is reused.
 //
-// Times go out to the nanosecond. An upper entry is stat'ed with bigint times (in Node about
-// as fast as a plain stat; see native-notes). A lower entry's resolution holds a plain Stats
-// (ms doubles), so its exact times are read once per resolution and kept beside it.
-import type { BigIntStats, Stats } from 'node:fs';
-import { attrOf, attrOfNs, type Attr, type NsTimes } from '../attr.js';
+// Times go out to the nanosecond: every stat is a bigint one (in Node about as fast as a plain
+// stat; see native-notes), and a lower entry's resolution keeps its exact times.
+import type { BigIntStats } from 'node:fs';
+import { attrOfEntry, attrOfNs, type Attr } from '../attr.js';
 import type { UnionCtx } from '../context.js';
 import * as host from '../host/fs.js';
 import { recordedIno } from '../origin.js';
@@ -16,7 +15,7 @@ export async function getattr(ctx: UnionCtx, p: VPath): Promise<Attr> {
   const r = await ctx.resolver.get(p, 'getattr');
   if (r.kind === 'file') {
     if (r.branch.writable) return nsAttr(ctx, await host.lstatNs(r.real), undefined, r.real);
-    return attrOf(r.stat, ctx.inodes.of(r.stat.dev, r.stat.ino), r.stat.nlink, await lowerTimes(r.stat, r.real));
+    return attrOfEntry(r.stat, ctx.inodes.of(r.stat.dev, r.stat.ino));
   }
   const top = r.stack[0];
   // A merged directory's link count would have to count subdirectories across branches;
@@ -27,8 +26,7 @@ export async function getattr(ctx: UnionCtx, p: VPath): Promise<Attr> {
     return nsAttr(ctx, st, merged ? 1 : Number(st.nlink), top.real(p));
   }
   const st = r.stat;
-  const times = top === undefined ? undefined : await lowerTimes(st, top.real(p));
-  return attrOf(st, ctx.inodes.of(st.dev, st.ino), merged ? 1 : st.nlink, times);
+  return attrOfEntry(st, ctx.inodes.of(st.dev, st.ino), merged ? 1 : st.nlink);
 }
 
 /**
@@ -44,22 +42,4 @@ export async function fdAttr(ctx: UnionCtx, fd: number, ino?: number): Promise<A
 function nsAttr(ctx: UnionCtx, st: BigIntStats, nlink?: number, real?: RealPath): Attr {
   const ino = (real === undefined ? undefined : recordedIno(real)) ?? ctx.inodes.of(Number(st.dev), Number(st.ino));
   return attrOfNs(st, ino, nlink);
-}
-
-/**
- * The exact times of a lower entry whose resolution holds `st`: lowers never change, so they
- * are read once, the first time the entry is stat'ed, and live as long as the resolution does.
- */
-const lowerNs = new WeakMap<Stats, NsTimes>();
-
-async function lowerTimes(st: Stats, real: RealPath): Promise<NsTimes | undefined> {
-  const hit = lowerNs.get(st);
-  if (hit !== undefined) return hit;
-  const b = await host.lstatNs(real).catch(() => undefined);
-  // Gone or replaced since it was resolved (a lower changed under a mount, which is outside
-  // the contract): keep the resolution's own times.
-  if (b === undefined || Number(b.ino) !== st.ino || Number(b.size) !== st.size) return undefined;
-  const t: NsTimes = { atimeNs: b.atimeNs, mtimeNs: b.mtimeNs, ctimeNs: b.ctimeNs };
-  lowerNs.set(st, t);
-  return t;
 }

@@ -165,6 +165,21 @@ test('tiny caches (constant eviction) give the same answers', async (t) => {
   }
 });
 
+test('a byte budget bounds what the caches hold, and answers stay the same', async (t) => {
+  const files: Record<string, string> = {};
+  for (let i = 0; i < 300; i++) files[`d${i % 10}/file-with-a-longish-name-${i}`] = 'x';
+  const roots = s.branches(files, { 'd0/other': 'y' });
+  const budget = 8 * 1024;
+  const small = makeResolver(roots, 'lowers', { maxEntries: 100_000, maxDirs: 100_000, maxBytes: budget, maxDirBytes: budget });
+  const big = makeResolver(roots, 'lowers');
+  const paths = [...Object.keys(files), 'd0/other', 'd3/nothing'].map((p) => `/${p}`);
+  for (const p of paths) t.is(await show(small, p), await show(big, p), p);
+  const st = small.cacheStats();
+  t.true(st.bytes <= budget && st.dirBytes <= budget && st.indexBytes <= budget, JSON.stringify(st));
+  t.true(st.entries < paths.length, 'the budget evicted entries');
+  t.is(big.cacheStats().entries, paths.length + 11, 'the default budget keeps them all (paths, 10 dirs, root)');
+});
+
 test('concurrent resolutions of one uncached path share one load', async (t) => {
   const roots = s.branches({ 'a/b/c': 'L0' }, { 'a/b/d': 'L1' });
   for (const mode of ['lowers', 'upper'] as const) {
