@@ -39,6 +39,10 @@ export interface DatasetOptions {
   bigBytes: number;
   seed: number;
   layers?: number;
+  /** Entries of a merged directory spread over all layers, at WIDE_PATH (full benchmark). */
+  wide?: number;
+  /** Files of a tree spread over the lower layers, at RM_PATH (full benchmark). */
+  rmFiles?: number;
 }
 
 export interface DatasetStats {
@@ -60,6 +64,11 @@ export interface DatasetStats {
   merged: { dirs: number; files: number; symlinks: number; bytes: number; maxDepth: number; maxFanout: number };
   bigFile: string;
   bigBytes: number;
+  /** Directories made for single workloads of the full benchmark. */
+  workloadDirs?: {
+    wide?: { path: string; entries: number; whiteouts: number; overrides: number };
+    rm?: { path: string; files: number; subdirs: number };
+  };
 }
 
 export interface Dataset {
@@ -79,6 +88,10 @@ const KiB = 1024;
 const MAX_SMALL = 16 * KiB;
 const POOL_BYTES = 1024 * KiB + MAX_SMALL;
 export const BIG_PATH = 'var/lib/bench/big.img';
+/** A directory with many entries from every layer (for `ls -l`). */
+export const WIDE_PATH = 'usr/share/bench-wide';
+/** A tree of files in the lower layers that the `rm -rf` workload deletes. */
+export const RM_PATH = 'var/cache/bench-rm';
 
 /** Top-level and well-known directories of a Debian-like rootfs, with a file-density weight. */
 const SKELETON: ReadonlyArray<readonly [string, number]> = [
@@ -312,6 +325,12 @@ export function buildDataset(opts: DatasetOptions): Dataset {
     }
   }
 
+  // 7. Directories for single workloads of the full benchmark, from their own RNG streams so
+  // that the rest of the image stays the same with or without them.
+  const workloadDirs: NonNullable<DatasetStats['workloadDirs']> = {};
+  if (opts.wide) workloadDirs.wide = addWideDir(layers, WIDE_PATH, opts.wide, new Rng(opts.seed ^ 0x3a1de), layerWeights);
+  if (opts.rmFiles) workloadDirs.rm = addRmTree(layers, RM_PATH, opts.rmFiles, new Rng(opts.seed ^ 0x4e3f), layerWeights);
+
   const merged = mergeLayers(layers);
   const visibleOverrides = overridden.filter((p) => {
     const m = merged.get(p);
@@ -323,7 +342,87 @@ export function buildDataset(opts: DatasetOptions): Dataset {
     dirWhiteouts,
     opaqueDirs,
   });
+  if (opts.wide || opts.rmFiles) stats.workloadDirs = workloadDirs;
   return { layers, merged, stats, overridden: visibleOverrides, bigPath: BIG_PATH, pool, seed: opts.seed };
+}
+
+function smallFile(rng: Rng): Entry {
+  return { kind: 'file', mode: 0o644, size: smallSize(rng), offset: rng.int(0, POOL_BYTES - MAX_SMALL), big: false };
+}
+
+/**
+ * A directory present in every layer whose merged view has exactly `entries` files: names
+ * spread over the layers by weight, ~5 % of them overridden by a higher layer, and ~3 % more
+ * names in lower layers hidden by whiteouts above them.
+ */
+function addWideDir(
+  layers: Layer[],
+  dir: string,
+  entries: number,
+  rng: Rng,
+  weights: readonly number[],
+): { path: string; entries: number; whiteouts: number; overrides: number } {
+  const top = layers.length - 1;
+  for (const l of layers) ensureDir(l, dir);
+  const hidden = top > 0 ? Math.round(entries * 0.03) : 0;
+  const names = new Set<string>();
+  while (names.size < entries + hidden) names.add(randomName(rng, true));
+  let whiteouts = 0;
+  let overrides = 0;
+  let i = 0;
+  for (const name of names) {
+    const p = `${dir}/${name}`;
+    const hide = i++ < hidden;
+    let layer = pickLayer(rng, weights);
+    if (hide && layer === top) layer = rng.int(0, top - 1);
+    addLeaf(layers[layer] as Layer, p, smallFile(rng));
+    if (hide) {
+      if (addLeaf(layers[rng.int(layer + 1, top)] as Layer, p, { kind: 'whiteout' })) whiteouts++;
+    } else if (layer < top && rng.chance(0.05)) {
+      if (addLeaf(layers[rng.int(layer + 1, top)] as Layer, p, smallFile(rng))) overrides++;
+    }
+  }
+  return { path: dir, entries, whiteouts, overrides };
+}
+
+/** A tree of `files` files in ~sqrt(files) subdirectories, spread over the layers by weight. */
+function addRmTree(
+  layers: Layer[],
+  dir: string,
+  files: number,
+  rng: Rng,
+  weights: readonly number[],
+): { path: string; files: number; subdirs: number } {
+  const nSub = Math.max(1, Math.round(Math.sqrt(files)));
+  const subs = Array.from({ length: nSub }, (_, i) => `${dir}/${randomName(rng, false)}.${i}`);
+  const taken = new Map<string, Set<string>>(subs.map((d) => [d, new Set()]));
+  for (let i = 0; i < files; ) {
+    const sub = subs[i % nSub] as string;
+    const name = randomName(rng, true);
+    const names = taken.get(sub) as Set<string>;
+    if (names.has(name)) continue;
+    names.add(name);
+    addLeaf(layers[pickLayer(rng, weights)] as Layer, `${sub}/${name}`, smallFile(rng));
+    i++;
+  }
+  return { path: dir, files, subdirs: nSub };
+}
+
+/** Relative paths of every visible regular file except the big one, sorted. */
+export function smallFilePaths(ds: Dataset): string[] {
+  const out: string[] = [];
+  for (const [p, m] of ds.merged) if (m.entry.kind === 'file' && !m.entry.big) out.push(p);
+  return out.sort();
+}
+
+/**
+ * `n` visible regular files of the rootfs part (not in the workload directories), chosen with
+ * a seeded RNG, sorted: the copy-up workload appends to them.
+ */
+export function pickAppendTargets(ds: Dataset, n: number): string[] {
+  const skip = [WIDE_PATH, RM_PATH].map((d) => `${d}/`);
+  const files = smallFilePaths(ds).filter((p) => !skip.some((d) => p.startsWith(d)));
+  return new Rng(ds.seed ^ 0xa99e).shuffle(files).slice(0, n).sort();
 }
 
 /**
@@ -501,8 +600,12 @@ export function writeLayers(ds: Dataset, base: string): string[] {
   return roots;
 }
 
-/** Writes the merged view as a plain directory tree (copying file data from the layers). */
-export function writePlain(ds: Dataset, layerRoots: readonly string[], dest: string): void {
+/**
+ * Writes the merged view as a plain directory tree (copying file data from the layers).
+ * With `linkBig` the big file is hard-linked from its layer instead of copied (for writable
+ * copies whose workloads never touch it).
+ */
+export function writePlain(ds: Dataset, layerRoots: readonly string[], dest: string, linkBig = false): void {
   fs.mkdirSync(dest, { mode: 0o755 });
   for (const p of [...ds.merged.keys()].sort()) {
     if (p === '') continue;
@@ -512,10 +615,62 @@ export function writePlain(ds: Dataset, layerRoots: readonly string[], dest: str
       fs.mkdirSync(abs, { mode: entry.mode });
       fs.chmodSync(abs, entry.mode);
     } else if (entry.kind === 'file') {
-      fs.copyFileSync(path.join(layerRoots[layer] as string, p), abs);
-      fs.chmodSync(abs, entry.mode);
+      if (linkBig && entry.big) fs.linkSync(path.join(layerRoots[layer] as string, p), abs);
+      else {
+        fs.copyFileSync(path.join(layerRoots[layer] as string, p), abs);
+        fs.chmodSync(abs, entry.mode);
+      }
     } else {
       fs.symlinkSync(entry.target, abs);
     }
   }
+}
+
+/** unionfs-fuse's meta directory at the root of each branch (Debian's unionfs-fuse 1.0). */
+export const UNIONFS_META = '.unionfs-fuse';
+const UNIONFS_HIDE = '_HIDDEN~';
+
+/**
+ * Writes the layers again in unionfs-fuse's own format under `base/<layer.name>`, sharing file
+ * data with the kernel-format layers through hard links: a whiteout becomes an empty file
+ * `.unionfs-fuse/PATH_HIDDEN~`, and an opaque directory is the directory plus a hide marker for
+ * itself in the same branch (unionfs-fuse finds the directory there first, and the marker
+ * hides everything below it in lower branches: the way unionfs-fuse itself records rmdir +
+ * mkdir). Needs `-o cow` at mount time, without which unionfs-fuse ignores hide markers.
+ */
+export function writeUnionfsLayers(ds: Dataset, layerRoots: readonly string[], base: string): string[] {
+  const roots: string[] = [];
+  ds.layers.forEach((layer, li) => {
+    const root = path.join(base, layer.name);
+    const src = layerRoots[li] as string;
+    roots.push(root);
+    fs.mkdirSync(root, { mode: 0o755 });
+    const hide = (p: string, asDir: boolean): void => {
+      const marker = path.join(root, UNIONFS_META, `${p}${UNIONFS_HIDE}`);
+      fs.mkdirSync(path.dirname(marker), { recursive: true, mode: 0o755 });
+      if (asDir) fs.mkdirSync(marker, { mode: 0o700 });
+      else fs.writeFileSync(marker, '', { mode: 0o600 });
+    };
+    for (const p of [...layer.entries.keys()].sort()) {
+      const e = layer.entries.get(p) as Entry;
+      const abs = p === '' ? root : path.join(root, p);
+      switch (e.kind) {
+        case 'dir':
+          if (p !== '') fs.mkdirSync(abs, { mode: e.mode });
+          fs.chmodSync(abs, e.mode);
+          if (e.opaque) hide(p, true);
+          break;
+        case 'file':
+          fs.linkSync(path.join(src, p), abs);
+          break;
+        case 'symlink':
+          fs.symlinkSync(e.target, abs);
+          break;
+        case 'whiteout':
+          hide(p, false);
+          break;
+      }
+    }
+  });
+  return roots;
 }

@@ -41,6 +41,20 @@ export function which(cmd: string): string | undefined {
 /** Children started by runTimed that are still running (killed on SIGINT). */
 export const liveChildren = new Set<ChildProcess>();
 
+/**
+ * Kills a workload shell started by runTimed together with the commands it started: each one
+ * leads its own process group, so a timeout or Ctrl-C does not leave an `ls -lR` running on a
+ * mount that is about to be unmounted.
+ */
+export function killWorkload(child: ChildProcess): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    child.kill('SIGKILL');
+  }
+}
+
 export interface TimedResult {
   ms: number;
   ok: boolean;
@@ -51,7 +65,7 @@ export interface TimedResult {
 }
 
 /**
- * Runs `sh -c "<cmd> > /dev/null"` and measures wall time from spawn to exit with
+ * Runs `sh -c "{ <cmd>; } > /dev/null"` and measures wall time from spawn to exit with
  * process.hrtime. Asynchronous so that SIGINT handlers can run meanwhile.
  */
 export function runTimed(cmd: string, timeoutMs: number): Promise<TimedResult> {
@@ -60,11 +74,11 @@ export function runTimed(cmd: string, timeoutMs: number): Promise<TimedResult> {
     let timedOut = false;
     let endNs = 0n;
     const t0 = process.hrtime.bigint();
-    const child = spawn('/bin/sh', ['-c', `${cmd} > /dev/null`], { stdio: ['ignore', 'ignore', 'pipe'], env: CMD_ENV });
+    const child = spawn('/bin/sh', ['-c', `{ ${cmd}\n} > /dev/null`], { stdio: ['ignore', 'ignore', 'pipe'], env: CMD_ENV, detached: true });
     liveChildren.add(child);
     const timer = setTimeout(() => {
       timedOut = true;
-      child.kill('SIGKILL');
+      killWorkload(child);
     }, timeoutMs);
     child.stderr?.on('data', (d: Buffer) => {
       if (stderr.length < 4096) stderr += d.toString('utf8');
@@ -203,6 +217,56 @@ export function readMem(pid: number): MemInfo | undefined {
   } catch {
     return undefined;
   }
+}
+
+let clkTck: number | undefined;
+
+/** Clock ticks per second of the times in /proc/PID/stat (getconf CLK_TCK; 100 on Linux). */
+export function clockTicks(): number {
+  if (clkTck === undefined) {
+    const r = run('getconf', ['CLK_TCK']);
+    const n = Number(r.stdout.trim());
+    clkTck = r.ok && Number.isInteger(n) && n > 0 ? n : 100;
+  }
+  return clkTck;
+}
+
+/**
+ * CPU time (user + system, all threads) a process has used so far, in ms, from fields 14 and 15
+ * of /proc/PID/stat. The resolution is one clock tick (10 ms).
+ */
+export function readCpuMs(pid: number): number | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the ")" closing comm start at field 3 (state); utime and stime are 14 and 15.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const utime = Number(rest[11]);
+    const stime = Number(rest[12]);
+    if (!Number.isFinite(utime) || !Number.isFinite(stime)) return undefined;
+    return ((utime + stime) * 1000) / clockTicks();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Installs the Debian packages of missing tools with apt-get (one attempt per run).
+ * Returns a message per package that is still missing afterwards.
+ */
+export function ensureDebianTools(tools: ReadonlyArray<{ cmd: string; pkg: string }>, log: (msg: string) => void): string[] {
+  const missing = tools.filter((t) => !which(t.cmd));
+  if (missing.length === 0) return [];
+  const pkgs = [...new Set(missing.map((t) => t.pkg))];
+  if (!which('apt-get')) return missing.map((t) => `${t.cmd} missing and apt-get not available (install ${t.pkg})`);
+  log(`installing ${pkgs.join(' ')} with apt-get`);
+  const apt = (args: string[]): CmdResult => run('env', ['DEBIAN_FRONTEND=noninteractive', 'apt-get', ...args], 600_000);
+  let r = apt(['install', '-y', '--no-install-recommends', ...pkgs]);
+  if (!r.ok) {
+    apt(['update']);
+    r = apt(['install', '-y', '--no-install-recommends', ...pkgs]);
+  }
+  const still = missing.filter((t) => !which(t.cmd));
+  return still.map((t) => `${t.cmd} missing (apt-get install ${t.pkg}: ${r.ok ? 'installed but not found' : describe(r)})`);
 }
 
 /**

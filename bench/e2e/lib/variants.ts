@@ -1,20 +1,24 @@
 /**
- * The file system variants compared by the end-to-end benchmarks. Each one exposes a
- * directory tree (the merged view of the same layers) and knows how to mount/unmount it.
+ * The file system variants compared by the end-to-end benchmarks. Each one serves the merged
+ * view of a layer stack (read-only, or writable with a fresh upper) at a directory, and knows
+ * how to mount and unmount it.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { CmdResult } from './sys.js';
 import { describe, findServerPid, isMounted, mountAt, run, unmountWith, waitPidExit, which } from './sys.js';
 
-export const VARIANT_NAMES = ['plain', 'kernel', 'fuse-overlayfs', 'layerfs'] as const;
+export const VARIANT_NAMES = ['plain', 'kernel', 'fuse-overlayfs', 'unionfs-fuse', 'layerfs'] as const;
 export type VariantName = (typeof VARIANT_NAMES)[number];
+export const FUSE_VARIANTS: readonly VariantName[] = ['fuse-overlayfs', 'unionfs-fuse', 'layerfs'];
 
-export interface VariantContext {
-  /** Layer roots, bottom layer first. */
-  layerRoots: readonly string[];
-  /** Flattened copy of the merged view. */
-  plainDir: string;
+/** Tools each variant needs, with the Debian package that has them. */
+export const VARIANT_TOOLS: Partial<Record<VariantName, ReadonlyArray<{ cmd: string; pkg: string }>>> = {
+  'fuse-overlayfs': [{ cmd: 'fuse-overlayfs', pkg: 'fuse-overlayfs' }],
+  'unionfs-fuse': [{ cmd: 'unionfs-fuse', pkg: 'unionfs-fuse' }],
+};
+
+export interface VariantConfig {
   /** Directory that holds one mount point per variant. */
   mountBase: string;
   /** Path of bin/layerfs.js. */
@@ -23,25 +27,39 @@ export interface VariantContext {
   layerfsOpts: string;
 }
 
+/** What to serve. */
+export interface MountSpec {
+  /** Layer roots in the kernel's format (char 0:0 whiteouts, opaque xattr), bottom layer first. */
+  lowers: readonly string[];
+  /** The same layers in unionfs-fuse's format, bottom first; defaults to `lowers` (fine without whiteouts). */
+  unionfsLowers?: readonly string[];
+  /** The merged view flattened into a plain directory (what the plain variant serves read-only). */
+  plain: string;
+  /**
+   * Writable mounts: an empty upper directory (unionfs-fuse: its RW branch; plain: a writable
+   * copy of the merged view, which is then served itself) and an empty work directory on the
+   * same file system.
+   */
+  upper?: string;
+  work?: string;
+}
+
 export class Variant {
   readonly name: VariantName;
   readonly fuse: boolean;
   readonly needsMount: boolean;
-  /** Directory the workloads run on. */
-  readonly root: string;
+  /** Directory the workloads run on (for plain: set by mount()). */
+  root: string;
   /** Server process of the current FUSE mount (found read-only in /proc). */
   pid: number | undefined;
-  private readonly ctx: VariantContext;
-  private readonly lowerdir: string;
+  private readonly cfg: VariantConfig;
 
-  constructor(name: VariantName, ctx: VariantContext) {
+  constructor(name: VariantName, cfg: VariantConfig) {
     this.name = name;
-    this.ctx = ctx;
-    this.fuse = name === 'fuse-overlayfs' || name === 'layerfs';
+    this.cfg = cfg;
+    this.fuse = FUSE_VARIANTS.includes(name);
     this.needsMount = name !== 'plain';
-    this.root = name === 'plain' ? ctx.plainDir : path.join(ctx.mountBase, name);
-    // overlayfs order: leftmost lowerdir is the topmost layer.
-    this.lowerdir = [...ctx.layerRoots].reverse().join(':');
+    this.root = path.join(cfg.mountBase, name);
   }
 
   /** Why this variant cannot run on this machine, if it cannot. */
@@ -58,11 +76,12 @@ export class Variant {
         return undefined;
       }
       case 'fuse-overlayfs':
+      case 'unionfs-fuse':
         if (!fs.existsSync('/dev/fuse')) return '/dev/fuse missing';
-        return which('fuse-overlayfs') ? undefined : 'fuse-overlayfs not installed';
+        return which(this.name) ? undefined : `${this.name} not installed`;
       case 'layerfs':
         if (!fs.existsSync('/dev/fuse')) return '/dev/fuse missing';
-        return fs.existsSync(this.ctx.layerfsBin) ? undefined : `${this.ctx.layerfsBin} does not exist yet`;
+        return fs.existsSync(this.cfg.layerfsBin) ? undefined : `${this.cfg.layerfsBin} does not exist`;
     }
   }
 
@@ -70,24 +89,48 @@ export class Variant {
     return this.needsMount && isMounted(this.root);
   }
 
-  /** Mounts the variant read-only; returns the mount time in ms. Throws with a one-line reason. */
-  mount(): number {
-    if (!this.needsMount) return 0;
+  /** Mounts the variant; returns the mount time in ms. Throws with a one-line reason. */
+  mount(spec: MountSpec): number {
+    const writable = spec.upper !== undefined;
+    if (!this.needsMount) {
+      this.root = spec.upper ?? spec.plain;
+      return 0;
+    }
     if (this.mounted) throw new Error(`${this.root} is already mounted`);
+    if (writable && spec.work === undefined && this.name !== 'unionfs-fuse') throw new Error('a writable mount needs a work directory');
     fs.mkdirSync(this.root, { recursive: true });
+    let lowers = spec.lowers;
+    if (this.name === 'kernel' && !writable && lowers.length === 1) {
+      // The kernel refuses a read-only overlay of one layer ("at least 2 lowerdir are needed
+      // while upperdir nonexistent"): put an empty layer below it.
+      const empty = path.join(this.cfg.mountBase, '.empty-layer');
+      fs.mkdirSync(empty, { recursive: true, mode: 0o755 });
+      lowers = [empty, ...lowers];
+    }
+    // overlayfs order: the leftmost lowerdir is the topmost layer.
+    const lowerdir = [...lowers].reverse().join(':');
+    const rw = writable ? `,upperdir=${spec.upper ?? ''},workdir=${spec.work ?? ''}` : '';
     const t0 = process.hrtime.bigint();
     let r: CmdResult;
     switch (this.name) {
       case 'kernel':
-        r = run('mount', ['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${this.lowerdir}`, this.root]);
+        r = run('mount', ['-t', 'overlay', 'overlay', '-o', writable ? `lowerdir=${lowerdir}${rw}` : `ro,lowerdir=${lowerdir}`, this.root]);
         break;
       case 'fuse-overlayfs':
         // Without upperdir fuse-overlayfs serves the lowerdirs read-only (writes fail with EROFS).
-        r = run('fuse-overlayfs', ['-o', `lowerdir=${this.lowerdir}`, this.root]);
+        r = run('fuse-overlayfs', ['-o', `lowerdir=${lowerdir}${rw}`, this.root]);
         break;
+      case 'unionfs-fuse': {
+        // Leftmost branch = topmost. `cow` is needed for copy-up AND for hide markers to count;
+        // hide_meta_files keeps the branches' .unionfs-fuse directories out of listings.
+        const branches = [...(spec.unionfsLowers ?? spec.lowers)].reverse().map((b) => `${b}=RO`);
+        if (writable) branches.unshift(`${spec.upper ?? ''}=RW`);
+        r = run('unionfs-fuse', ['-o', 'cow,hide_meta_files', branches.join(':'), this.root]);
+        break;
+      }
       case 'layerfs': {
-        const extra = this.ctx.layerfsOpts ? `,${this.ctx.layerfsOpts}` : '';
-        r = run(process.execPath, [this.ctx.layerfsBin, 'mount', '-o', `lowerdir=${this.lowerdir}${extra}`, this.root], 120_000);
+        const extra = this.cfg.layerfsOpts ? `,${this.cfg.layerfsOpts}` : '';
+        r = run(process.execPath, [this.cfg.layerfsBin, 'mount', '-o', `lowerdir=${lowerdir}${rw}${extra}`, this.root], 120_000);
         break;
       }
       default:
@@ -98,8 +141,7 @@ export class Variant {
       if (this.mounted) this.unmount();
       throw new Error(`mount failed: ${describe(r)}`);
     }
-    const m = mountAt(this.root);
-    if (!m) throw new Error('mount command succeeded but nothing is mounted there');
+    if (!mountAt(this.root)) throw new Error('mount command succeeded but nothing is mounted there');
     return ms;
   }
 
@@ -119,8 +161,8 @@ export class Variant {
     if (isMounted(this.root)) {
       let primary: string[] | undefined;
       if (this.name === 'kernel') primary = ['umount', this.root];
-      else if (this.name === 'fuse-overlayfs') primary = which('fusermount3') ? ['fusermount3', '-u', this.root] : ['umount', this.root];
-      else if (this.name === 'layerfs') primary = [process.execPath, this.ctx.layerfsBin, 'umount', this.root];
+      else if (this.name === 'layerfs') primary = [process.execPath, this.cfg.layerfsBin, 'umount', this.root];
+      else primary = which('fusermount3') ? ['fusermount3', '-u', this.root] : ['umount', this.root];
       problems.push(...unmountWith(this.root, primary));
     }
     if (this.pid !== undefined) {

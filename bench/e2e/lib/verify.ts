@@ -3,6 +3,7 @@
  * flattened copy (names, types, modes, owners, file sizes, symlink targets) and the same bytes
  * for a sample of files.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -90,4 +91,38 @@ export function diffContents(expectedRoot: string, actualRoot: string, rels: rea
     }
   }
   return bad;
+}
+
+/**
+ * State of some paths after a writable workload, one line per entry, sorted: a directory as
+ * its whole subtree (listTree lines, prefixed with the path), a file with its size and, with
+ * `hash`, a digest of its bytes; a missing path as "absent PATH".
+ */
+export function snapshotPaths(root: string, rels: readonly string[], hash: boolean): string[] {
+  const out: string[] = [];
+  const digest = (abs: string): string => createHash('sha1').update(fs.readFileSync(abs)).digest('hex').slice(0, 16);
+  for (const rel of rels) {
+    const abs = path.join(root, rel);
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(abs);
+    } catch {
+      out.push(`absent ${rel}`);
+      continue;
+    }
+    const mode = (st.mode & 0o7777).toString(8);
+    if (st.isDirectory()) {
+      out.push(`d ${mode} ${st.uid}:${st.gid} - ${rel}`);
+      for (const line of listTree(abs)) {
+        // "<type> <mode> <own> <size> <relpath>...": put `rel/` in front of the path.
+        const m = /^(\S+ \S+ \S+ \S+ )(.*)$/.exec(line);
+        if (!m) continue;
+        const sub = `${rel}/${m[2] as string}`;
+        const isFile = line.startsWith('f ');
+        out.push(`${m[1] as string}${sub}${hash && isFile ? ` #${digest(path.join(root, sub.replace(/ -> .*$/, '')))}` : ''}`);
+      }
+    } else if (st.isFile()) out.push(`f ${mode} ${st.uid}:${st.gid} ${st.size} ${rel}${hash ? ` #${digest(abs)}` : ''}`);
+    else out.push(`? ${mode} ${st.uid}:${st.gid} - ${rel}`);
+  }
+  return out.sort();
 }
