@@ -195,22 +195,13 @@ function realpathLong(p: string): string {
 
 export async function lstatOrUndefined(p: RealPath): Promise<Stats | undefined> {
   if (isLongPath(p)) return via(p, 'lstat', lstatOrUndefined).catch(absentOnEnoent);
-  try {
-    return await fsp.lstat(p);
-  } catch (e) {
-    if (hasCode(e, 'ENOENT')) return undefined;
-    throw fromNodeError(e, 'lstat', p);
-  }
+  return onThread('lstat', p, () => fs.lstatSync(p, { throwIfNoEntry: false }));
 }
 
 /** lstat with nanosecond times (BigInt fields), for copying timestamps exactly. */
 export async function lstatNs(p: RealPath): Promise<fs.BigIntStats> {
   if (isLongPath(p)) return via(p, 'lstat', lstatNs);
-  try {
-    return await fsp.lstat(p, { bigint: true });
-  } catch (e) {
-    throw fromNodeError(e, 'lstat', p);
-  }
+  return onThread('lstat', p, () => fs.lstatSync(p, { bigint: true }));
 }
 
 export async function lstat(p: RealPath): Promise<Stats> {
@@ -238,11 +229,7 @@ export async function readdirTyped(p: RealPath): Promise<Dirent[]> {
 
 export async function readlink(p: RealPath): Promise<string> {
   if (isLongPath(p)) return via(p, 'readlink', readlink);
-  try {
-    return await fsp.readlink(p);
-  } catch (e) {
-    throw fromNodeError(e, 'readlink', p);
-  }
+  return onThread('readlink', p, () => fs.readlinkSync(p));
 }
 
 /**
@@ -270,12 +257,7 @@ export function read(fd: number, buf: Buffer, len: number, pos: number): Promise
 }
 
 export function close(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    fs.close(fd, (err) => {
-      if (err) reject(fromNodeError(err, 'close'));
-      else resolve();
-    });
-  });
+  return onThread('close', undefined, () => fs.closeSync(fd));
 }
 
 export async function statfs(p: RealPath): Promise<StatsFs> {
@@ -401,6 +383,21 @@ export function canOpenReadWrite(p: string): FsError | undefined {
   }
 }
 
+/**
+ * A metadata syscall made on the calling (main) thread, its outcome as a promise. Measured
+ * (DECISIONS D21): such a call takes 2-20 µs on a local filesystem, where the round trip through
+ * libuv's pool that Node's async fs makes costs 40-150 µs, and far more on a loaded machine;
+ * a create through the mount makes six to ten of them. Calls that can block for long stay on
+ * the pool: open (a FIFO's open waits for its peer), read, write, fsync and copies.
+ */
+function onThread<T>(syscall: string, p: string | undefined, fn: () => T): Promise<T> {
+  try {
+    return Promise.resolve(fn());
+  } catch (e) {
+    return Promise.reject(fromNodeError(e, syscall, p));
+  }
+}
+
 // --- Writing (the upper and work dirs only; lowers are never passed here) -------------------
 
 async function wrap<T>(syscall: string, p: string, fn: () => Promise<T>): Promise<T> {
@@ -412,20 +409,20 @@ async function wrap<T>(syscall: string, p: string, fn: () => Promise<T>): Promis
 }
 
 export const mkdir = (p: RealPath, mode: number): Promise<void> =>
-  isLongPath(p) ? via(p, 'mkdir', (q) => mkdir(q, mode)) : wrap('mkdir', p, () => fsp.mkdir(p, { mode }).then(() => undefined));
+  isLongPath(p) ? via(p, 'mkdir', (q) => mkdir(q, mode)) : onThread('mkdir', p, () => void fs.mkdirSync(p, { mode }));
 export const rename = (from: RealPath, to: RealPath): Promise<void> =>
-  isLongPath(from) || isLongPath(to) ? via2(from, to, 'rename', rename) : wrap('rename', to, () => fsp.rename(from, to));
-export const unlink = (p: RealPath): Promise<void> => (isLongPath(p) ? via(p, 'unlink', unlink) : wrap('unlink', p, () => fsp.unlink(p)));
-export const rmdir = (p: RealPath): Promise<void> => (isLongPath(p) ? via(p, 'rmdir', rmdir) : wrap('rmdir', p, () => fsp.rmdir(p)));
+  isLongPath(from) || isLongPath(to) ? via2(from, to, 'rename', rename) : onThread('rename', to, () => fs.renameSync(from, to));
+export const unlink = (p: RealPath): Promise<void> => (isLongPath(p) ? via(p, 'unlink', unlink) : onThread('unlink', p, () => fs.unlinkSync(p)));
+export const rmdir = (p: RealPath): Promise<void> => (isLongPath(p) ? via(p, 'rmdir', rmdir) : onThread('rmdir', p, () => fs.rmdirSync(p)));
 export const link = (existing: RealPath, p: RealPath): Promise<void> =>
-  isLongPath(existing) || isLongPath(p) ? via2(existing, p, 'link', link) : wrap('link', p, () => fsp.link(existing, p));
+  isLongPath(existing) || isLongPath(p) ? via2(existing, p, 'link', link) : onThread('link', p, () => fs.linkSync(existing, p));
 /** The target is stored as it is, never looked up: only p can be long. */
 export const symlink = (target: string, p: RealPath): Promise<void> =>
-  isLongPath(p) ? via(p, 'symlink', (q) => symlink(target, q)) : wrap('symlink', p, () => fsp.symlink(target, p));
+  isLongPath(p) ? via(p, 'symlink', (q) => symlink(target, q)) : onThread('symlink', p, () => fs.symlinkSync(target, p));
 export const lchown = (p: RealPath, uid: number, gid: number): Promise<void> =>
-  isLongPath(p) ? via(p, 'lchown', (q) => lchown(q, uid, gid)) : wrap('lchown', p, () => fsp.lchown(p, uid, gid));
+  isLongPath(p) ? via(p, 'lchown', (q) => lchown(q, uid, gid)) : onThread('lchown', p, () => fs.lchownSync(p, uid, gid));
 export const chmod = (p: RealPath, mode: number): Promise<void> =>
-  isLongPath(p) ? via(p, 'chmod', (q) => chmod(q, mode)) : wrap('chmod', p, () => fsp.chmod(p, mode));
+  isLongPath(p) ? via(p, 'chmod', (q) => chmod(q, mode)) : onThread('chmod', p, () => fs.chmodSync(p, mode));
 
 /**
  * rm -rf. Node's rm builds the paths of the entries below p itself, and they may be too long
@@ -470,11 +467,9 @@ export function write(fd: number, buf: Buffer, len: number, pos: number): Promis
 }
 
 export const truncate = (p: RealPath, size: number): Promise<void> =>
-  isLongPath(p) ? via(p, 'truncate', (q) => truncate(q, size)) : wrap('truncate', p, () => fsp.truncate(p, size));
+  isLongPath(p) ? via(p, 'truncate', (q) => truncate(q, size)) : onThread('truncate', p, () => fs.truncateSync(p, size));
 export function ftruncate(fd: number, size: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    fs.ftruncate(fd, size, (err) => (err ? reject(fromNodeError(err, 'ftruncate')) : resolve()));
-  });
+  return onThread('ftruncate', undefined, () => fs.ftruncateSync(fd, size));
 }
 
 export function fsync(fd: number, datasync: boolean): Promise<void> {
@@ -501,10 +496,5 @@ export async function ensureDir(p: RealPath): Promise<void> {
 
 /** fstat with nanosecond times: the attributes of an open file, whether or not a name still leads to it. */
 export function fstatNs(fd: number): Promise<fs.BigIntStats> {
-  return new Promise((resolve, reject) => {
-    fs.fstat(fd, { bigint: true }, (err, st) => {
-      if (err) reject(fromNodeError(err, 'fstat'));
-      else resolve(st);
-    });
-  });
+  return onThread('fstat', undefined, () => fs.fstatSync(fd, { bigint: true }));
 }
