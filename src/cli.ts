@@ -12,6 +12,8 @@ import { ConfigError, parseOptions } from './config.js';
 import { loadFuse, unmountPath } from './fuse/mount.js';
 import { canOpenReadWrite, statSyncOrUndefined } from './host/fs.js';
 import { isAlive, isServing, readRecord, removeRecord } from './host/runtime.js';
+import { containerCommand, imageCommand, type CommandIO } from './image/commands.js';
+import { LayerUsageError, applyCommand, commitCommand, diffCommand, type LayerIO } from './layer/commands.js';
 import { createLog } from './log.js';
 import { checkPaths, mountPoints } from './preflight.js';
 import { serve } from './server.js';
@@ -21,10 +23,20 @@ const HELP = `layerfs: a union filesystem in user space, on-disk compatible with
 Usage:
   layerfs mount [-f] [-d] -o lowerdir=DIR[:DIR...][,upperdir=DIR,workdir=DIR][,OPTION...] MOUNTPOINT
   layerfs umount MOUNTPOINT
+  layerfs image mount [--name NAME] [--platform OS/ARCH] [--allow-devices] [-o OPTIONS] IMAGE MOUNTPOINT
+  layerfs image ls
+  layerfs container ls | rm NAME | commit NAME -o LAYER.tar[.gz] [--reproducible]
+  layerfs diff UPPERDIR [--lower DIR[:DIR...]]      changes in an upper, as docker diff prints them
+  layerfs commit UPPERDIR -o LAYER.tar[.gz] [--gzip] [--reproducible]   the upper as an OCI layer
+  layerfs apply LAYER|- DIR [--whiteout overlay|oci | --flatten] [--allow-devices]   extract a layer
   layerfs SOURCE MOUNTPOINT -o OPTIONS      (mount.fuse form: mount -t fuse.layerfs layerfs MNT -o ...)
 
 The leftmost lowerdir is the top-most, as in overlayfs. "\\:" escapes a colon in a path.
 Without upperdir the mount is read-only.
+image mount: IMAGE is a docker save tarball, an OCI image layout (a directory or a tar of one),
+or an image already in the store (tag or id). Every digest is checked, each layer is unpacked
+once into the store ($LAYERFS_HOME; default /var/lib/layerfs as root, ~/.local/share/layerfs
+otherwise), and the mount gets a new writable container layer; it prints the container's name.
 
 Options:
   -f                 stay in the foreground (Ctrl-C or SIGTERM unmounts)
@@ -181,6 +193,40 @@ async function umountCommand(args: string[]): Promise<number> {
   return 0;
 }
 
+const STDIO: CommandIO = {
+  out: (line) => void process.stdout.write(`${line}\n`),
+  err: (line) => void process.stderr.write(`${line}\n`),
+};
+
+/** A one-line progress bar on stderr, redrawn at most 10 times a second (only on a terminal). */
+function progressBar(): { update(done: number, total: number): void; end(): void } {
+  let last = 0;
+  let drawn = false;
+  const gib = (n: number): string => (n / 2 ** 30).toFixed(2);
+  return {
+    update(done, total) {
+      const now = Date.now();
+      if (now - last < 100 && done < total) return;
+      last = now;
+      const frac = total > 0 ? Math.min(done / total, 1) : 1;
+      const width = 30;
+      const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
+      process.stderr.write(`\r[${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${gib(done)}/${gib(total)} GiB`);
+      drawn = true;
+    },
+    end() {
+      if (drawn) process.stderr.write('\r\x1b[K');
+    },
+  };
+}
+
+const LAYER_IO: LayerIO = {
+  out: (text) => void process.stdout.write(text),
+  stdin: () => process.stdin,
+  sourceDateEpoch: process.env.SOURCE_DATE_EPOCH,
+  progress: () => (process.stderr.isTTY ? progressBar() : undefined),
+};
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
@@ -194,6 +240,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (cmd === 'mount') return await mountCommand(rest);
     if (cmd === 'umount' || cmd === 'unmount') return await umountCommand(rest);
+    if (cmd === 'image') return await imageCommand(rest, STDIO, { mount: mountCommand, umount: umountCommand });
+    if (cmd === 'container') return await containerCommand(rest, STDIO, { mount: mountCommand, umount: umountCommand });
+    if (cmd === 'diff') return await diffCommand(rest, LAYER_IO);
+    if (cmd === 'commit') return await commitCommand(rest, LAYER_IO);
+    if (cmd === 'apply') return await applyCommand(rest, LAYER_IO);
     // mount.fuse form: `layerfs SOURCE MOUNTPOINT -o OPTIONS`; SOURCE names nothing for layerfs.
     if (!cmd.startsWith('-') && rest.length >= 1) return await mountCommand(rest);
     throw new UsageError(`unknown command: ${cmd} (see layerfs --help)`);
@@ -204,7 +255,7 @@ export async function main(argv: string[]): Promise<number> {
     } else {
       process.stderr.write(`layerfs: ${msg}\n`);
     }
-    return e instanceof UsageError ? 2 : 1;
+    return e instanceof UsageError || e instanceof LayerUsageError ? 2 : 1;
   }
 }
 

@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { Dirent, Stats, StatsFs } from 'node:fs';
+import { Writable } from 'node:stream';
 import { FsError, fromNodeError, hasCode } from '../errno.js';
 import type { RealPath } from '../path.js';
 
@@ -497,4 +498,58 @@ export async function ensureDir(p: RealPath): Promise<void> {
 /** fstat with nanosecond times: the attributes of an open file, whether or not a name still leads to it. */
 export function fstatNs(fd: number): Promise<fs.BigIntStats> {
   return onThread('fstat', undefined, () => fs.fstatSync(fd, { bigint: true }));
+}
+
+// --- Streams and fd calls for layer tars (src/layer/) ---------------------------------------
+
+/**
+ * A stream of an open file's bytes from `start` to `end` inclusive (Node's convention), closing
+ * the fd when done. The file is opened by the caller (open() above: O_NOFOLLOW, long paths).
+ */
+export function fdReadStream(fd: number, start: number, end: number): import('node:stream').Readable {
+  return fs.createReadStream('', { fd, start, end, autoClose: true, highWaterMark: 1 << 20 });
+}
+
+/**
+ * A writable stream onto an open fd that never closes it, even when destroyed (Node's WriteStream
+ * closes its fd on destroy whatever autoClose says): the caller fsyncs and closes it, once.
+ */
+export function fdWriteStream(fd: number): import('node:stream').Writable {
+  let pos = 0;
+  return new Writable({
+    highWaterMark: 1 << 20,
+    write(chunk: Buffer, _enc, done) {
+      writeAll(fd, chunk, pos).then(() => {
+        pos += chunk.length;
+        done();
+      }, done);
+    },
+  });
+}
+
+/** A stream of a file's bytes (the layer given to `layerfs apply`). */
+export function fileReadStream(p: string): import('node:stream').Readable {
+  return fs.createReadStream(p, { highWaterMark: 1 << 20 });
+}
+
+export function fchown(fd: number, uid: number, gid: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    fs.fchown(fd, uid, gid, (err) => (err ? reject(fromNodeError(err, 'fchown')) : resolve()));
+  });
+}
+
+export function fchmod(fd: number, mode: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    fs.fchmod(fd, mode, (err) => (err ? reject(fromNodeError(err, 'fchmod')) : resolve()));
+  });
+}
+
+/** Write all of buf at pos (write(2) may write less than asked). */
+export async function writeAll(fd: number, buf: Buffer, pos: number): Promise<void> {
+  for (let off = 0; off < buf.length;) {
+    const n = await new Promise<number>((resolve, reject) => {
+      fs.write(fd, buf, off, buf.length - off, pos + off, (err, written) => (err ? reject(fromNodeError(err, 'write')) : resolve(written)));
+    });
+    off += n;
+  }
 }

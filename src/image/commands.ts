@@ -1,0 +1,244 @@
+// `layerfs image ...` and `layerfs container ...`: argument parsing and the steps of each command.
+// Output goes through the CommandIO given by src/cli.ts (the only place that prints or exits);
+// mounting and unmounting are src/cli.ts's own mount and umount commands, handed in as MountFns,
+// so an image mount is started, tracked and stopped exactly as any other mount.
+//
+// Output is plain for scripts: `image mount` prints the container's name on stdout (progress
+// goes to stderr); the listings are one line per item, fields separated by tabs, after a header.
+import { randomBytes } from 'node:crypto';
+import { resolve as resolvePath } from 'node:path';
+import { ConfigError } from '../config.js';
+import * as io from '../host/store-io.js';
+import { readRecord } from '../host/runtime.js';
+import { applyLayer } from '../layer/apply.js';
+import { commitLayerToFile } from '../layer/commit.js';
+import { checkPaths, mountPoints } from '../preflight.js';
+import { ImageError, StoreError } from './errors.js';
+import { loadImage, storedImage, type LoadedImage } from './load.js';
+import { Store, checkContainerName, defaultHome, shortId, type ContainerRecord } from './store.js';
+
+export interface CommandIO {
+  /** A line (without its newline) for stdout. */
+  out(line: string): void;
+  /** A line for stderr. */
+  err(line: string): void;
+}
+
+export interface MountFns {
+  /** `layerfs mount ARGS...` (returns once the mount serves, or with the code of its failure). */
+  mount(args: string[]): Promise<number>;
+  /** `layerfs umount MOUNTPOINT`. */
+  umount(args: string[]): Promise<number>;
+}
+
+class UsageError extends Error {}
+
+const IMAGE_USAGE = 'usage: layerfs image mount [--name NAME] [--platform OS/ARCH] [--allow-devices] [-o OPTIONS] IMAGE MOUNTPOINT | layerfs image ls';
+const CONTAINER_USAGE = 'usage: layerfs container ls | layerfs container rm NAME | layerfs container commit NAME -o LAYER.tar[.gz] [--reproducible]';
+
+async function usage(io: CommandIO, fn: () => Promise<number>): Promise<number> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    io.err(`layerfs: ${e.message}`);
+    return 2;
+  }
+}
+
+/** Flags with a value (--name X, --name=X, -o X, -oX), flags without, and positional arguments. */
+function parseArgs(args: readonly string[], withValue: readonly string[], bare: readonly string[]): { flags: Map<string, string[]>; positional: string[] } {
+  const flags = new Map<string, string[]>();
+  const positional: string[] = [];
+  const add = (k: string, v: string): void => void flags.set(k, [...(flags.get(k) ?? []), v]);
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') {
+      positional.push(...args.slice(i + 1));
+      break;
+    }
+    const eq = a.startsWith('--') ? a.indexOf('=') : -1;
+    const key = eq > 0 ? a.slice(0, eq) : a;
+    if (withValue.includes(key)) {
+      const v = eq > 0 ? a.slice(eq + 1) : args[++i];
+      if (v === undefined) throw new UsageError(`${key} needs a value`);
+      add(key, v);
+    } else if (key === a && a.startsWith('-o') && a.length > 2 && withValue.includes('-o')) {
+      add('-o', a.slice(2));
+    } else if (bare.includes(a)) {
+      add(a, '');
+    } else if (a.startsWith('-') && a !== '-') {
+      throw new UsageError(`unknown flag: ${a}`);
+    } else {
+      positional.push(a);
+    }
+  }
+  return { flags, positional };
+}
+
+function one(flags: Map<string, string[]>, key: string): string | undefined {
+  const v = flags.get(key);
+  if (v !== undefined && v.length > 1) throw new UsageError(`${key} given more than once`);
+  return v?.[0];
+}
+
+export async function imageCommand(args: readonly string[], out: CommandIO, fns: MountFns): Promise<number> {
+  return usage(out, async () => {
+    const [sub, ...rest] = args;
+    if (sub === 'mount') return imageMount(rest, out, fns);
+    if (sub === 'ls' || sub === 'list') {
+      if (rest.length > 0) throw new UsageError('image ls takes no arguments');
+      return imageLs(out);
+    }
+    throw new UsageError(sub === undefined ? IMAGE_USAGE : `unknown image command: ${sub} (${IMAGE_USAGE})`);
+  });
+}
+
+export async function containerCommand(args: readonly string[], out: CommandIO, fns: MountFns): Promise<number> {
+  return usage(out, async () => {
+    const [sub, ...rest] = args;
+    if (sub === 'ls' || sub === 'list') {
+      if (rest.length > 0) throw new UsageError('container ls takes no arguments');
+      return containerLs(out);
+    }
+    if (sub === 'rm' || sub === 'remove') return containerRm(rest, fns);
+    if (sub === 'commit') return containerCommit(rest, out);
+    throw new UsageError(sub === undefined ? CONTAINER_USAGE : `unknown container command: ${sub} (${CONTAINER_USAGE})`);
+  });
+}
+
+/** Escape a path for a lowerdir/upperdir value (src/config.ts unescapes "\:", "\," and "\\"). */
+const escapeOpt = (p: string): string => p.replace(/[\\:,]/g, (c) => `\\${c}`);
+
+/** A default container name: the image's name and a random suffix ("busybox-3f9a2c"). */
+function defaultName(loaded: LoadedImage): string {
+  const tag = loaded.image.repoTags[0];
+  const base = tag === undefined ? 'c' : tag.replace(/[:@].*$/, '').replace(/^.*\//, '').replace(/[^A-Za-z0-9_.-]/g, '').replace(/^[^A-Za-z0-9]+/, '').slice(0, 64);
+  return `${base || 'c'}-${randomBytes(3).toString('hex')}`;
+}
+
+async function imageMount(args: readonly string[], out: CommandIO, fns: MountFns): Promise<number> {
+  const { flags, positional } = parseArgs(args, ['--name', '--platform', '-o'], ['--allow-devices']);
+  if (positional.length !== 2) throw new UsageError('image mount takes IMAGE and MOUNTPOINT');
+  const [imageArg, mountArg] = positional as [string, string];
+  const name = one(flags, '--name');
+  if (name !== undefined) checkContainerName(name);
+  const platform = one(flags, '--platform');
+
+  const store = await Store.open(defaultHome());
+  // Everything that can be checked before the work: the mountpoint, the name.
+  const mountpoint = checkPaths({ lowers: [], mountpoint: mountArg }).mountpoint;
+  if (name !== undefined && (await store.getContainer(name)) !== undefined) throw new StoreError(`a container named ${name} exists already`);
+
+  let loaded: LoadedImage;
+  if ((await io.lstatOrUndefined(imageArg)) !== undefined) {
+    loaded = await loadImage(store, imageArg, {
+      apply: applyLayer,
+      ...(platform !== undefined ? { platform } : {}),
+      allowDevices: flags.has('--allow-devices'),
+      onProgress: (line) => out.err(line),
+    });
+  } else {
+    const stored = await storedImage(store, imageArg);
+    if (stored === undefined) throw new ImageError(`${imageArg}: no such file, and no image of that name or id in the store (${store.root})`);
+    loaded = stored;
+  }
+
+  const cname = name ?? defaultName(loaded);
+  const rec: ContainerRecord = {
+    name: cname,
+    image: loaded.image.id,
+    imageName: loaded.image.repoTags[0] ?? shortId(loaded.image.id),
+    layers: loaded.image.diffIds,
+    mountpoint,
+    created: new Date().toISOString(),
+  };
+  const top = loaded.lowers[0];
+  await store.createContainer(rec, top);
+  let mounted = false;
+  try {
+    const lowers = loaded.lowers.length > 0 ? loaded.lowers : [await emptyLayer(store)];
+    const opts = [`lowerdir=${lowers.map(escapeOpt).join(':')}`, `upperdir=${escapeOpt(store.upperDir(cname))}`, `workdir=${escapeOpt(store.workDir(cname))}`];
+    const code = await fns.mount(['-o', [opts.join(','), ...(flags.get('-o') ?? [])].join(','), mountpoint]);
+    if (code !== 0) return code;
+    mounted = true;
+    const r = readRecord(mountpoint);
+    if (r !== undefined) await store.updateContainer({ ...rec, server: { pid: r.pid, startTicks: r.startTicks } });
+  } finally {
+    if (!mounted) await store.removeContainer(cname).catch(() => undefined);
+  }
+  out.out(cname);
+  return 0;
+}
+
+/** An image without layers still needs one lower: an empty directory. */
+async function emptyLayer(store: Store): Promise<string> {
+  const p = `${store.root}/layers/empty`;
+  await io.mkdirs(p, 0o755);
+  return p;
+}
+
+async function imageLs(out: CommandIO): Promise<number> {
+  const store = await Store.open(defaultHome());
+  out.out(['IMAGE ID', 'TAGS', 'LAYERS', 'PLATFORM', 'ADDED'].join('\t'));
+  for (const i of await store.listImages()) {
+    out.out([shortId(i.id), i.repoTags.length > 0 ? i.repoTags.join(',') : '-', String(i.diffIds.length), i.platform ?? '-', i.added].join('\t'));
+  }
+  return 0;
+}
+
+/** Is the container's mount there, served by the server that mounted it? */
+export function isMounted(c: ContainerRecord): boolean {
+  if (c.server === undefined || !mountPoints().has(c.mountpoint)) return false;
+  const r = readRecord(c.mountpoint);
+  return r !== undefined && r.pid === c.server.pid && r.startTicks === c.server.startTicks;
+}
+
+async function containerLs(out: CommandIO): Promise<number> {
+  const store = await Store.open(defaultHome());
+  out.out(['NAME', 'IMAGE', 'MOUNTPOINT', 'MOUNTED'].join('\t'));
+  for (const c of await store.listContainers()) {
+    out.out([c.name, c.imageName, c.mountpoint, isMounted(c) ? 'yes' : 'no'].join('\t'));
+  }
+  return 0;
+}
+
+async function findContainer(store: Store, name: string): Promise<ContainerRecord> {
+  checkContainerName(name);
+  const c = await store.getContainer(name);
+  if (c === undefined) throw new StoreError(`no such container: ${name}`);
+  return c;
+}
+
+async function containerRm(args: readonly string[], fns: MountFns): Promise<number> {
+  const { positional } = parseArgs(args, [], []);
+  if (positional.length !== 1) throw new UsageError('container rm takes one NAME');
+  const store = await Store.open(defaultHome());
+  const c = await findContainer(store, positional[0]!);
+  if (isMounted(c)) {
+    const code = await fns.umount([c.mountpoint]);
+    if (code !== 0) return code;
+  }
+  await store.removeContainer(c.name);
+  return 0;
+}
+
+async function containerCommit(args: readonly string[], out: CommandIO): Promise<number> {
+  const { flags, positional } = parseArgs(args, ['-o', '--output'], ['--reproducible', '--gzip']);
+  if (positional.length !== 1) throw new UsageError('container commit takes one NAME');
+  const outputs = [...(flags.get('-o') ?? []), ...(flags.get('--output') ?? [])];
+  if (outputs.length !== 1) throw new UsageError('container commit needs -o LAYER.tar[.gz]');
+  const file = resolvePath(outputs[0]!);
+  const store = await Store.open(defaultHome());
+  const c = await findContainer(store, positional[0]!);
+  const gzip = flags.has('--gzip') || /\.(t?gz|gzip)$/.test(file);
+  let r;
+  try {
+    r = await commitLayerToFile(store.upperDir(c.name), file, { gzip, reproducible: flags.has('--reproducible') });
+  } catch (e) {
+    throw new ConfigError(`cannot commit container ${c.name}: ${(e as Error).message}`);
+  }
+  out.out(`diff_id ${r.diffId}`);
+  if (r.digest !== undefined) out.out(`digest ${r.digest}`);
+  return 0;
+}

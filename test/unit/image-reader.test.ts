@@ -1,0 +1,204 @@
+// The image readers without mounts: docker save (Docker 25+ and older layouts, plain and gzipped
+// archives), OCI image layouts (directory and tar, gzip layers, nested indexes and platforms),
+// and the refusal of every digest that does not match.
+import test from 'ava';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { ImageError } from '../../src/image/errors.js';
+import { readImage, verifyLayers } from '../../src/image/reader.js';
+import { openSource } from '../../src/image/source.js';
+import {
+  dockerSaveFiles, ociFiles, sampleLayers, writeDockerSave, writeOciDir, writeOciTar, writeTar, type ImageOptions,
+} from '../helpers/images.js';
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'layerfs-image-reader-'));
+test.after.always(() => fs.rmSync(root, { recursive: true, force: true }));
+let n = 0;
+const fresh = (name: string): string => path.join(root, `${++n}-${name}`);
+
+const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+async function read(p: string, platform?: string) {
+  const src = await openSource(p);
+  const info = await readImage(src, platform === undefined ? {} : { platform });
+  const verified = await verifyLayers(src, info);
+  return { src, info, verified };
+}
+
+const base: ImageOptions = { layers: sampleLayers(), tags: ['example/app:1.0'] };
+
+for (const style of ['modern', 'legacy'] as const) {
+  test(`docker save (${style}): layers bottom first, diff_ids verified, tags`, async (t) => {
+    const file = fresh(`docker-${style}.tar`);
+    const built = await writeDockerSave(file, base, style);
+    const { info, src } = await read(file);
+    t.is(info.format, 'docker-save');
+    t.is(info.id, built.configDigest);
+    t.deepEqual(info.repoTags, ['example/app:1.0']);
+    t.deepEqual(info.layers.map((l) => l.diffId), built.layers.map((l) => l.diffId));
+    // The bytes handed out for unpacking are the layer tars themselves.
+    const got = new Map<string, Buffer>();
+    await src.readEach(info.layers.map((l) => l.entry), async (name, s) => {
+      const chunks: Buffer[] = [];
+      for await (const c of s) chunks.push(c as Buffer);
+      got.set(name, Buffer.concat(chunks));
+    });
+    for (const [i, l] of info.layers.entries()) t.is(sha(got.get(l.entry)!), built.layers[i]!.diffId);
+  });
+}
+
+test('docker save, older layout: a layer saved twice is a symlink to its first copy', async (t) => {
+  const layers = sampleLayers();
+  const file = fresh('docker-dup.tar');
+  const built = await writeDockerSave(file, { layers: [layers[0]!, layers[1]!, layers[0]!] }, 'legacy');
+  const { info } = await read(file);
+  t.is(info.layers.length, 3);
+  t.is(info.layers[0]!.entry, info.layers[2]!.entry);
+  t.is(info.layers[2]!.diffId, built.layers[0]!.diffId);
+});
+
+test('docker save piped through gzip is read as it is', async (t) => {
+  const file = fresh('docker.tar');
+  const built = await writeDockerSave(file, base);
+  const gz = `${file}.gz`;
+  fs.writeFileSync(gz, gzipSync(fs.readFileSync(file)));
+  const { info } = await read(gz);
+  t.is(info.id, built.configDigest);
+});
+
+test('docker save unpacked into a directory reads like the archive', async (t) => {
+  const dir = fresh('docker-dir');
+  const { files, image } = await dockerSaveFiles(base);
+  for (const [name, data] of files) {
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    if (Buffer.isBuffer(data)) fs.writeFileSync(path.join(dir, name), data);
+  }
+  const { info } = await read(dir);
+  t.is(info.id, image.configDigest);
+});
+
+for (const form of ['dir', 'tar'] as const) {
+  test(`OCI layout (${form}) with gzip and plain layers`, async (t) => {
+    const p = fresh(`oci-${form}`);
+    const opts: ImageOptions = { ...base, gzip: [0, 2] };
+    const [built] = form === 'dir' ? await writeOciDir(p, [opts]) : await writeOciTar(p, [opts]);
+    const { info, verified } = await read(p);
+    t.is(info.format, 'oci');
+    t.is(info.id, built!.configDigest);
+    t.deepEqual(info.repoTags, ['example/app:1.0']);
+    t.deepEqual(info.layers.map((l) => l.diffId), built!.layers.map((l) => l.diffId));
+    t.deepEqual(info.layers.map((l) => l.digest), built!.layers.map((l) => l.digest));
+    t.is(verified.get(info.layers[0]!.entry)!.compression, 'gzip');
+    t.is(verified.get(info.layers[1]!.entry)!.compression, 'none');
+  });
+}
+
+test('OCI nested index: the host platform by default, another with --platform, a clear error for none', async (t) => {
+  const p = fresh('oci-multi');
+  const layers = sampleLayers();
+  const [amd, arm] = await writeOciDir(p, [
+    { layers: [layers[0]!], platform: { os: 'linux', architecture: 'amd64' } },
+    { layers: [layers[1]!], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+  ], { nested: true });
+  if (process.arch === 'x64') t.is((await read(p)).info.id, amd!.configDigest);
+  t.is((await read(p, 'linux/arm64')).info.id, arm!.configDigest);
+  t.is((await read(p, 'linux/amd64')).info.id, amd!.configDigest);
+  const e = await t.throwsAsync(read(p, 'linux/s390x'), { instanceOf: ImageError });
+  t.regex(e!.message, /no image for platform linux\/s390x.*linux\/amd64.*linux\/arm64\/v8/);
+});
+
+for (const form of ['dir', 'tar'] as const) {
+  test(`OCI (${form}): a layer blob that does not match its digest is refused, naming the layer`, async (t) => {
+    const p = fresh(`oci-bad-${form}`);
+    const opts: ImageOptions = { ...base, gzip: true, corruptBlob: 1 };
+    if (form === 'dir') await writeOciDir(p, [opts]);
+    else await writeOciTar(p, [opts]);
+    const e = await t.throwsAsync(read(p), { instanceOf: ImageError });
+    t.regex(e!.message, /layer 2 of 3 .*does not match its digest/);
+  });
+
+  test(`OCI (${form}): a layer whose uncompressed tar is not the config's diff_id is refused`, async (t) => {
+    const p = fresh(`oci-diffid-${form}`);
+    const opts: ImageOptions = { ...base, gzip: [1], wrongDiffId: 1 };
+    if (form === 'dir') await writeOciDir(p, [opts]);
+    else await writeOciTar(p, [opts]);
+    const e = await t.throwsAsync(read(p), { instanceOf: ImageError });
+    t.regex(e!.message, /layer 2 of 3 .*does not match the config's diff_id/);
+  });
+}
+
+for (const style of ['modern', 'legacy'] as const) {
+  test(`docker save (${style}): a corrupted layer is refused, naming it`, async (t) => {
+    const file = fresh(`docker-bad-${style}.tar`);
+    await writeDockerSave(file, { ...base, corruptBlob: 2 }, style);
+    const e = await t.throwsAsync(read(file), { instanceOf: ImageError });
+    t.regex(e!.message, style === 'modern' ? /layer 3 of 3 .*does not match its digest/ : /layer 3 of 3 .*does not match the config's diff_id/);
+  });
+}
+
+test('docker save: a config that does not match the digest in its name is refused', async (t) => {
+  const file = fresh('docker-badconfig.tar');
+  const { files } = await dockerSaveFiles(base);
+  const tampered = files.map(([name, data]): [string, Buffer | { symlink: string }] => {
+    if (!Buffer.isBuffer(data) || !name.startsWith('blobs/') || data[0] !== 0x7b) return [name, data];
+    return [name, Buffer.from(data.toString().replace('"os":"linux"', '"os":"LINUX"'))];
+  });
+  await writeTar(file, tampered);
+  const e = await t.throwsAsync(read(file), { instanceOf: ImageError });
+  t.regex(e!.message, /config .* does not match the digest in its name/);
+});
+
+test('docker save: a layer path leaving the archive is refused', async (t) => {
+  const file = fresh('docker-escape.tar');
+  const { files } = await dockerSaveFiles(base);
+  const tampered = files.map(([name, data]): [string, Buffer | { symlink: string }] => {
+    if (name !== 'manifest.json' || !Buffer.isBuffer(data)) return [name, data];
+    const m = JSON.parse(data.toString()) as [{ Layers: string[] }];
+    m[0].Layers[0] = '../../etc/passwd';
+    return [name, Buffer.from(JSON.stringify(m))];
+  });
+  await writeTar(file, tampered);
+  const e = await t.throwsAsync(read(file), { instanceOf: ImageError });
+  t.regex(e!.message, /leads outside the image/);
+});
+
+test('OCI: zstd layers are refused clearly; so is a directory that is no image', async (t) => {
+  const p = fresh('oci-zstd');
+  const { files } = await ociFiles([base]);
+  // Rewrite the manifest's layer media types (and so its digest in index.json).
+  const blobs = new Map(files);
+  const index = JSON.parse(blobs.get('index.json')!.toString()) as { manifests: { digest: string; size: number }[] };
+  const mdesc = index.manifests[0]!;
+  const mname = `blobs/sha256/${mdesc.digest.slice(7)}`;
+  const m = JSON.parse(blobs.get(mname)!.toString()) as { layers: { mediaType: string }[] };
+  for (const l of m.layers) l.mediaType = 'application/vnd.oci.image.layer.v1.tar+zstd';
+  const mb = Buffer.from(JSON.stringify(m));
+  blobs.delete(mname);
+  blobs.set(`blobs/sha256/${sha(mb).slice(7)}`, mb);
+  mdesc.digest = sha(mb);
+  mdesc.size = mb.length;
+  blobs.set('index.json', Buffer.from(JSON.stringify(index)));
+  for (const [name, data] of blobs) {
+    fs.mkdirSync(path.dirname(path.join(p, name)), { recursive: true });
+    fs.writeFileSync(path.join(p, name), data);
+  }
+  const e = await t.throwsAsync(read(p), { instanceOf: ImageError });
+  t.regex(e!.message, /zstd-compressed layers .* not supported/);
+
+  const empty = fresh('not-an-image');
+  fs.mkdirSync(empty);
+  const e2 = await t.throwsAsync(read(empty), { instanceOf: ImageError });
+  t.regex(e2!.message, /not an image/);
+});
+
+test('a symlink in an image directory may not lead outside it', async (t) => {
+  const p = fresh('oci-link');
+  await writeOciDir(p, [base]);
+  fs.rmSync(path.join(p, 'index.json'));
+  fs.symlinkSync('/etc/hostname', path.join(p, 'index.json'));
+  const e = await t.throwsAsync(read(p), { instanceOf: ImageError });
+  t.regex(e!.message, /leads outside the image directory/);
+});
