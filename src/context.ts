@@ -23,6 +23,15 @@ export interface UpperCtx {
   scratch(): RealPath;
 }
 
+/**
+ * Where an entry's xattr names (as shown through the mount) go once they are known never to
+ * change, so that the FUSE layer answers absent names and listxattr itself (DECISIONS D20).
+ * Present only in a union in which no xattr can change while mounted; `to` is set once mounted.
+ */
+export interface FixedXattrNames {
+  to: ((p: VPath, shown: readonly string[]) => void) | undefined;
+}
+
 export interface UnionCtx {
   readonly branches: BranchSet;
   readonly resolver: Resolver;
@@ -30,6 +39,8 @@ export interface UnionCtx {
   readonly inodes: InodeNumbers;
   /** Stored xattr names of lower-branch entries, by real path. */
   readonly xattrNames: LRUCache<string, readonly string[]>;
+  /** Present when no entry's xattrs can change while mounted: no upper branch, no lower_ttl. */
+  readonly fixedXattrNames: FixedXattrNames | undefined;
   /** Present when the union has an upper and a work dir. */
   readonly upper: UpperCtx | undefined;
 }

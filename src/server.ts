@@ -90,7 +90,10 @@ export async function serve(c: ServeConfig, log: Log): Promise<Serving> {
   const work = writable ? await prepareWork(c, log) : undefined;
   const union = createUnion({ lowers: c.lowers, upper: c.upper, work, whiteout: c.whiteout ?? 'overlay', lowerTtl: c.lowerTtl });
   let onExit = (): void => {};
-  const mounted = await mountFuse(c.mountpoint, (caller) => toFuseOps(union.ops, log, caller), {
+  const mounted = await mountFuse(c.mountpoint, (caller, xattrKnown) => {
+    union.tellFixedXattrNames(xattrKnown); // (a no-op unless no xattr can change: D20)
+    return toFuseOps(union.ops, log, caller);
+  }, {
     options: fuseOptionsFor(c),
     onExit: () => onExit(),
   });

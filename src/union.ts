@@ -99,6 +99,11 @@ export interface UnionOps {
 export interface Union {
   readonly ops: UnionOps;
   readonly ctx: UnionCtx;
+  /**
+   * Where the FUSE layer takes the xattr names of entries whose xattrs can never change (D20).
+   * False, and never called, when this union's xattrs can change (an upper branch, lower_ttl).
+   */
+  tellFixedXattrNames(to: (p: VPath, shown: readonly string[]) => void): boolean;
   /** Close every open host fd. */
   close(): Promise<void>;
 }
@@ -136,6 +141,9 @@ export function createUnion(config: UnionConfig): Union {
       sizeCalculation: (names, real) => 100 + 2 * real.length + names.reduce((n, x) => n + 40 + 2 * x.length, 0),
       ...(ttlMs === undefined ? {} : { ttl: Math.max(1, ttlMs) }),
     }),
+    // Lowers are immutable by contract: without an upper (nothing copies up, nothing is written)
+    // and without lower_ttl (which admits changes underneath), an entry's xattrs never change.
+    fixedXattrNames: branches.upper === undefined && ttlMs === undefined ? { to: undefined } : undefined,
     upper: upperCtx(branches, resolver, inodes, config),
   };
   // Changes by name take the gate shared, so that a directory move (D16) sees its subtree hold
@@ -182,6 +190,11 @@ export function createUnion(config: UnionConfig): Union {
   return {
     ops,
     ctx,
+    tellFixedXattrNames(to) {
+      if (ctx.fixedXattrNames === undefined) return false;
+      ctx.fixedXattrNames.to = to;
+      return true;
+    },
     async close() {
       await Promise.allSettled(ctx.handles.all().map((h) => release(ctx, h.fd)));
     },

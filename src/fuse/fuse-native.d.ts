@@ -49,6 +49,9 @@ declare module 'fuse-native' {
     extraOptions?: string[];
     /** Patched: called once the session has ended (own or external unmount). */
     onExit?: () => void;
+    /** Patched: bounds of the xattrKnown table (defaults 262144 entries, 32 MiB; 0 entries: off). */
+    xattrKnownMaxEntries?: number;
+    xattrKnownMaxBytes?: number;
     [key: string]: unknown;
   }
   export default class Fuse {
@@ -58,6 +61,13 @@ declare module 'fuse-native' {
     /** Patched: the caller of the request being handled, or null outside a handler. */
     context(): { uid: number; gid: number; pid: number; umask: number } | null;
     unmount(cb: (err: Error | null) => void): void;
+    /**
+     * Patched (ABI 2): the complete, unchangeable xattr names of path; the binding then answers
+     * other names ENODATA and listxattr itself. null forgets path. False: not kept.
+     */
+    xattrKnown(path: string, names: readonly string[] | null): boolean;
+    /** Patched (ABI 2): the xattrKnown table; hits = requests it answered. */
+    xattrKnownStats(): { entries: number; bytes: number; hits: number; clears: number };
     /** Set by layerfs's patch; the unpatched binding lacks it. */
     static readonly PATCH_ABI: number | undefined;
     static isConfigured(cb: (err: Error | null, ok: boolean) => void): void;

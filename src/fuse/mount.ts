@@ -37,18 +37,28 @@ export interface Mounted {
   unmount(): Promise<void>;
 }
 
-/** `makeOps` gets the caller of the request being handled (valid while its handler runs). */
+/**
+ * Tell the binding every xattr name an entry shows, for an entry whose xattrs can never change
+ * while mounted: it then answers absent names (ENODATA) and listxattr itself, on the FUSE
+ * thread, without a round trip to JavaScript (fuse-native patch, DECISIONS D20).
+ */
+export type XattrKnown = (path: string, names: readonly string[]) => void;
+
+/**
+ * `makeOps` gets the caller of the request being handled (valid while its handler runs) and
+ * the binding's xattrKnown.
+ */
 export function mountFuse(
   mountpoint: string,
-  makeOps: (caller: () => { uid: number; gid: number } | null) => FuseOps,
+  makeOps: (caller: () => { uid: number; gid: number } | null, xattrKnown: XattrKnown) => FuseOps,
   o: FuseMountOptions & { onExit: () => void },
 ): Promise<Mounted> {
   const Fuse = loadFuse();
-  if (Fuse.PATCH_ABI !== 1) throw new Error('fuse-native is not patched: run npm install (its postinstall applies patches/)');
+  if (Fuse.PATCH_ABI !== 2) throw new Error('fuse-native is not patched: run npm install (its postinstall applies patches/)');
   // Timeouts: a per-op timeout would answer EIO for a slow but healthy request (a copy-up of a
   // large file, a cold directory on slow storage). layerfs replies to every request itself.
   let instance: FuseType | undefined;
-  const ops = makeOps(() => instance?.context() ?? null);
+  const ops = makeOps(() => instance?.context() ?? null, (path, names) => void instance?.xattrKnown(path, names));
   // nullPathOk: an open file whose name libfuse cannot build any more (its directory was
   // removed) still gets read, write, fgetattr, flush, fsync, release, with path null.
   const fuse = new Fuse(mountpoint, ops, { timeout: false, nullPathOk: true, extraOptions: [...o.options], onExit: o.onExit });

@@ -3,7 +3,9 @@
 // and a nested overlay's escaped names (trusted.overlay.overlay.X) shown unescaped.
 // `ls -l` asks two or three attributes of every file, nearly always absent: for an entry on an
 // immutable lower the list of its names is read once and kept, so an absent one costs no syscall,
-// and absence is a value (undefined), not an exception.
+// and absence is a value (undefined), not an exception. Where no xattr can change while mounted
+// (ctx.fixedXattrNames), the shown names are handed to the FUSE layer too, which then answers
+// absent names and listxattr without asking again (DECISIONS D20).
 import type { Branch } from '../branch.js';
 import { requireUpper, type UnionCtx } from '../context.js';
 import { FsError } from '../errno.js';
@@ -30,17 +32,35 @@ function storedNames(ctx: UnionCtx, real: RealPath, branch: Branch): readonly st
   return names;
 }
 
+const shownNames = (stored: readonly string[]): string[] => stored.flatMap((n) => shownXattrName(n) ?? []);
+
+/**
+ * Hand p's shown names to the FUSE layer when they can never change. Told again on every
+ * answer that reaches here: the FUSE layer's table is bounded and forgets when full.
+ */
+function tellFixed(ctx: UnionCtx, p: VPath, branch: Branch, stored: readonly string[], shown?: readonly string[]): void {
+  const to = ctx.fixedXattrNames?.to;
+  if (to !== undefined && !branch.writable) to(p, shown ?? shownNames(stored));
+}
+
 /** The value, or undefined when the entry has no such attribute (ENODATA at the boundary). */
 export async function getxattr(ctx: UnionCtx, p: VPath, name: string): Promise<Buffer | undefined> {
   const { real, branch } = await serving(ctx, p, 'getxattr');
   const stored = storedXattrName(name);
-  if (!branch.writable && !storedNames(ctx, real, branch).includes(stored)) return undefined;
+  if (!branch.writable) {
+    const names = storedNames(ctx, real, branch);
+    tellFixed(ctx, p, branch, names);
+    if (!names.includes(stored)) return undefined;
+  }
   return getXattr(real, stored);
 }
 
 export async function listxattr(ctx: UnionCtx, p: VPath): Promise<string[]> {
   const { real, branch } = await serving(ctx, p, 'listxattr');
-  return storedNames(ctx, real, branch).flatMap((n) => shownXattrName(n) ?? []);
+  const names = storedNames(ctx, real, branch);
+  const shown = shownNames(names);
+  tellFixed(ctx, p, branch, names, shown);
+  return shown;
 }
 
 /** setxattr on the upper copy (copied up first); overlay names are stored escaped, as the kernel does. */

@@ -105,11 +105,12 @@ function ops (src) {
     readlink (x, cb) { fs.readlink(p(x), (err, t) => cb(err || 0, t)) },
     chmod (x, mode, cb) { fs.chmod(p(x), mode, done(cb)) },
     getxattr (x, name, pos, cb) {
+      record('getxattr', x, name)
       if (name === 'user.big') return cb(0, Buffer.alloc(100, 'v'))
       if (name === 'user.throw') throw new Error('handler bug (expected by the test)')
       cb(Fuse.ENODATA)
     },
-    listxattr (x, cb) { cb(0, ['user.big', 'user.' + 'n'.repeat(60)]) },
+    listxattr (x, cb) { record('listxattr', x); cb(0, ['user.big', 'user.' + 'n'.repeat(60)]) },
     _slow: () => slow
   }
 }
@@ -176,7 +177,7 @@ try {
   await fs.promises.writeFile(f, 'hello\n')
 
   await test('abi marker: patched addon is loaded', () => {
-    assert.equal(Fuse.PATCH_ABI, 1)
+    assert.equal(Fuse.PATCH_ABI, 2)
   })
 
   await test('/dev/fuse session fd is close-on-exec (children do not inherit it)', async () => {
@@ -363,6 +364,141 @@ b = ctypes.create_string_buffer(12); r = libc.listxattr(p, b, 12); print(r, os.s
     await sleep(50)
     assert.equal(uncaught.length, 1)
     assert.match(uncaught[0].message, /expected by the test/)
+  })
+
+  // xattrKnown: absent names and listxattr answered by the binding (DECISIONS D20).
+  const xattrCalls = (op, x) => calls.filter(c => c[0] === op && c[1] === x).length
+  // One child process asks everything (the server is this process) and prints one line per ask.
+  const xattrProbe = (file, asks) => py(`
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+p = ${JSON.stringify(file)}.encode()
+def out(r, buf=None):
+    if r < 0: print('E' + os.strerror(ctypes.get_errno()))
+    elif buf is None: print(r)
+    else: print(r, buf.raw[:r].replace(b'\\0', b'|').decode())
+for kind, name, size in ${JSON.stringify(asks)}:
+    b = ctypes.create_string_buffer(max(size, 1))
+    if kind == 'get': out(libc.getxattr(p, name.encode(), b if size else None, size), b if size else None)
+    elif kind == 'lget': out(libc.lgetxattr(p, name.encode(), b if size else None, size), b if size else None)
+    else: out(libc.listxattr(p, b if size else None, size), b if size else None)
+`).then(o => o.split('\n'))
+
+  await test('xattrKnown: absent names get ENODATA without reaching JS (size probes too); present names still do', async () => {
+    fs.writeFileSync(path.join(SRC, 'xk1'), 'x')
+    fs.writeFileSync(path.join(SRC, 'xk2'), 'x')
+    const inst = await mount(MNT3, {})
+    try {
+      const f1 = path.join(MNT3, 'xk1')
+      assert.deepEqual(await xattrProbe(f1, [['get', 'user.none', 0]]), ['ENo data available'])
+      assert.equal(xattrCalls('getxattr', '/xk1'), 1, 'undeclared: JS answers')
+
+      assert.equal(inst.xattrKnown('/xk1', ['user.big', 'user.é']), true)
+      const before = inst.xattrKnownStats().hits
+      const absent = [['get', 'user.none', 0], ['get', 'user.none', 255], ['lget', 'security.selinux', 255],
+        ['get', 'system.posix_acl_access', 0], ['get', 'system.posix_acl_default', 0], ['get', 'trusted.overlay.opaque', 0]]
+      assert.deepEqual(await xattrProbe(f1, absent), absent.map(() => 'ENo data available'))
+      assert.equal(xattrCalls('getxattr', '/xk1'), 1, 'declared: absent names never reach JS')
+      assert.equal(inst.xattrKnownStats().hits - before, absent.length)
+
+      // a listed name is JS's to answer: value, size probe, ERANGE all as before
+      assert.deepEqual(await xattrProbe(f1, [['get', 'user.big', 0], ['get', 'user.big', 100], ['get', 'user.big', 10]]),
+        ['100', '100 ' + 'v'.repeat(100), 'ENumerical result out of range'])
+      assert.equal(xattrCalls('getxattr', '/xk1'), 4)
+
+      // listxattr from the declared list (UTF-8 names): size query, exact fit, ERANGE, and never JS
+      const list = 'user.big|user.é|'
+      const len = Buffer.byteLength(list)
+      assert.deepEqual(await xattrProbe(f1, [['list', '', 0], ['list', '', len], ['list', '', 4096], ['list', '', len - 1]]),
+        [String(len), `${len} ${list}`, `${len} ${list}`, 'ENumerical result out of range'])
+      assert.equal(xattrCalls('listxattr', '/xk1'), 0)
+
+      // an entry with no xattrs at all
+      assert.equal(inst.xattrKnown('/xk1', []), true)
+      assert.deepEqual(await xattrProbe(f1, [['list', '', 0], ['list', '', 10], ['get', 'user.big', 0]]), ['0', '0 ', 'ENo data available'])
+      assert.equal(xattrCalls('getxattr', '/xk1'), 4)
+
+      // forgotten, and never declared: JS answers again
+      assert.equal(inst.xattrKnown('/xk1', null), false)
+      assert.deepEqual(await xattrProbe(f1, [['get', 'user.none', 0], ['list', '', 0]]), ['ENo data available', '75'])
+      assert.equal(xattrCalls('getxattr', '/xk1'), 5)
+      assert.equal(xattrCalls('listxattr', '/xk1'), 1)
+      await xattrProbe(path.join(MNT3, 'xk2'), [['get', 'user.none', 0]])
+      assert.equal(xattrCalls('getxattr', '/xk2'), 1)
+
+      assert.equal(inst.xattrKnown('/xk1', ['user.a\0b']), false, 'a name with a NUL is refused')
+      assert.equal(inst.xattrKnownStats().entries, 0)
+    } finally {
+      await unmount(inst)
+    }
+    assert.equal(inst.xattrKnown('/xk1', []), false, 'nothing is kept once the session is gone')
+    assert.equal(inst.xattrKnownStats().entries, 0)
+  })
+
+  await test('xattrKnown: the table is bounded (entries, bytes; emptied when full) and can be turned off', async () => {
+    for (let i = 0; i < 4; i++) fs.writeFileSync(path.join(SRC, `xb${i}`), 'x')
+    const inst = await mount(MNT3, { xattrKnownMaxEntries: 3, xattrKnownMaxBytes: 4096 })
+    try {
+      for (let i = 0; i < 3; i++) assert.equal(inst.xattrKnown(`/xb${i}`, []), true)
+      assert.deepEqual(inst.xattrKnownStats().entries, 3)
+      assert.equal(inst.xattrKnown('/xb0', []), true, 'declaring again the same list keeps it')
+      assert.deepEqual([inst.xattrKnownStats().entries, inst.xattrKnownStats().clears], [3, 0])
+      assert.equal(inst.xattrKnown('/xb3', []), true) // the 4th: emptied, then kept
+      assert.deepEqual([inst.xattrKnownStats().entries, inst.xattrKnownStats().clears], [1, 1])
+      await xattrProbe(path.join(MNT3, 'xb3'), [['get', 'user.none', 0]])
+      await xattrProbe(path.join(MNT3, 'xb0'), [['get', 'user.none', 0]])
+      assert.equal(xattrCalls('getxattr', '/xb3'), 0, 'kept: answered by the binding')
+      assert.equal(xattrCalls('getxattr', '/xb0'), 1, 'evicted: JS answers')
+      assert.equal(inst.xattrKnown('/xb1', ['user.' + 'x'.repeat(5000)]), false, 'an entry over the byte bound is not kept')
+      assert.ok(inst.xattrKnownStats().bytes <= 4096)
+    } finally {
+      await unmount(inst)
+    }
+    const off = await mount(MNT3, { xattrKnownMaxEntries: 0 })
+    try {
+      assert.equal(off.xattrKnown('/xb0', []), false)
+      await xattrProbe(path.join(MNT3, 'xb0'), [['get', 'user.none', 0]])
+      assert.equal(xattrCalls('getxattr', '/xb0'), 2)
+    } finally {
+      await unmount(off)
+    }
+  })
+
+  await test('xattrKnown: concurrent requests while JS declares and forgets (answers stay right)', async () => {
+    const names = Array.from({ length: 50 }, (_, i) => `xc${i}`)
+    for (const n of names) fs.writeFileSync(path.join(SRC, n), 'x')
+    const inst = await mount(MNT3, { xattrKnownMaxEntries: 16 })
+    let stop = false
+    const churn = (async () => {
+      for (let i = 0; !stop; i++) {
+        const n = names[i % names.length]
+        inst.xattrKnown('/' + n, i % 3 === 0 ? null : ['user.big'])
+        if (i % 64 === 0) await sleep(1)
+      }
+    })()
+    try {
+      const code = `
+import ctypes, os, threading
+libc = ctypes.CDLL(None, use_errno=True)
+bad = []
+def run(k):
+    b = ctypes.create_string_buffer(200)
+    for i in range(300):
+        p = ${JSON.stringify(MNT3)}.encode() + b'/xc%d' % ((i * 7 + k) % 50)
+        if libc.getxattr(p, b'user.none', None, 0) != -1 or ctypes.get_errno() != 61: bad.append('none')
+        if libc.getxattr(p, b'user.big', b, 200) != 100: bad.append('big')
+t = [threading.Thread(target=run, args=(k,)) for k in range(6)]
+[x.start() for x in t]; [x.join() for x in t]
+print(len(bad))
+`
+      const out = await py(code)
+      assert.equal(out.split(' ')[0], '0', out)
+      assert.ok(inst.xattrKnownStats().hits > 0)
+    } finally {
+      stop = true
+      await churn
+      await unmount(inst)
+    }
   })
 
   await test('readdir of 100000 entries', async () => {
