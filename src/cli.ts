@@ -2,27 +2,28 @@
 //   layerfs mount [-f] [-d] -o lowerdir=A:B[,upperdir=U,workdir=W][,OPT...] MOUNTPOINT
 //   layerfs SOURCE MOUNTPOINT -o OPTS      (the form mount.fuse / fstab use; SOURCE is ignored)
 //   layerfs umount MOUNTPOINT
+//   layerfs stats [--json] MOUNTPOINT   (asks the running server: src/mount-process.ts)
 // Without -f, `mount` starts the server as a detached child and returns once it serves (or
 // prints why it could not). -d traces every operation and, as in libfuse, implies -f.
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, parseOptions } from './config.js';
-import { loadFuse, unmountPath } from './fuse/mount.js';
-import { canOpenReadWrite, statSyncOrUndefined } from './host/fs.js';
+import { ConfigError } from './config.js';
+import { realpathSync } from './host/fs.js';
 import { isAlive, isServing, readRecord, removeRecord } from './host/runtime.js';
 import { containerCommand, imageCommand, type CommandIO } from './image/commands.js';
 import { LayerUsageError, applyCommand, commitCommand, diffCommand, type LayerIO } from './layer/commands.js';
 import { createLog } from './log.js';
-import { checkPaths, mountPoints } from './preflight.js';
+import { LayerfsError, checkMount, requestStats, startServer, stopMount } from './mount-process.js';
 import { serve } from './server.js';
+import { formatStats } from './stats.js';
 
 const HELP = `layerfs: a union filesystem in user space, on-disk compatible with overlayfs
 
 Usage:
   layerfs mount [-f] [-d] -o lowerdir=DIR[:DIR...][,upperdir=DIR,workdir=DIR][,OPTION...] MOUNTPOINT
   layerfs umount MOUNTPOINT
+  layerfs stats [--json] MOUNTPOINT   operation counts and latencies, cache hits, copy-ups of a mount
   layerfs image mount [--name NAME] [--platform OS/ARCH] [--allow-devices] [-o OPTIONS] IMAGE MOUNTPOINT
   layerfs image ls
   layerfs container ls | rm NAME | commit NAME -o LAYER.tar[.gz] [--reproducible]
@@ -91,21 +92,14 @@ function version(): string {
   return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
 }
 
-function checkFuseDevice(): void {
-  if (statSyncOrUndefined('/dev/fuse') === undefined) {
-    throw new ConfigError('/dev/fuse is missing: load the fuse module (modprobe fuse), or give the container --device /dev/fuse');
-  }
-  const err = canOpenReadWrite('/dev/fuse');
-  if (err) throw new ConfigError(`/dev/fuse is not usable (${err.code}): run as root or give this user access to it`);
-}
-
 async function mountCommand(args: string[]): Promise<number> {
   const m = parseMountArgs(args);
-  const opts = parseOptions(m.options);
-  const paths = checkPaths({ lowers: opts.lowers, upper: opts.upper, work: opts.work, mountpoint: m.mountpoint });
-  checkFuseDevice();
-  loadFuse();
-  if (!m.foreground) return startDetached(args);
+  const { opts, paths } = checkMount(m.options, m.mountpoint);
+  if (!m.foreground) {
+    // The server runs on, detached, after this command returns (src/mount-process.ts).
+    await startServer(args, { persist: true });
+    return 0;
+  }
 
   const log = createLog({ tracing: m.debug });
   const notify = process.env.LAYERFS_NOTIFY === 'ipc' && process.send !== undefined;
@@ -125,47 +119,12 @@ async function mountCommand(args: string[]): Promise<number> {
   process.on('SIGHUP', stop);
   if (notify) {
     process.send!({ ready: true });
-    process.disconnect();
+    // Started by the API without persist: the mount lasts as long as the process that made it.
+    if (process.env.LAYERFS_ATTACHED === '1') process.on('disconnect', stop);
+    else process.disconnect();
   }
   await serving.ended;
   return 0;
-}
-
-/** Re-run this command as a detached foreground server and wait until it serves. */
-function startDetached(args: string[]): Promise<number> {
-  const cli = fileURLToPath(import.meta.url);
-  const child = spawn(process.execPath, [cli, 'mount', '-f', ...args], {
-    detached: true,
-    stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
-    env: { ...process.env, LAYERFS_NOTIFY: 'ipc', UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '8' },
-  });
-  return new Promise((resolve) => {
-    let settled = false;
-    const settle = (code: number, msg?: string): void => {
-      if (settled) return;
-      settled = true;
-      if (msg) process.stderr.write(`layerfs: ${msg}\n`);
-      resolve(code);
-    };
-    child.on('message', (m: { ready?: boolean; error?: string }) => {
-      if (m.ready) {
-        child.disconnect();
-        child.unref();
-        settle(0);
-      } else if (m.error) settle(1, m.error);
-    });
-    child.on('exit', (code, signal) => settle(1, `the server exited before the mount was ready (${signal ?? `code ${code}`})`));
-    child.on('error', (e) => settle(1, `cannot start the server: ${e.message}`));
-  });
-}
-
-async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return cond();
 }
 
 async function umountCommand(args: string[]): Promise<number> {
@@ -173,23 +132,33 @@ async function umountCommand(args: string[]): Promise<number> {
   // Not realpath: the mount may be dead ("Transport endpoint is not connected").
   const mountpoint = resolvePath(args[0]!);
   const record = readRecord(mountpoint);
-  const server = record !== undefined && isServing(record) ? record : undefined;
-  if (mountPoints().has(mountpoint)) {
-    try {
-      await unmountPath(mountpoint);
-    } catch (e) {
-      throw new ConfigError(`cannot unmount ${args[0]}: ${(e as Error).message}`);
-    }
-  } else if (server === undefined) {
-    throw new ConfigError(`${args[0]}: not mounted`);
-  }
-  if (server !== undefined) {
-    process.kill(server.pid, 'SIGTERM');
-    if (!(await waitFor(() => !isAlive(server.pid), 15_000))) {
-      throw new ConfigError(`the server (pid ${server.pid}) did not exit after the unmount`);
-    }
-  }
+  const server = record !== undefined && isServing(record) ? { pid: record.pid, gone: () => !isAlive(record.pid) } : undefined;
+  await stopMount(mountpoint, args[0]!, server);
   if (record !== undefined) removeRecord(mountpoint, record.pid);
+  return 0;
+}
+
+async function statsCommand(args: string[]): Promise<number> {
+  const json = args.includes('--json');
+  const rest = args.filter((a) => a !== '--json');
+  if (rest.length !== 1 || rest[0]!.startsWith('-')) throw new UsageError('stats takes [--json] MOUNTPOINT');
+  const given = rest[0]!;
+  // The server knows its mountpoint by its real path; resolving it would ask the mount itself,
+  // so only when the plain absolute path names no server.
+  let stats;
+  try {
+    stats = await requestStats(resolvePath(given), given);
+  } catch (e) {
+    let real: string | undefined;
+    try {
+      real = realpathSync(given);
+    } catch {
+      real = undefined;
+    }
+    if (!(e instanceof LayerfsError) || real === undefined || real === resolvePath(given)) throw e;
+    stats = await requestStats(real, given);
+  }
+  process.stdout.write(json ? `${JSON.stringify(stats, null, 2)}\n` : formatStats(stats));
   return 0;
 }
 
@@ -240,6 +209,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (cmd === 'mount') return await mountCommand(rest);
     if (cmd === 'umount' || cmd === 'unmount') return await umountCommand(rest);
+    if (cmd === 'stats') return await statsCommand(rest);
     if (cmd === 'image') return await imageCommand(rest, STDIO, { mount: mountCommand, umount: umountCommand });
     if (cmd === 'container') return await containerCommand(rest, STDIO, { mount: mountCommand, umount: umountCommand });
     if (cmd === 'diff') return await diffCommand(rest, LAYER_IO);

@@ -23,6 +23,8 @@ export const WORK_PREFIX = '#layerfs-';
 export class CopyUp {
   readonly #inflight = new SingleFlight<VPath, RealPath>();
   #seq = 0;
+  /** Entries copied up (parents included) and the bytes of file data copied, for stats. */
+  readonly counts = { copies: 0, bytes: 0 };
 
   constructor(
     private readonly branches: BranchSet,
@@ -70,6 +72,8 @@ export class CopyUp {
     if (parent !== undefined && parentTimes !== undefined) setTimesNs(parent, parentTimes.atimeNs, parentTimes.mtimeNs);
     // After the rename, not before: a lookup racing with the copy re-resolves from disk.
     this.resolver.invalidate(p);
+    this.counts.copies++;
+    if (r.kind === 'file' && r.stat.isFile()) this.counts.bytes += r.stat.size;
     return to;
   }
 }

@@ -4,6 +4,8 @@ import { format } from 'node:util';
 
 export interface Log {
   readonly tracing: boolean;
+  /** Counts and times every operation (src/stats.ts), when the server keeps stats. */
+  readonly stats?: { record(op: string, micros: number, error?: string): void } | undefined;
   trace(op: string, args: string, result: string, micros: number): void;
   bug(op: string, e: unknown): void;
   info(msg: string): void;

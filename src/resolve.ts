@@ -96,6 +96,12 @@ export interface ResolverCacheStats {
   readonly dirBytes: number;
   readonly indexes: number;
   readonly indexBytes: number;
+  /** Lookups of resolutions answered from the cache, and not. */
+  readonly hits: number;
+  readonly misses: number;
+  /** The same, of lower-branch directory listings. */
+  readonly dirHits: number;
+  readonly dirMisses: number;
 }
 
 export class Resolver {
@@ -108,6 +114,10 @@ export class Resolver {
   readonly #indexes: LRUCache<string, ReadonlyMap<string, LowerHit>>;
   readonly #indexInflight = new SingleFlight<string, ReadonlyMap<string, LowerHit>>();
   readonly #useIndex: boolean;
+  #hits = 0;
+  #misses = 0;
+  #dirHits = 0;
+  #dirMisses = 0;
 
   constructor(branches: BranchSet, opts: ResolverOptions = DEFAULT_RESOLVER_OPTIONS) {
     this.#branches = branches;
@@ -128,13 +138,18 @@ export class Resolver {
       entries: this.#cache.size, bytes: this.#cache.calculatedSize,
       dirs: this.#dirs.size, dirBytes: this.#dirs.calculatedSize,
       indexes: this.#indexes.size, indexBytes: this.#indexes.calculatedSize,
+      hits: this.#hits, misses: this.#misses, dirHits: this.#dirHits, dirMisses: this.#dirMisses,
     };
   }
 
   /** Resolve p; throws ENOTDIR when an ancestor is not a directory. */
   resolve(p: VPath): Promise<Resolution> {
     const hit = this.#cache.get(p);
-    if (hit !== undefined) return Promise.resolve(hit);
+    if (hit !== undefined) {
+      this.#hits++;
+      return Promise.resolve(hit);
+    }
+    this.#misses++;
     return this.#inflight.run(p, async () => {
       const r = p === ROOT ? await this.#resolveRoot() : await this.#resolveChild(p);
       this.#cache.set(p, r);
@@ -181,13 +196,21 @@ export class Resolver {
   branchDir(b: Branch, dir: VPath): Promise<BranchDir> {
     if (b.writable) return readBranchDir(b.real(dir));
     const key = `${b.index}\0${dir}`;
-    const hit = this.#dirs.get(key);
+    const hit = this.#dir(key);
     if (hit !== undefined) return Promise.resolve(hit);
+    this.#dirMisses++;
     return this.#dirInflight.run(key, async () => {
       const d = await readBranchDir(b.real(dir));
       this.#dirs.set(key, d);
       return d;
     });
+  }
+
+  /** A kept listing, counted as a hit (a miss goes on to branchDir, which counts it). */
+  #dir(key: string): BranchDir | undefined {
+    const d = this.#dirs.get(key);
+    if (d !== undefined) this.#dirHits++;
+    return d;
   }
 
   async #resolveRoot(): Promise<Resolution> {
@@ -216,7 +239,7 @@ export class Resolver {
   /** Synchronous when the answer is at hand (the upper, or a lower directory already indexed). */
   #probe(b: Branch, dir: VPath, name: Name): Probe | Promise<Probe> {
     if (b.writable) return probeOnDisk(b, dir, name);
-    const d = this.#dirs.get(`${b.index}\0${dir}`);
+    const d = this.#dir(`${b.index}\0${dir}`);
     return d !== undefined ? probeIn(d, name) : this.branchDir(b, dir).then((x) => probeIn(x, name));
   }
 
@@ -339,7 +362,7 @@ export class Resolver {
 
   #isOpaque(b: Branch, p: VPath): boolean | Promise<boolean> {
     if (b.writable) return isOpaqueDir(b.real(p));
-    const d = this.#dirs.get(`${b.index}\0${p}`);
+    const d = this.#dir(`${b.index}\0${p}`);
     return d !== undefined ? d.opaque : this.branchDir(b, p).then((x) => x.opaque);
   }
 }

@@ -2,12 +2,14 @@
 // SIGINT/SIGTERM or when the mount disappears (someone ran umount(8) directly).
 import { toFuseOps } from './fuse/adapter.js';
 import { mountFuse, unmountPath } from './fuse/mount.js';
-import { isServing, readRecord, removeRecord, startTicks, writeRecord } from './host/runtime.js';
+import { listenControl, type ControlServer } from './host/control.js';
+import { isServing, readRecord, removeRecord, socketFor, startTicks, writeRecord } from './host/runtime.js';
 import type { Log } from './log.js';
 import { mountPoints } from './preflight.js';
 import { clearWorkDir } from './copyup.js';
 import { ensureDir } from './host/fs.js';
 import type { RealPath } from './path.js';
+import { OpCounters, mountStats } from './stats.js';
 import { createUnion } from './union.js';
 import { canWriteKernelWhiteouts, type WhiteoutFormat } from './whiteout-writer.js';
 
@@ -90,19 +92,33 @@ export async function serve(c: ServeConfig, log: Log): Promise<Serving> {
   const work = writable ? await prepareWork(c, log) : undefined;
   const union = createUnion({ lowers: c.lowers, upper: c.upper, work, whiteout: c.whiteout ?? 'overlay', lowerTtl: c.lowerTtl });
   let onExit = (): void => {};
+  const ops = new OpCounters();
+  const opLog: Log = { ...log, stats: ops };
   const mounted = await mountFuse(c.mountpoint, (caller, xattrKnown) => {
     union.tellFixedXattrNames(xattrKnown); // (a no-op unless no xattr can change: D20)
-    return toFuseOps(union.ops, log, caller);
+    return toFuseOps(union.ops, opLog, caller);
   }, {
     options: fuseOptionsFor(c),
     onExit: () => onExit(),
   });
   writeRecord({ pid: process.pid, startTicks: startTicks(process.pid) ?? '', mountpoint: c.mountpoint });
+  const started = Date.now();
+  let control: ControlServer | undefined;
+  try {
+    control = await listenControl(socketFor(c.mountpoint), (req) => {
+      if ((req as { request?: unknown } | null)?.request !== 'stats') return { error: 'unknown request' };
+      return mountStats(union, ops, c.mountpoint, (Date.now() - started) / 1000);
+    });
+  } catch (e) {
+    // Stats are a window onto the mount, not part of it: serve without them.
+    log.info(`no stats for ${c.mountpoint}: cannot listen on ${socketFor(c.mountpoint)} (${(e as Error).message})`);
+  }
 
   let endedResolve!: () => void;
   const ended = new Promise<void>((r) => (endedResolve = r));
   let stopping: Promise<void> | undefined;
   const finish = async (): Promise<void> => {
+    await control?.close();
     await union.close();
     const r = readRecord(c.mountpoint);
     if (r === undefined || r.pid === process.pid || !isServing(r)) removeRecord(c.mountpoint, process.pid);

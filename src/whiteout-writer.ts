@@ -33,10 +33,14 @@ async function removeIfPresent(p: RealPath): Promise<void> {
 }
 
 export class WhiteoutWriter {
+  /** Whiteouts written and directories marked opaque, for stats. */
+  readonly counts = { whiteouts: 0, opaques: 0 };
+
   constructor(readonly format: WhiteoutFormat) {}
 
   /** Record in the upper that `name` in `dir` is deleted (the upper's dir must exist). */
   async add(upper: Branch, dir: VPath, name: Name): Promise<void> {
+    this.counts.whiteouts++;
     if (this.format === 'overlay') {
       const p = upper.real(childOf(dir, name));
       try {
@@ -63,6 +67,7 @@ export class WhiteoutWriter {
   async replace(upper: Branch, dir: VPath, name: Name, scratch: RealPath): Promise<void> {
     const p = upper.real(childOf(dir, name));
     if (this.format === 'overlay') {
+      this.counts.whiteouts++;
       mknod(scratch, WHITEOUT_MODE, 0);
       renameExchange(scratch, p);
       await host.rmTree(scratch);
@@ -84,6 +89,7 @@ export class WhiteoutWriter {
 
   /** Mark a directory opaque (an upper one, or one being built in the work dir). */
   async makeOpaque(real: RealPath): Promise<void> {
+    this.counts.opaques++;
     if (this.format === 'overlay') {
       setXattr(real, XATTR_OPAQUE, Buffer.from('y'));
       return;

@@ -15,7 +15,7 @@ import type { UnionOps } from '../union.js';
 type Reply<T> = { ok(v: T): void; err(errno: number): void };
 
 function run<T>(log: Log, op: string, args: () => string, fn: () => Promise<T>, reply: Reply<T>): void {
-  const t0 = log.tracing ? performance.now() : 0;
+  const t0 = performance.now();
   let p: Promise<T>;
   try {
     p = fn();
@@ -24,12 +24,17 @@ function run<T>(log: Log, op: string, args: () => string, fn: () => Promise<T>, 
   }
   p.then(
     (v) => {
-      if (log.tracing) log.trace(op, args(), 'ok', (performance.now() - t0) * 1000);
+      const us = (performance.now() - t0) * 1000;
+      log.stats?.record(op, us);
+      if (log.tracing) log.trace(op, args(), 'ok', us);
       reply.ok(v);
     },
     (e: unknown) => {
       if (!(e instanceof FsError)) log.bug(op, e);
-      if (log.tracing) log.trace(op, args(), e instanceof FsError ? e.code : 'EIO', (performance.now() - t0) * 1000);
+      const us = (performance.now() - t0) * 1000;
+      const code = e instanceof FsError ? e.code : 'EIO';
+      log.stats?.record(op, us, code);
+      if (log.tracing) log.trace(op, args(), code, us);
       reply.err(-toErrno(e));
     },
   );

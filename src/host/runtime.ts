@@ -42,6 +42,14 @@ function fileFor(mountpoint: string): string {
   return join(stateDir(), `${name.slice(0, 120)}~${digest}.json`);
 }
 
+/**
+ * The control socket of the server of a mount (src/host/control.ts), beside its record. Named by
+ * a hash: a unix socket's path must fit in 108 bytes, whatever the mountpoint.
+ */
+export function socketFor(mountpoint: string): string {
+  return join(stateDir(), `${createHash('sha256').update(mountpoint).digest('hex').slice(0, 32)}.sock`);
+}
+
 export function writeRecord(r: MountRecord): void {
   fs.mkdirSync(stateDir(), { recursive: true, mode: 0o700 });
   const f = fileFor(r.mountpoint);
@@ -63,6 +71,7 @@ export function removeRecord(mountpoint: string, pid: number): void {
   const r = readRecord(mountpoint);
   if (r !== undefined && r.pid !== pid) return;
   fs.rmSync(fileFor(mountpoint), { force: true });
+  fs.rmSync(socketFor(mountpoint), { force: true }); // left behind when the server was killed
 }
 
 /** Is the recorded process still the one that wrote the record (not a reused pid)? */

@@ -1,0 +1,180 @@
+// The serving process of a mount, seen from outside it: check a mount request, start the server
+// (src/cli.ts's `mount -f` in a child process) and wait until it serves, stop it, ask it for its
+// stats. Shared by the CLI's `mount`/`umount`/`stats` and the programmatic API (src/api.ts).
+// The server is always another process: a process that touches a FUSE mount it serves itself
+// deadlocks (the request waits for the thread that would answer it), and a library's caller
+// will touch the mount it asked for.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { parseOptions, type ParsedOptions } from './config.js';
+import { loadFuse, unmountPath } from './fuse/mount.js';
+import { ControlUnavailable, requestControl } from './host/control.js';
+import { canOpenReadWrite, statSyncOrUndefined } from './host/fs.js';
+import { socketFor } from './host/runtime.js';
+import { checkPaths, mountPoints, type CheckedPaths } from './preflight.js';
+import type { MountStats } from './stats.js';
+
+/**
+ * What went wrong, for a program to tell apart:
+ * - CONFIG: a bad option or path (nothing was started);
+ * - NO_FUSE: /dev/fuse or libfuse is missing or not usable;
+ * - MOUNT_FAILED: the server started but could not mount;
+ * - UNMOUNT_FAILED: the mount is busy, or the server did not exit;
+ * - NOT_MOUNTED: no layerfs mount (or no server answering) at that mountpoint.
+ */
+export type LayerfsErrorCode = 'CONFIG' | 'NO_FUSE' | 'MOUNT_FAILED' | 'UNMOUNT_FAILED' | 'NOT_MOUNTED';
+
+export class LayerfsError extends Error {
+  override name = 'LayerfsError';
+  constructor(
+    readonly code: LayerfsErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+function checkFuseDevice(): void {
+  if (statSyncOrUndefined('/dev/fuse') === undefined) {
+    throw new LayerfsError('NO_FUSE', '/dev/fuse is missing: load the fuse module (modprobe fuse), or give the container --device /dev/fuse');
+  }
+  const err = canOpenReadWrite('/dev/fuse');
+  if (err) throw new LayerfsError('NO_FUSE', `/dev/fuse is not usable (${err.code}): run as root or give this user access to it`);
+}
+
+/**
+ * Everything checked before a server is started: the options, the paths, /dev/fuse and libfuse.
+ * Throws ConfigError for bad input, LayerfsError NO_FUSE for a machine that cannot mount.
+ */
+export function checkMount(optionStrings: readonly string[], mountpoint: string): { opts: ParsedOptions; paths: CheckedPaths } {
+  const opts = parseOptions(optionStrings);
+  const paths = checkPaths({ lowers: opts.lowers, upper: opts.upper, work: opts.work, mountpoint });
+  checkFuseDevice();
+  try {
+    loadFuse();
+  } catch (e) {
+    throw new LayerfsError('NO_FUSE', (e as Error).message, { cause: e });
+  }
+  return { opts, paths };
+}
+
+/** A server process this process started. */
+export interface ServerProcess {
+  readonly pid: number;
+  /** Resolves when the server process has exited. */
+  readonly exited: Promise<void>;
+  gone(): boolean;
+}
+
+export interface StartOptions {
+  /**
+   * true: the server outlives this process (the CLI's mount). false: the server keeps the IPC
+   * channel to this process and unmounts when it closes, i.e. when this process exits.
+   */
+  readonly persist: boolean;
+  /** The server's stderr (its -d trace and diagnostics): dropped, or this process's. */
+  readonly stderr?: 'ignore' | 'inherit';
+}
+
+const CLI = fileURLToPath(new URL('./cli.js', import.meta.url));
+/** How long a server that reported a failure may take to exit before it is killed. */
+const EXIT_GRACE_MS = 5_000;
+
+/** Start `layerfs mount -f ARGS...` as a child and resolve once it serves; reject with why not. */
+export function startServer(args: readonly string[], o: StartOptions): Promise<ServerProcess> {
+  const env: NodeJS.ProcessEnv = { ...process.env, LAYERFS_NOTIFY: 'ipc', UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '8' };
+  if (o.persist) delete env.LAYERFS_ATTACHED;
+  else env.LAYERFS_ATTACHED = '1';
+  const child = spawn(process.execPath, [CLI, 'mount', '-f', ...args], {
+    detached: o.persist,
+    stdio: ['ignore', 'ignore', o.stderr ?? 'ignore', 'ipc'],
+    env,
+  });
+  let gone = false;
+  const exited = new Promise<void>((resolve) =>
+    child.on('exit', () => {
+      gone = true;
+      resolve();
+    }),
+  );
+  const server: ServerProcess = { pid: child.pid ?? -1, exited, gone: () => gone };
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const fail = (msg: string, running = true): void => {
+      if (settled) return;
+      settled = true;
+      if (!running || gone) {
+        reject(new LayerfsError('MOUNT_FAILED', msg));
+        return;
+      }
+      // Reject only once the failed server is gone: a failure leaves nothing running.
+      const timer = setTimeout(() => child.kill('SIGKILL'), EXIT_GRACE_MS);
+      void exited.then(() => {
+        clearTimeout(timer);
+        reject(new LayerfsError('MOUNT_FAILED', msg));
+      });
+    };
+    child.on('message', (m: { ready?: boolean; error?: string }) => {
+      if (m.ready && !settled) {
+        settled = true;
+        child.unref();
+        if (o.persist) child.disconnect();
+        else child.channel?.unref(); // the channel stays open, but does not keep this process alive
+        resolve(server);
+      } else if (m.error) fail(m.error);
+    });
+    child.on('exit', (code, signal) => fail(`the server exited before the mount was ready (${signal ?? `code ${code}`})`));
+    child.on('error', (e) => fail(`cannot start the server: ${e.message}`, child.pid !== undefined));
+  });
+}
+
+async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return cond();
+}
+
+/**
+ * Unmount `mountpoint` (absolute; named `name` in messages) and stop its server, waiting until it
+ * has exited. Also clears a mount whose server died, and stops a server whose mount is gone.
+ */
+export async function stopMount(mountpoint: string, name: string, server: { pid: number; gone(): boolean } | undefined): Promise<void> {
+  if (mountPoints().has(mountpoint)) {
+    try {
+      await unmountPath(mountpoint);
+    } catch (e) {
+      throw new LayerfsError('UNMOUNT_FAILED', `cannot unmount ${name}: ${(e as Error).message}`, { cause: e });
+    }
+  } else if (server === undefined) {
+    throw new LayerfsError('NOT_MOUNTED', `${name}: not mounted`);
+  }
+  if (server === undefined || server.gone()) return;
+  // The server ends by itself once its mount is gone; the signal covers a server that was
+  // serving a mount someone else already detached.
+  try {
+    process.kill(server.pid, 'SIGTERM');
+  } catch {
+    // exited meanwhile
+  }
+  if (!(await waitFor(server.gone, 15_000))) {
+    throw new LayerfsError('UNMOUNT_FAILED', `the server (pid ${server.pid}) did not exit after the unmount`);
+  }
+}
+
+/** Ask the server of `mountpoint` (absolute) for its stats. */
+export async function requestStats(mountpoint: string, name = mountpoint): Promise<MountStats> {
+  let reply: unknown;
+  try {
+    reply = await requestControl(socketFor(mountpoint), { request: 'stats' });
+  } catch (e) {
+    if (e instanceof ControlUnavailable) throw new LayerfsError('NOT_MOUNTED', `${name}: no layerfs server answers for it (${e.code})`, { cause: e });
+    throw e;
+  }
+  const err = (reply as { error?: unknown } | null)?.error;
+  if (typeof err === 'string') throw new LayerfsError('NOT_MOUNTED', `${name}: the server answered: ${err}`);
+  return reply as MountStats;
+}
