@@ -13,6 +13,7 @@ import { socketFor, stateDir } from '../../src/host/runtime.js';
 import { requireMountCapable, scratch } from '../helpers/env.js';
 import { REPO_ROOT, findFuseServerPid, layerfsCli, mountedFsType } from '../helpers/mounts.js';
 import { run } from '../helpers/tree.js';
+import { alive, until } from '../helpers/wait.js';
 
 const space = scratch(test);
 
@@ -30,24 +31,6 @@ async function layers(name: string): Promise<Layers> {
   fs.writeFileSync(path.join(l.lower, 'gone'), 'delete me\n');
   fs.writeFileSync(path.join(l.lower, 'etc', 'hostname'), 'base\n');
   return l;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function until(cond: () => boolean, ms = 10_000): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return cond();
 }
 
 /** Never leave a mount or a server behind, whatever a test did. */

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { requireMountCapable, scratch } from '../helpers/env.js';
 import { LAYERFS_BIN, layerfsCli, mountedFsType } from '../helpers/mounts.js';
+import { alive, until } from '../helpers/wait.js';
 
 const space = scratch(test);
 
@@ -31,24 +32,6 @@ function serverPid(mnt: string): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function until(cond: () => boolean, ms = 10_000): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return cond();
 }
 
 /** Never leave a mount behind, whatever a test did. */
