@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Rebuild fuse-native's addon from its (patched) source, offline.
 #
-#   bash build-native.sh [PROJECT_DIR]     (default: the directory of this script)
+#   bash build-native.sh [PROJECT_DIR]     (default: the package root, above this script)
 #
-# Why this is needed: npm 11 does not run dependency install scripts unless
-# allowed, and even when fuse-native's own "install": "node-gyp-build" runs, it
-# keeps the shipped prebuild (prebuilds/linux-x64/node.napi.node) because that
-# loads fine; but that binary is the UNPATCHED code. node-gyp-build (4.x) loads
+# Why this is needed: fuse-native's own "install": "node-gyp-build" (npm 11.19
+# runs it with an "install scripts not yet covered by allowScripts" warning; a
+# denying allowScripts policy or --ignore-scripts skips it) keeps the shipped
+# prebuild (prebuilds/linux-x64/node.napi.node) because that loads fine; but
+# that binary is the UNPATCHED code. node-gyp-build (4.x) loads
 # build/Release/*.node in preference to prebuilds/, so building here is enough.
 # The patched index.js refuses to load a binary without the patch ABI marker.
 #
@@ -16,17 +17,21 @@
 # or at an already-populated node-gyp cache.
 set -euo pipefail
 
-project="${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}"
+project="${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 cd "$project"
 
 pkgdir="$(node -p "require('path').dirname(require.resolve('fuse-native/package.json', { paths: [process.cwd()] }))")"
 nodever="$(node -p process.versions.node)"
 
-# 1. node-gyp: the project's own, else the one bundled with npm.
+# 1. node-gyp: the project's own, else the one npm names to its scripts (npm_config_node_gyp,
+#    set by npm for every lifecycle script, e.g. our postinstall in a global install), else
+#    the one bundled with the npm on PATH.
 gyp=()
 if [ -x node_modules/.bin/node-gyp ]; then
   gyp=(node_modules/.bin/node-gyp)
   gyp[0]="$project/${gyp[0]}"
+elif [ -n "${npm_config_node_gyp:-}" ] && [ -f "$npm_config_node_gyp" ]; then
+  gyp=(node "$npm_config_node_gyp")
 else
   npm_root="$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")"
   if [ -f "$npm_root/node_modules/node-gyp/bin/node-gyp.js" ]; then

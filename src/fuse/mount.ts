@@ -54,7 +54,7 @@ export function mountFuse(
   o: FuseMountOptions & { onExit: () => void },
 ): Promise<Mounted> {
   const Fuse = loadFuse();
-  if (Fuse.PATCH_ABI !== 2) throw new Error('fuse-native is not patched: run npm install (its postinstall applies patches/)');
+  if (Fuse.PATCH_ABI !== 2) throw new Error('fuse-native is not patched (installed with --ignore-scripts?): layerfs\'s postinstall patches and builds it; run npm rebuild -g layerfs (without -g in a project, npm install in a checkout)');
   // Timeouts: a per-op timeout would answer EIO for a slow but healthy request (a copy-up of a
   // large file, a cold directory on slow storage). layerfs replies to every request itself.
   let instance: FuseType | undefined;
