@@ -206,6 +206,16 @@ class Applier {
   /** Refuse what is not written at all before anything of the entry is done. */
   #checkType(h: Header): void {
     const known = ['file', 'contiguous-file', 'directory', 'symlink', 'link', 'fifo', 'character-device', 'block-device'];
+    // Sparse files as GNU tar writes them (--sparse): a PAX entry carries the real name and the
+    // hole map in GNU.sparse.* records, and its data is only the non-hole parts; written as it
+    // is, it would be a file named GNUSparseFile.N/NAME holding the map. The old GNU form has
+    // its own type flag ('S'), which tar-stream leaves unnamed (null), like any unknown one.
+    if (Object.keys(paxOf(h)).some((k) => k.startsWith('GNU.sparse.'))) {
+      throw new LayerError('unsupported', h.name, 'a sparse file (GNU tar --sparse) is not supported: make the layer without --sparse');
+    }
+    if (h.type === null) {
+      throw new LayerError('unsupported', h.name, 'an entry of an unknown type (GNU tar --sparse makes one, type S) is not supported');
+    }
     if (!known.includes(h.type as string)) throw new LayerError('unsupported', h.name, `entry type ${JSON.stringify(h.type)} is not supported`);
     if (h.type !== 'character-device' && h.type !== 'block-device') return;
     const whiteout = h.type === 'character-device' && (h.devmajor ?? 0) === 0 && (h.devminor ?? 0) === 0;

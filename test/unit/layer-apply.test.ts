@@ -3,10 +3,12 @@
 // tar), replacement and merge over existing entries, times, gzip detection, and the round trip
 // commit -> apply(overlay) that gives the upper back exactly.
 import test from 'ava';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { getXattr, mknod, setTimesNs, setXattr } from '../../src/host/libc.js';
+import { LayerError } from '../../src/layer/errors.js';
 import type { RealPath } from '../../src/path.js';
 import { scratch } from '../helpers/env.js';
 import { diffSnapshots, inodeGroupDiffs, snapshot } from '../helpers/tree.js';
@@ -209,5 +211,27 @@ test('round trip: commit then apply(overlay) gives the upper back (types, modes,
   t.is(fs.lstatSync(path.join(out, 'etc/conf')).nlink, 2);
   for (const p of ['etc/conf', 'etc', 'opq', 'etc/gone', 'bin/sl']) {
     t.is(fs.lstatSync(path.join(out, p), { bigint: true }).mtimeNs, fs.lstatSync(path.join(up, p), { bigint: true }).mtimeNs, p);
+  }
+});
+
+test('sparse files from GNU tar --sparse are refused clearly, in both its formats, before they are written', async (t) => {
+  const base = await space.dir('sparse');
+  const src = path.join(base, 'src');
+  fs.mkdirSync(src);
+  fs.writeFileSync(path.join(src, 'before'), 'a file before the sparse one');
+  const fd = fs.openSync(path.join(src, 'holes'), 'w');
+  fs.writeSync(fd, 'end', 4 * 1024 * 1024);
+  fs.closeSync(fd);
+  for (const [format, message] of [['posix', /sparse file \(GNU tar --sparse\)/], ['gnu', /unknown type \(GNU tar --sparse makes one/]] as const) {
+    const tarFile = path.join(base, `${format}.tar`);
+    const r = spawnSync('tar', ['--sparse', `--format=${format}`, '-cf', tarFile, '-C', src, 'before', 'holes']);
+    t.is(r.status, 0, r.stderr.toString());
+    const dir = path.join(base, `out-${format}`);
+    const err = await t.throwsAsync(applyBuffer(fs.readFileSync(tarFile), dir, { whiteout: 'overlay' }));
+    t.true(err instanceof LayerError, String(err));
+    t.is((err as LayerError).kind, 'unsupported');
+    t.regex(err!.message, message);
+    t.regex(err!.message, /holes/, 'the message names the entry');
+    t.false(listTree(dir).some((p) => /holes|GNUSparse/.test(p)), `nothing of the sparse entry is written (${format})`);
   }
 });
