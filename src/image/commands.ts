@@ -11,6 +11,7 @@ import { ConfigError } from '../config.js';
 import * as io from '../host/store-io.js';
 import { readRecord } from '../host/runtime.js';
 import { applyLayer } from '../layer/apply.js';
+import { parseEpoch } from '../layer/commands.js';
 import { commitLayerToFile } from '../layer/commit.js';
 import { checkPaths, mountPoints } from '../preflight.js';
 import { ImageError, StoreError } from './errors.js';
@@ -34,7 +35,7 @@ export interface MountFns {
 class UsageError extends Error {}
 
 const IMAGE_USAGE = 'usage: layerfs image mount [--name NAME] [--platform OS/ARCH] [--allow-devices] [-o OPTIONS] IMAGE MOUNTPOINT | layerfs image ls';
-const CONTAINER_USAGE = 'usage: layerfs container ls | layerfs container rm NAME | layerfs container commit NAME -o LAYER.tar[.gz] [--reproducible]';
+const CONTAINER_USAGE = 'usage: layerfs container ls | layerfs container rm NAME | layerfs container commit NAME -o LAYER.tar[.gz] [--gzip] [--reproducible]';
 
 async function usage(io: CommandIO, fn: () => Promise<number>): Promise<number> {
   try {
@@ -232,9 +233,11 @@ async function containerCommit(args: readonly string[], out: CommandIO): Promise
   const store = await Store.open(defaultHome());
   const c = await findContainer(store, positional[0]!);
   const gzip = flags.has('--gzip') || /\.(t?gz|gzip)$/.test(file);
+  const reproducible = flags.has('--reproducible');
+  const epoch = reproducible ? parseEpoch(process.env['SOURCE_DATE_EPOCH']) : undefined;
   let r;
   try {
-    r = await commitLayerToFile(store.upperDir(c.name), file, { gzip, reproducible: flags.has('--reproducible') });
+    r = await commitLayerToFile(store.upperDir(c.name), file, { gzip, reproducible, ...(epoch === undefined ? {} : { epoch }) });
   } catch (e) {
     throw new ConfigError(`cannot commit container ${c.name}: ${(e as Error).message}`);
   }

@@ -107,7 +107,8 @@ function requireDir(d: string): void {
   if (host.statSyncOrUndefined(d)?.isDirectory() !== true) throw new LayerUsageError(`${d}: not a directory`);
 }
 
-function parseEpoch(v: string | undefined): number | undefined {
+/** SOURCE_DATE_EPOCH as --reproducible takes it: whole seconds, or unset. */
+export function parseEpoch(v: string | undefined): number | undefined {
   if (v === undefined || v === '') return undefined;
   if (!/^\d+$/.test(v)) throw new LayerUsageError(`SOURCE_DATE_EPOCH must be whole seconds, not ${JSON.stringify(v)}`);
   return Number(v);

@@ -348,6 +348,20 @@ test.serial('container commit: the layer, flattened onto the flattened image, is
     t.is(fs.readlinkSync(path.join(ref, 'usr/bin/tool')), 'tool2');
     t.false(fs.existsSync(path.join(ref, 'var/cache')));
 
+    // --reproducible takes its time from SOURCE_DATE_EPOCH, as `layerfs commit` does.
+    const repro = async (epoch: string): Promise<string> => {
+      const f = path.join(e.dir, `repro-${epoch}.tar`);
+      const r = await layerfsCli(['container', 'commit', name, '-o', f, '--reproducible'], { env: { ...process.env, LAYERFS_HOME: e.home, SOURCE_DATE_EPOCH: epoch } });
+      t.is(r.code, 0, r.stderr);
+      const listing = spawnSync('tar', ['-tvf', f, '--full-time'], { env: { ...process.env, TZ: 'UTC' } }).stdout.toString();
+      const stamps = new Set(listing.split('\n').filter((l) => l !== '').map((l) => l.split(/\s+/).slice(3, 5).join(' ')));
+      t.deepEqual([...stamps], [new Date(Number(epoch) * 1000).toISOString().replace('T', ' ').replace('.000Z', '')]);
+      return r.stdout;
+    };
+    const first = await repro('1700000000');
+    t.is(await repro('1700000000'), first, 'the same changes give the same diff_id');
+    t.not(await repro('1600000000'), first);
+
     const unknown = await e.cli(['container', 'commit', 'nope', '-o', out]);
     t.is(unknown.code, 1);
     t.regex(unknown.stderr, /no such container: nope/);
