@@ -1,6 +1,7 @@
 // One serving process: build the union, mount it, record who serves it, and leave cleanly on
 // SIGINT/SIGTERM or when the mount disappears (someone ran umount(8) directly).
-import { toFuseOps } from './fuse/adapter.js';
+import { release } from 'node:os';
+import { toFuseOps, type Opening } from './fuse/adapter.js';
 import { mountFuse, unmountPath } from './fuse/mount.js';
 import { listenControl, type ControlServer } from './host/control.js';
 import { isServing, readRecord, removeRecord, socketFor, startTicks, writeRecord } from './host/runtime.js';
@@ -71,6 +72,28 @@ export function fuseOptionsFor(c: ServeConfig): string[] {
 }
 
 /**
+ * Does this kernel open a file by itself once OPEN was answered with ENOSYS? Linux 4.19 added
+ * that for files, 5.1 for directories; an older kernel would take ENOSYS as a failed open.
+ * `release` is os.release(), e.g. "6.1.0-18-amd64".
+ */
+export function kernelOpensWithoutAsking(release: string): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(release);
+  if (m === null) return false;
+  const [major, minor] = [Number(m[1]), Number(m[2])];
+  return major > 5 || (major === 5 && minor >= 1);
+}
+
+/**
+ * Who opens files (D26): in a union where nothing can change a file (read-only, lowers
+ * immutable: no lower_ttl), the kernel, without asking; it then keeps file pages across opens
+ * and layerfs sees only the reads of what it has not cached. Elsewhere layerfs opens every file.
+ */
+export function openingFor(c: ServeConfig, kernelRelease: string = release()): Opening {
+  const writable = c.upper !== undefined && c.work !== undefined && !c.readOnly;
+  return !writable && c.lowerTtl === undefined && kernelOpensWithoutAsking(kernelRelease) ? 'kernel' : 'union';
+}
+
+/**
  * Prepare the work dir of a writable union: layerfs builds its copies in WORKDIR/work, the
  * subdirectory the kernel's overlayfs uses (so either can mount the pair), and clears what an
  * interrupted copy-up left there. The default whiteout format needs mknod: if it is refused,
@@ -94,11 +117,14 @@ export async function serve(c: ServeConfig, log: Log): Promise<Serving> {
   let onExit = (): void => {};
   const ops = new OpCounters();
   const opLog: Log = { ...log, stats: ops };
+  const opening = openingFor(c);
   const mounted = await mountFuse(c.mountpoint, (caller, xattrKnown) => {
     union.tellFixedXattrNames(xattrKnown); // (a no-op unless no xattr can change: D20)
-    return toFuseOps(union.ops, opLog, caller);
+    return toFuseOps(union.ops, opLog, caller, opening);
   }, {
     options: fuseOptionsFor(c),
+    // Reads without a handle must carry their path.
+    nullPathOk: opening === 'union',
     onExit: () => onExit(),
   });
   writeRecord({ pid: process.pid, startTicks: startTicks(process.pid) ?? '', mountpoint: c.mountpoint });

@@ -10,6 +10,7 @@ import { ChangeGate } from './change-gate.js';
 import { CopyUp } from './copyup.js';
 import { WhiteoutWriter, type WhiteoutFormat } from './whiteout-writer.js';
 import type { MergedEntry } from './dir-merge.js';
+import { FsError } from './errno.js';
 import { Handles } from './handles.js';
 import { lstatSync } from './host/fs.js';
 import { InodeNumbers } from './inode.js';
@@ -32,6 +33,7 @@ import { fsync, ftruncate, truncate, write } from './ops/write.js';
 import { fsyncdir } from './ops/fsyncdir.js';
 import type { TimeSpec } from './host/libc.js';
 import type { Name, RealPath, VPath } from './path.js';
+import { PathReads } from './path-reads.js';
 import { DEFAULT_RESOLVER_OPTIONS, Resolver, type ResolverOptions } from './resolve.js';
 
 export interface UnionConfig {
@@ -54,6 +56,11 @@ export interface UnionOps {
   readdir(p: VPath): Promise<MergedEntry[]>;
   open(p: VPath, flags: number): Promise<number>;
   read(fh: number, buf: Buffer, len: number, pos: number): Promise<number>;
+  /**
+   * A read that names its file instead of a handle: what the kernel sends once a read-only
+   * union answered OPEN with ENOSYS (D26). EBADF on a writable union, which always opens.
+   */
+  readByPath(p: VPath, buf: Buffer, len: number, pos: number): Promise<number>;
   /**
    * nameless: the caller has no name for the file any more, so no forgetUnlinked of its key
    * follows the release of its last handle (see unlinkOpen).
@@ -149,6 +156,15 @@ export function createUnion(config: UnionConfig): Union {
   // Changes by name take the gate shared, so that a directory move (D16) sees its subtree hold
   // still; reads, and changes through an open file (an upper file, which a move links along), don't.
   const change = <T>(fn: () => Promise<T>): Promise<T> => (ctx.upper === undefined ? fn() : ctx.upper.gate.shared(fn));
+  // Only where nothing can change a file's content or place: an fd kept open for reads by name
+  // would go on reading a lower file after a copy-up.
+  const pathReads = ctx.upper === undefined
+    ? new PathReads(async (p) => {
+      const r = await ctx.resolver.get(p, 'read');
+      if (r.kind === 'dir') throw new FsError('EISDIR', 'read', p);
+      return r.real;
+    })
+    : undefined;
   const ops: UnionOps = {
     getattr: (p) => getattr(ctx, p),
     access: (p, mode) => access(ctx, p, mode),
@@ -156,6 +172,7 @@ export function createUnion(config: UnionConfig): Union {
     readdir: (p) => readdir(ctx, p),
     open: (p, flags) => change(() => open(ctx, p, flags)),
     read: (fh, buf, len, pos) => read(ctx, fh, buf, len, pos),
+    readByPath: (p, buf, len, pos) => (pathReads === undefined ? Promise.reject(new FsError('EBADF', 'read', p)) : pathReads.read(p, buf, len, pos)),
     release: (fh, nameless) => release(ctx, fh, nameless),
     fgetattr: (fh, p) => fgetattr(ctx, fh, p),
     unlinkOpen: (p, key) => change(() => unlinkOpen(ctx, p, key)),
@@ -196,7 +213,7 @@ export function createUnion(config: UnionConfig): Union {
       return true;
     },
     async close() {
-      await Promise.allSettled(ctx.handles.all().map((h) => release(ctx, h.fd)));
+      await Promise.allSettled([...ctx.handles.all().map((h) => release(ctx, h.fd)), pathReads?.close()]);
     },
   };
 }

@@ -111,7 +111,14 @@ export function toFuseStatfs(s: StatsFs): FuseStatfs {
 /** The caller of the request being handled (fuse-native's patched context()). */
 export type CallerOf = () => { uid: number; gid: number } | null;
 
-export function toFuseOps(u: UnionOps, log: Log, caller: CallerOf = () => null): LayerfsFuseOps {
+/**
+ * How files are opened. 'kernel': the union answers OPEN and FLUSH with ENOSYS, and the kernel
+ * then opens files itself and sends reads by path (a read-only union, D26). 'union': every open
+ * goes through the union and reads come with its handle.
+ */
+export type Opening = 'union' | 'kernel';
+
+export function toFuseOps(u: UnionOps, log: Log, caller: CallerOf = () => null, opening: Opening = 'union'): LayerfsFuseOps {
   const p = (s: string): VPath => vpath(s);
   // Read synchronously, at the start of the handler: valid only while it runs.
   const owner = (): Owner => {
@@ -137,9 +144,13 @@ export function toFuseOps(u: UnionOps, log: Log, caller: CallerOf = () => null):
       ok: (entries) => cb(0, entries.map((e) => e.name), entries.map(direntStat)),
       err: (n) => cb(n),
     }),
-    open: (path, flags, cb) => run(log, 'open', () => `${path}, 0x${flags.toString(16)}`, () => u.open(p(path), flags), value(cb)),
-    read: (path, fh, buf, len, pos, cb) =>
-      run(log, 'read', () => `${path}, ${fh}, ${len}, ${pos}`, () => u.read(fh, buf, len, pos), count(cb)),
+    // The kernel asks once per connection (or a few times at once, before the first answer).
+    open: opening === 'kernel'
+      ? (path, flags, cb) => run(log, 'open', () => `${path}, 0x${flags.toString(16)}`, () => Promise.reject(new FsError('ENOSYS', 'open')), value(cb))
+      : (path, flags, cb) => run(log, 'open', () => `${path}, 0x${flags.toString(16)}`, () => u.open(p(path), flags), value(cb)),
+    read: opening === 'kernel'
+      ? (path, fh, buf, len, pos, cb) => run(log, 'read', () => `${path}, ${fh}, ${len}, ${pos}`, () => u.readByPath(p(path), buf, len, pos), count(cb))
+      : (path, fh, buf, len, pos, cb) => run(log, 'read', () => `${path}, ${fh}, ${len}, ${pos}`, () => u.read(fh, buf, len, pos), count(cb)),
     // libfuse unlinks the hidden name of an unlinked file after its last release, unless it has
     // no path for it any more (path null).
     release: (path, fh, cb) => run(log, 'release', () => `${path}, ${fh}`, () => (path === null ? u.release(fh, true) : u.release(fh)), done(cb)),
@@ -156,7 +167,9 @@ export function toFuseOps(u: UnionOps, log: Log, caller: CallerOf = () => null):
       run(log, 'write', () => `${path}, ${fh}, ${len}, ${pos}`, () => u.write(fh, buf, len, pos), count(cb)),
     truncate: (path, size, cb) => run(log, 'truncate', () => `${path}, ${size}`, () => u.truncate(p(path), size), done(cb)),
     ftruncate: (path, fh, size, cb) => run(log, 'ftruncate', () => `${path}, ${fh}, ${size}`, () => u.ftruncate(fh, size), done(cb)),
-    flush: (path, fh, cb) => run(log, 'flush', () => `${path}, ${fh}`, () => u.flush(fh), done(cb)),
+    flush: opening === 'kernel'
+      ? (path, fh, cb) => run(log, 'flush', () => `${path}, ${fh}`, () => Promise.reject(new FsError('ENOSYS', 'flush')), done(cb))
+      : (path, fh, cb) => run(log, 'flush', () => `${path}, ${fh}`, () => u.flush(fh), done(cb)),
     fsync: (path, datasync, fh, cb) => run(log, 'fsync', () => `${path}, ${fh}`, () => u.fsync(fh, datasync !== 0), done(cb)),
     fsyncdir: (path, datasync, _fh, cb) => run(log, 'fsyncdir', () => path, () => u.fsyncdir(p(path), datasync !== 0), done(cb)),
     utimens: (path, _a, _m, cb, atimeNs, mtimeNs) =>

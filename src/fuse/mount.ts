@@ -9,6 +9,11 @@ import type { FuseOps } from 'fuse-native';
 export interface FuseMountOptions {
   /** libfuse / kernel mount options, e.g. ['ro', 'default_permissions', 'entry_timeout=1']. */
   readonly options: readonly string[];
+  /**
+   * libfuse passes null as the path of reads, writes, flushes and the like that carry a file
+   * handle (default true). False when reads come by path without a handle (D26).
+   */
+  readonly nullPathOk?: boolean;
 }
 
 type FuseCtor = typeof FuseType;
@@ -61,7 +66,7 @@ export function mountFuse(
   const ops = makeOps(() => instance?.context() ?? null, (path, names) => void instance?.xattrKnown(path, names));
   // nullPathOk: an open file whose name libfuse cannot build any more (its directory was
   // removed) still gets read, write, fgetattr, flush, fsync, release, with path null.
-  const fuse = new Fuse(mountpoint, ops, { timeout: false, nullPathOk: true, extraOptions: [...o.options], onExit: o.onExit });
+  const fuse = new Fuse(mountpoint, ops, { timeout: false, nullPathOk: o.nullPathOk ?? true, extraOptions: [...o.options], onExit: o.onExit });
   instance = fuse;
   return new Promise((resolve, reject) => {
     fuse.mount((err) => {

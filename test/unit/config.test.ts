@@ -107,3 +107,15 @@ test('lower_ttl takes seconds; it bounds the kernel timeouts and swaps kernel_ca
   const forever = fuseOptionsFor(base);
   t.true(forever.includes('kernel_cache') && forever.includes('entry_timeout=3600'));
 });
+
+test('the kernel opens files without asking only in a read-only union without lower_ttl, on Linux 5.1+ (D26)', async (t) => {
+  const { kernelOpensWithoutAsking, openingFor } = await import('../../src/server.js');
+  for (const r of ['5.1.0', '5.10.0-28-amd64', '6.1.0-18-amd64', '6.18.44-fc-v1272', '10.0.0']) t.true(kernelOpensWithoutAsking(r), r);
+  for (const r of ['4.19.0-26-amd64', '5.0.21', '3.10.0-1160.el7.x86_64', '', 'unknown']) t.false(kernelOpensWithoutAsking(r), r);
+  const base = { lowers: ['/l'], mountpoint: '/m', readOnly: false, allowOther: false, fuseOptions: [] };
+  t.is(openingFor(base, '6.1.0'), 'kernel');
+  t.is(openingFor({ ...base, upper: '/u', work: '/w', readOnly: true }, '6.1.0'), 'kernel', 'an upper served read-only');
+  t.is(openingFor(base, '4.19.0'), 'union', 'an older kernel would take ENOSYS as a failed open');
+  t.is(openingFor({ ...base, lowerTtl: 5 }, '6.1.0'), 'union', 'lower_ttl: pages must be dropped when a file changes');
+  t.is(openingFor({ ...base, upper: '/u', work: '/w' }, '6.1.0'), 'union', 'a writable union copies files up');
+});

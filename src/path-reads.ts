@@ -1,0 +1,102 @@
+// Reads that come by name, without an open (DECISIONS D26). A read-only union answers the
+// kernel's first OPEN with ENOSYS; from then on the kernel opens files without asking, keeps
+// their pages across opens, and sends a READ only for what it has not cached, with no file
+// handle: the read names its file by path. This keeps a host fd per recently read file, so
+// that a file read in many pieces is opened once, and at most `capacity` fds stay open.
+//
+// An fd is closed when it falls out of the bounded set and no read is using it; a read in
+// flight keeps its fd open until it is done. Concurrent first reads of one file open it once.
+import * as host from './host/fs.js';
+import type { RealPath, VPath } from './path.js';
+
+/** The host calls PathReads makes (the host's own by default; tests pass their own). */
+export interface PathReadsIO {
+  open(real: RealPath): Promise<number>;
+  read(fd: number, buf: Buffer, len: number, pos: number): Promise<number>;
+  close(fd: number): Promise<void>;
+}
+
+const HOST_IO: PathReadsIO = {
+  open: (real) => host.open(real, host.O.O_RDONLY),
+  read: host.read,
+  close: host.close,
+};
+
+interface Entry {
+  readonly fd: Promise<number>;
+  /** Reads in flight on this fd. */
+  users: number;
+  /** Out of the set: closed once the last read in flight is done. */
+  evicted: boolean;
+}
+
+export class PathReads {
+  /** Insertion order is recency order: a hit moves the entry to the end. */
+  readonly #open = new Map<VPath, Entry>();
+
+  constructor(
+    /** Where a name's content is (resolution through the union); rejects with an FsError. */
+    readonly locate: (p: VPath) => Promise<RealPath>,
+    readonly capacity = 64,
+    readonly io: PathReadsIO = HOST_IO,
+  ) {}
+
+  /** Host fds held now (for tests and stats). */
+  get size(): number {
+    return this.#open.size;
+  }
+
+  async read(p: VPath, buf: Buffer, len: number, pos: number): Promise<number> {
+    const e = this.#acquire(p);
+    try {
+      return await this.io.read(await e.fd, buf, len, pos);
+    } finally {
+      e.users--;
+      if (e.evicted && e.users === 0) this.#closeEntry(e);
+    }
+  }
+
+  /** Close every fd (at unmount). Reads in flight close theirs when done. */
+  async close(): Promise<void> {
+    const all = [...this.#open.values()];
+    this.#open.clear();
+    for (const e of all) {
+      e.evicted = true;
+      if (e.users === 0) this.#closeEntry(e);
+    }
+    await Promise.allSettled(all.map((e) => e.fd));
+  }
+
+  #acquire(p: VPath): Entry {
+    let e = this.#open.get(p);
+    if (e !== undefined) {
+      this.#open.delete(p);
+      this.#open.set(p, e);
+    } else {
+      const fd = this.locate(p).then((real) => this.io.open(real));
+      e = { fd, users: 0, evicted: false };
+      this.#open.set(p, e);
+      // A failed open is not kept: the next read tries again (and gets the error anew).
+      const failed = e;
+      fd.catch(() => {
+        if (this.#open.get(p) === failed) this.#open.delete(p);
+      });
+      this.#evictOver();
+    }
+    e.users++;
+    return e;
+  }
+
+  #evictOver(): void {
+    for (const [p, e] of this.#open) {
+      if (this.#open.size <= this.capacity) break;
+      this.#open.delete(p);
+      e.evicted = true;
+      if (e.users === 0) this.#closeEntry(e);
+    }
+  }
+
+  #closeEntry(e: Entry): void {
+    e.fd.then((fd) => this.io.close(fd)).catch(() => undefined);
+  }
+}

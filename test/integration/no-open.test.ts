@@ -1,0 +1,128 @@
+// Read-only unions let the kernel open files without asking (D26): the first OPEN is answered
+// with ENOSYS, then the kernel opens files itself, keeps their pages across opens, and sends
+// reads by path. Through real mounts: every byte reads right (small files, a large file read at
+// random offsets, many files at once); a second pass over the files reaches layerfs with no
+// read at all; writable unions and lower_ttl mounts still open every file through layerfs.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { mount, type Mount, type MountOptions } from '../../src/index.js';
+import { requireMountCapable, scratch } from '../helpers/env.js';
+import { layerfsCli, mountedFsType } from '../helpers/mounts.js';
+
+const space = scratch(test);
+
+interface Image { top: string; base: string; mnt: string; root: string; big: Buffer }
+
+async function image(name: string): Promise<Image> {
+  const root = await space.dir(name);
+  const [top, base, mnt] = ['top', 'base', 'mnt'].map((d) => path.join(root, d)) as [string, string, string];
+  for (const d of [top, base, mnt, path.join(base, 'many'), path.join(top, 'many')]) fs.mkdirSync(d, { recursive: true });
+  for (let i = 0; i < 150; i++) fs.writeFileSync(path.join(base, 'many', `f${i}`), `base ${i} `.repeat(50 + i));
+  for (let i = 0; i < 150; i += 3) fs.writeFileSync(path.join(top, 'many', `f${i}`), `top ${i} `.repeat(20 + i));
+  const big = randomBytes(3 * 1024 * 1024 + 123);
+  fs.writeFileSync(path.join(base, 'big'), big);
+  return { top, base, mnt, root, big };
+}
+
+async function withMount<T>(img: Image, extra: Partial<MountOptions>, fn: (m: Mount) => Promise<T>): Promise<T> {
+  const m = await mount(img.mnt, { lowers: [img.top, img.base], ...extra });
+  try {
+    return await fn(m);
+  } finally {
+    await m.unmount().catch(() => undefined);
+    if (mountedFsType(img.mnt) !== undefined) {
+      await layerfsCli(['umount', img.mnt]).catch(() => undefined);
+      if (mountedFsType(img.mnt) !== undefined) spawnSync('umount', ['-l', img.mnt]);
+    }
+  }
+}
+
+const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
+
+/** What each file of many/ holds, read by a child process (cat), as sha256 per name. */
+function catAll(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const name of fs.readdirSync(dir).sort()) {
+    const r = spawnSync('cat', [path.join(dir, name)], { maxBuffer: 1 << 26 });
+    out.set(name, sha(r.stdout));
+  }
+  return out;
+}
+
+function expected(img: Image): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const name of fs.readdirSync(path.join(img.base, 'many')).sort()) {
+    const inTop = path.join(img.top, 'many', name);
+    out.set(name, sha(fs.readFileSync(fs.existsSync(inTop) ? inTop : path.join(img.base, 'many', name))));
+  }
+  return out;
+}
+
+const count = async (m: Mount, op: string): Promise<number> => (await m.stats()).ops[op]?.count ?? 0;
+
+test('read-only: files read right without opens, and a second pass is served by the kernel alone', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const img = await image('ro');
+  await withMount(img, {}, async (m) => {
+    const want = expected(img);
+    t.deepEqual(catAll(path.join(img.mnt, 'many')), want);
+    const reads = await count(m, 'read');
+    t.true(reads >= want.size, `${reads} reads for ${want.size} files`);
+    t.true(await count(m, 'open') <= 4, 'the kernel asked once (or a few times at once) and then opened by itself');
+
+    t.deepEqual(catAll(path.join(img.mnt, 'many')), want);
+    t.is(await count(m, 'read'), reads, 'the second pass read from the page cache');
+
+    // A large file, read in pieces at random offsets (the kernel's reads come by path).
+    const fd = fs.openSync(path.join(img.mnt, 'big'), 'r');
+    try {
+      for (let i = 0; i < 50; i++) {
+        const pos = Math.floor(Math.random() * img.big.length);
+        const len = 1 + Math.floor(Math.random() * 200_000);
+        const buf = Buffer.alloc(len);
+        const n = fs.readSync(fd, buf, 0, len, pos);
+        t.is(n, Math.min(len, img.big.length - pos));
+        if (!buf.subarray(0, n).equals(img.big.subarray(pos, pos + n))) t.fail(`bytes ${pos}+${n} differ`);
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    t.is(sha(fs.readFileSync(path.join(img.mnt, 'big'))), sha(img.big));
+
+    // Many files at once, more than the fds layerfs keeps (64): each child reads a third.
+    const kids = [0, 1, 2].map((k) => spawnSync('sh', ['-c', `for f in ${path.join(img.mnt, 'many')}/f*${k}; do cat "$f"; done | sha256sum`]));
+    for (const [k, r] of kids.entries()) {
+      const names = [...want.keys()].filter((n) => n.endsWith(String(k))).sort((a, b) => (a < b ? -1 : 1));
+      const whole = Buffer.concat(names.map((n) => fs.readFileSync(fs.existsSync(path.join(img.top, 'many', n)) ? path.join(img.top, 'many', n) : path.join(img.base, 'many', n))));
+      t.is(r.stdout.toString().split(' ')[0], sha(whole), `files ending in ${k}`);
+    }
+  });
+});
+
+for (const [label, extra] of [
+  ['a writable union', 'writable'],
+  ['a read-only union with lower_ttl', { lowerTtl: 30 }],
+] as const) {
+  test(`${label} opens every file through layerfs`, async (t) => {
+    if (!requireMountCapable(t)) return;
+    const img = await image(label.replace(/\W+/g, '-'));
+    let opts: Partial<MountOptions> = {};
+    if (extra === 'writable') {
+      const [upper, work] = [path.join(img.root, 'upper'), path.join(img.root, 'work')];
+      fs.mkdirSync(upper);
+      fs.mkdirSync(work);
+      opts = { upper, work };
+    } else {
+      opts = extra;
+    }
+    await withMount(img, opts, async (m) => {
+      const want = expected(img);
+      t.deepEqual(catAll(path.join(img.mnt, 'many')), want);
+      t.true(await count(m, 'open') >= want.size, 'one open per file');
+      t.is((await m.stats()).ops['open']?.errors ?? 0, 0);
+    });
+  });
+}
