@@ -72,8 +72,9 @@ export function fuseOptionsFor(c: ServeConfig): string[] {
 }
 
 /**
- * Does this kernel open a file by itself once OPEN was answered with ENOSYS? Linux 4.19 added
- * that for files, 5.1 for directories; an older kernel would take ENOSYS as a failed open.
+ * Does this kernel open a file by itself once OPEN was answered with ENOSYS (fuse_do_open's
+ * `no_open`)? Taken as Linux 5.1 and later (protocol 7.29, which added the same for directories);
+ * a kernel without it would take ENOSYS as a failed open.
  * `release` is os.release(), e.g. "6.1.0-18-amd64".
  */
 export function kernelOpensWithoutAsking(release: string): boolean {
