@@ -126,6 +126,8 @@ export async function serve(c: ServeConfig, log: Log): Promise<Serving> {
     options: fuseOptionsFor(c),
     // Reads without a handle must carry their path.
     nullPathOk: opening === 'union',
+    // Where files are never changed, directories are not either: listings may stay cached (D27).
+    cacheDirs: opening === 'kernel',
     onExit: () => onExit(),
   });
   writeRecord({ pid: process.pid, startTicks: startTicks(process.pid) ?? '', mountpoint: c.mountpoint });

@@ -52,6 +52,8 @@ declare module 'fuse-native' {
     /** Patched: bounds of the xattrKnown table (defaults 262144 entries, 32 MiB; 0 entries: off). */
     xattrKnownMaxEntries?: number;
     xattrKnownMaxBytes?: number;
+    /** Patched (ABI 3): the kernel may keep directory listings across opens; ignored when an opendir handler is given. */
+    cacheDirs?: boolean;
     [key: string]: unknown;
   }
   export default class Fuse {

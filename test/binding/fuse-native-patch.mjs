@@ -56,6 +56,7 @@ function ops (src) {
       fs.fstat(fd, { bigint: true }, (err, st) => (err ? cb(err) : cb(0, st)))
     },
     readdir (x, cb, fh) {
+      record('readdir', x)
       fs.readdir(p(x), (err, names) => {
         if (err) return cb(err)
         if (names.length > 1000) return cb(0, names) // big dirs: names only
@@ -177,7 +178,7 @@ try {
   await fs.promises.writeFile(f, 'hello\n')
 
   await test('abi marker: patched addon is loaded', () => {
-    assert.equal(Fuse.PATCH_ABI, 2)
+    assert.equal(Fuse.PATCH_ABI, 3)
   })
 
   await test('/dev/fuse session fd is close-on-exec (children do not inherit it)', async () => {
@@ -383,6 +384,39 @@ for kind, name, size in ${JSON.stringify(asks)}:
     elif kind == 'lget': out(libc.lgetxattr(p, name.encode(), b if size else None, size), b if size else None)
     else: out(libc.listxattr(p, b if size else None, size), b if size else None)
 `).then(o => o.split('\n'))
+
+  await test('cacheDirs: the kernel keeps a listing across opendirs (no second readdir); file opens unchanged', async () => {
+    fs.mkdirSync(path.join(SRC, 'cd'))
+    for (const n of ['a', 'b', 'c']) fs.writeFileSync(path.join(SRC, 'cd', n), n)
+    const readdirs = () => calls.filter(c => c[0] === 'readdir' && c[1] === '/cd').length
+    const listTwice = async (mnt) => [await sh('ls', [path.join(mnt, 'cd')]), await sh('ls', [path.join(mnt, 'cd')])]
+    const noOpendir = { ...ops(SRC) }
+    delete noOpendir.opendir
+    const cached = new Fuse(MNT3, noOpendir, { timeout: false, cacheDirs: true, extraOptions: ['attr_timeout=60', 'entry_timeout=60'] })
+    await new Promise((resolve, reject) => cached.mount(err => (err ? reject(err) : resolve())))
+    mounted.add(cached)
+    let before = readdirs()
+    try {
+      assert.deepEqual(await listTwice(MNT3), ['a\nb\nc', 'a\nb\nc'])
+      assert.equal(readdirs() - before, 1, 'the second listing came from the kernel')
+      assert.equal(await sh('cat', [path.join(MNT3, 'cd', 'b')]), 'b', 'a file open goes through libfuse as before')
+    } finally {
+      await unmount(cached)
+    }
+    // Without the flag, and with an opendir handler (the flag is then ignored): every listing asks.
+    for (const [label, o, flags] of [['no cacheDirs', noOpendir, {}], ['opendir handler', ops(SRC), { cacheDirs: true }]]) {
+      const plain = new Fuse(MNT3, o, { timeout: false, ...flags, extraOptions: ['attr_timeout=60', 'entry_timeout=60'] })
+      await new Promise((resolve, reject) => plain.mount(err => (err ? reject(err) : resolve())))
+      mounted.add(plain)
+      before = readdirs()
+      try {
+        await listTwice(MNT3)
+        assert.equal(readdirs() - before, 2, label)
+      } finally {
+        await unmount(plain)
+      }
+    }
+  })
 
   await test('xattrKnown: absent names get ENODATA without reaching JS (size probes too); present names still do', async () => {
     fs.writeFileSync(path.join(SRC, 'xk1'), 'x')

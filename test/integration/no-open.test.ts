@@ -2,7 +2,8 @@
 // with ENOSYS, then the kernel opens files itself, keeps their pages across opens, and sends
 // reads by path. Through real mounts: every byte reads right (small files, a large file read at
 // random offsets, many files at once); a second pass over the files reaches layerfs with no
-// read at all; writable unions and lower_ttl mounts still open every file through layerfs.
+// read at all, and a second walk with no readdir (D27); writable unions and lower_ttl mounts
+// still open every file and list every directory through layerfs.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -76,6 +77,14 @@ test('read-only: files read right without opens, and a second pass is served by 
     t.deepEqual(catAll(path.join(img.mnt, 'many')), want);
     t.is(await count(m, 'read'), reads, 'the second pass read from the page cache');
 
+    // Listings too stay with the kernel (D27): a second walk sends no readdir.
+    const walk = (): string => spawnSync('ls', ['-laR', img.mnt]).stdout.toString();
+    const first = walk();
+    const readdirs = await count(m, 'readdir');
+    t.true(readdirs >= 2);
+    t.is(walk(), first);
+    t.is(await count(m, 'readdir'), readdirs, 'the second walk listed from the kernel\'s cache');
+
     // A large file, read in pieces at random offsets (the kernel's reads come by path).
     const fd = fs.openSync(path.join(img.mnt, 'big'), 'r');
     try {
@@ -122,6 +131,10 @@ for (const [label, extra] of [
       const want = expected(img);
       t.deepEqual(catAll(path.join(img.mnt, 'many')), want);
       t.true(await count(m, 'open') >= want.size, 'one open per file');
+      const readdirs = await count(m, 'readdir');
+      spawnSync('ls', [path.join(img.mnt, 'many')]);
+      spawnSync('ls', [path.join(img.mnt, 'many')]);
+      t.true(await count(m, 'readdir') >= readdirs + 2, 'every listing asks layerfs');
       t.is((await m.stats()).ops['open']?.errors ?? 0, 0);
     });
   });
