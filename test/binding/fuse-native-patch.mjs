@@ -421,7 +421,8 @@ for kind, name, size in ${JSON.stringify(asks)}:
   await test('xattrKnown: absent names get ENODATA without reaching JS (size probes too); present names still do', async () => {
     fs.writeFileSync(path.join(SRC, 'xk1'), 'x')
     fs.writeFileSync(path.join(SRC, 'xk2'), 'x')
-    const inst = await mount(MNT3, {})
+    let ended = false
+    const inst = await mount(MNT3, { onExit: () => { ended = true } })
     try {
       const f1 = path.join(MNT3, 'xk1')
       assert.deepEqual(await xattrProbe(f1, [['get', 'user.none', 0]]), ['ENo data available'])
@@ -465,6 +466,10 @@ for kind, name, size in ${JSON.stringify(asks)}:
     } finally {
       await unmount(inst)
     }
+    // unmount() calls back once the kernel let go; the session (the FUSE thread, and the table
+    // with it) ends right after, when onExit fires.
+    for (let i = 0; i < 100 && !ended; i++) await sleep(50)
+    assert.ok(ended, 'the session ended')
     assert.equal(inst.xattrKnown('/xk1', []), false, 'nothing is kept once the session is gone')
     assert.equal(inst.xattrKnownStats().entries, 0)
   })
@@ -617,7 +622,7 @@ print(len(bad))
     const inst = await mount(MNT3, { onExit: () => { exits++ } })
     assert.ok((await fs.promises.readFile(path.join(MNT3, 'f'))).length > 0)
     await unmount(inst)
-    for (let j = 0; j < 50 && !exits; j++) await sleep(20)
+    for (let j = 0; j < 250 && !exits; j++) await sleep(20)
     assert.equal(exits, 1)
     assert.ok(!isMounted(MNT3))
   })
