@@ -73,6 +73,6 @@ node -e "
   const dir = '$pkgdir'
   const bin = require(require.resolve('node-gyp-build', { paths: [dir] })).resolve(dir)
   const Fuse = require(dir)
-  if (Fuse.PATCH_ABI !== 3) { console.error('build-native: fuse-native is not patched (run patch-package first)'); process.exit(1) }
+  if (Fuse.PATCH_ABI !== 4) { console.error('build-native: fuse-native is not patched (run patch-package first)'); process.exit(1) }
   console.log('build-native: ok, fuse-native patch ABI ' + Fuse.PATCH_ABI + ', addon ' + bin)
 "

@@ -95,6 +95,18 @@ export function openingFor(c: ServeConfig, kernelRelease: string = release()): O
 }
 
 /**
+ * Seconds the kernel may keep a directory's attributes in a writable union (D25), where files
+ * get none (D15): a directory changes only through requests the kernel sees (and after which
+ * it forgets what it kept), or through a copy-up below it, which can change its ctime and size
+ * for that long. Libfuse's default for names, 1 s, and no longer than lower_ttl. A read-only
+ * union keeps everything for an hour anyway.
+ */
+export function dirAttrTimeoutFor(c: ServeConfig): number | undefined {
+  const writable = c.upper !== undefined && c.work !== undefined && !c.readOnly;
+  return writable ? Math.min(1, c.lowerTtl ?? 1) : undefined;
+}
+
+/**
  * Prepare the work dir of a writable union: layerfs builds its copies in WORKDIR/work, the
  * subdirectory the kernel's overlayfs uses (so either can mount the pair), and clears what an
  * interrupted copy-up left there. The default whiteout format needs mknod: if it is refused,
@@ -119,6 +131,7 @@ export async function serve(c: ServeConfig, log: Log): Promise<Serving> {
   const ops = new OpCounters();
   const opLog: Log = { ...log, stats: ops };
   const opening = openingFor(c);
+  const dirAttrTimeout = dirAttrTimeoutFor(c);
   const mounted = await mountFuse(c.mountpoint, (caller, xattrKnown) => {
     union.tellFixedXattrNames(xattrKnown); // (a no-op unless no xattr can change: D20)
     return toFuseOps(union.ops, opLog, caller, opening);
@@ -128,6 +141,7 @@ export async function serve(c: ServeConfig, log: Log): Promise<Serving> {
     nullPathOk: opening === 'union',
     // Where files are never changed, directories are not either: listings may stay cached (D27).
     cacheDirs: opening === 'kernel',
+    ...(dirAttrTimeout === undefined ? {} : { attrTimeoutDir: dirAttrTimeout }),
     onExit: () => onExit(),
   });
   writeRecord({ pid: process.pid, startTicks: startTicks(process.pid) ?? '', mountpoint: c.mountpoint });

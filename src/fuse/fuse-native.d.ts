@@ -54,6 +54,8 @@ declare module 'fuse-native' {
     xattrKnownMaxBytes?: number;
     /** Patched (ABI 3): the kernel may keep directory listings across opens; ignored when an opendir handler is given. */
     cacheDirs?: boolean;
+    /** Patched (ABI 4): attribute timeout of directories, in seconds (files keep attr_timeout). */
+    attrTimeoutDir?: number;
     [key: string]: unknown;
   }
   export default class Fuse {

@@ -16,6 +16,8 @@ export interface FuseMountOptions {
   readonly nullPathOk?: boolean;
   /** The kernel may keep directory listings across opens (patched binding, ABI 3; D27). */
   readonly cacheDirs?: boolean;
+  /** Seconds the kernel may keep a directory's attributes; files keep attr_timeout (ABI 4; D25). */
+  readonly attrTimeoutDir?: number;
 }
 
 type FuseCtor = typeof FuseType;
@@ -61,14 +63,14 @@ export function mountFuse(
   o: FuseMountOptions & { onExit: () => void },
 ): Promise<Mounted> {
   const Fuse = loadFuse();
-  if (Fuse.PATCH_ABI !== 3) throw new Error('fuse-native is not patched (installed with --ignore-scripts?): layerfs\'s postinstall patches and builds it; run npm rebuild -g layerfs (without -g in a project, npm install in a checkout)');
+  if (Fuse.PATCH_ABI !== 4) throw new Error('fuse-native is not patched (installed with --ignore-scripts?): layerfs\'s postinstall patches and builds it; run npm rebuild -g layerfs (without -g in a project, npm install in a checkout)');
   // Timeouts: a per-op timeout would answer EIO for a slow but healthy request (a copy-up of a
   // large file, a cold directory on slow storage). layerfs replies to every request itself.
   let instance: FuseType | undefined;
   const ops = makeOps(() => instance?.context() ?? null, (path, names) => void instance?.xattrKnown(path, names));
   // nullPathOk: an open file whose name libfuse cannot build any more (its directory was
   // removed) still gets read, write, fgetattr, flush, fsync, release, with path null.
-  const fuse = new Fuse(mountpoint, ops, { timeout: false, nullPathOk: o.nullPathOk ?? true, cacheDirs: o.cacheDirs === true, extraOptions: [...o.options], onExit: o.onExit });
+  const fuse = new Fuse(mountpoint, ops, { timeout: false, nullPathOk: o.nullPathOk ?? true, cacheDirs: o.cacheDirs === true, ...(o.attrTimeoutDir === undefined ? {} : { attrTimeoutDir: o.attrTimeoutDir }), extraOptions: [...o.options], onExit: o.onExit });
   instance = fuse;
   return new Promise((resolve, reject) => {
     fuse.mount((err) => {

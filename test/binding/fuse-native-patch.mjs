@@ -42,6 +42,7 @@ function ops (src) {
   let slow = 0
   return {
     getattr (x, cb) {
+      if (x.startsWith('/atd')) record('getattr', x)
       if (x === '/twice') { cb(Fuse.ENOENT); cb(Fuse.ENOENT); return } // buggy handler
       if (/^\/slow\d+$/.test(x)) return cb(0, { mode: 0o40755, nlink: 2 })
       if (x.startsWith('/slow')) { slow++; return setTimeout(() => cb(Fuse.ENOENT), 150) }
@@ -178,7 +179,7 @@ try {
   await fs.promises.writeFile(f, 'hello\n')
 
   await test('abi marker: patched addon is loaded', () => {
-    assert.equal(Fuse.PATCH_ABI, 3)
+    assert.equal(Fuse.PATCH_ABI, 4)
   })
 
   await test('/dev/fuse session fd is close-on-exec (children do not inherit it)', async () => {
@@ -384,6 +385,33 @@ for kind, name, size in ${JSON.stringify(asks)}:
     elif kind == 'lget': out(libc.lgetxattr(p, name.encode(), b if size else None, size), b if size else None)
     else: out(libc.listxattr(p, b if size else None, size), b if size else None)
 `).then(o => o.split('\n'))
+
+  await test('attrTimeoutDir: directories keep their attributes for the given time, files follow attr_timeout=0', async () => {
+    fs.mkdirSync(path.join(SRC, 'atd'))
+    fs.writeFileSync(path.join(SRC, 'atd', 'file'), 'x')
+    const getattrs = x => calls.filter(c => c[0] === 'getattr' && c[1] === x).length
+    const statTwice = async (mnt, x) => { await sh('stat', [path.join(mnt, x)]); await sh('stat', [path.join(mnt, x)]) }
+    for (const [label, opts, dirAsks] of [['attrTimeoutDir: 30', { attrTimeoutDir: 30 }, 1], ['no attrTimeoutDir', {}, 2]]) {
+      const inst = await mount(MNT3, { ...opts, extraOptions: ['attr_timeout=0', 'entry_timeout=30'] })
+      try {
+        const [d0, f0] = [getattrs('/atd'), getattrs('/atd/file')]
+        await statTwice(MNT3, 'atd')
+        await statTwice(MNT3, 'atd/file')
+        if (dirAsks === 1) assert.equal(getattrs('/atd') - d0, 1, `${label}: the directory, asked once (its lookup)`)
+        else assert.ok(getattrs('/atd') - d0 >= 2, `${label}: the directory, asked by every stat`)
+        assert.ok(getattrs('/atd/file') - f0 >= 2, `${label}: the file, asked by every stat`)
+        if (opts.attrTimeoutDir !== undefined) {
+          // A change inside the directory: the kernel drops what it kept of it, the next stat asks.
+          const before = getattrs('/atd')
+          await sh('touch', [path.join(MNT3, 'atd', 'new')]) // a child: this process serves the mount
+          await sh('stat', [path.join(MNT3, 'atd')])
+          assert.equal(getattrs('/atd') - before, 1, 'asked again after a create in it')
+        }
+      } finally {
+        await unmount(inst)
+      }
+    }
+  })
 
   await test('cacheDirs: the kernel keeps a listing across opendirs (no second readdir); file opens unchanged', async () => {
     fs.mkdirSync(path.join(SRC, 'cd'))

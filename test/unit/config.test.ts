@@ -119,3 +119,15 @@ test('the kernel opens files without asking only in a read-only union without lo
   t.is(openingFor({ ...base, lowerTtl: 5 }, '6.1.0'), 'union', 'lower_ttl: pages must be dropped when a file changes');
   t.is(openingFor({ ...base, upper: '/u', work: '/w' }, '6.1.0'), 'union', 'a writable union copies files up');
 });
+
+test('a writable union lets the kernel keep directory attributes for 1 s (no longer than lower_ttl), files none (D25, D15)', async (t) => {
+  const { dirAttrTimeoutFor, fuseOptionsFor } = await import('../../src/server.js');
+  const base = { lowers: ['/l'], mountpoint: '/m', readOnly: false, allowOther: false, fuseOptions: [] };
+  const rw = { ...base, upper: '/u', work: '/w' };
+  t.is(dirAttrTimeoutFor(rw), 1);
+  t.is(dirAttrTimeoutFor({ ...rw, lowerTtl: 0.25 }), 0.25);
+  t.is(dirAttrTimeoutFor({ ...rw, lowerTtl: 30 }), 1);
+  t.true(fuseOptionsFor(rw).includes('attr_timeout=0'), 'files: none');
+  t.is(dirAttrTimeoutFor(base), undefined, 'read-only: the mount keeps everything (D6)');
+  t.is(dirAttrTimeoutFor({ ...rw, readOnly: true }), undefined);
+});
