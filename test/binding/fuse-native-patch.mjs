@@ -127,12 +127,23 @@ function mount (mnt, opts) {
     resolve(fuse)
   }))
 }
-function unmount (fuse) {
-  return new Promise((resolve, reject) => fuse.unmount(err => {
-    if (err) return reject(err)
-    mounted.delete(fuse)
-    resolve()
-  }))
+// fuse.unmount() runs fusermount and calls back when it is done. Once in a dozen runs here that
+// child exited and stayed a zombie, the callback never came and the whole test hung. So, once
+// the mount is gone and the session has ended, wait for the callback 5 s more at most.
+// (umount(8) from this process cannot stand in: it stats the mountpoint, which this process
+// serves.)
+async function unmount (fuse) {
+  let settled = false
+  const viaFuse = new Promise((resolve, reject) => fuse.unmount(err => (err ? reject(err) : resolve())))
+  const gone = (async () => {
+    while (!settled && !(fuse._exited && !isMounted(fuse.mnt))) await sleep(50)
+  })()
+  try {
+    await Promise.race([viaFuse, gone.then(() => Promise.race([viaFuse, sleep(5000)]))])
+  } finally {
+    settled = true
+  }
+  mounted.delete(fuse)
 }
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
 const isMounted = mnt => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
@@ -151,10 +162,28 @@ const py = code => sh('python3', ['-c', code])
 
 let passed = 0
 let failed = 0
+// A test that has not settled after this long fails (a hang must not stall CI for its whole
+// time limit); its mounts are cleaned up at the end as usual.
+const TEST_DEADLINE_MS = 90_000
+function zombieChildren () {
+  const out = []
+  for (const pid of fs.readdirSync('/proc').filter(d => /^[0-9]+$/.test(d))) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      if (Number(f[1]) === process.pid && f[0] === 'Z') out.push(`${pid} ${stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))}`)
+    } catch {}
+  }
+  return out
+}
 async function test (name, fn) {
   if (process.env.ONLY && !new RegExp(process.env.ONLY).test(name)) return
   try {
-    await fn()
+    let timer
+    const deadline = new Promise((resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${TEST_DEADLINE_MS / 1000} s; zombie children: ${zombieChildren().join(', ') || 'none'}; mounted: ${[MNT, MNT2, MNT3].filter(isMounted).join(', ') || 'none'}`)), TEST_DEADLINE_MS)
+    })
+    await Promise.race([fn(), deadline]).finally(() => clearTimeout(timer))
     passed++
     console.log('ok   ' + name)
   } catch (err) {
