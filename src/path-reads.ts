@@ -41,7 +41,7 @@ export class PathReads {
     readonly io: PathReadsIO = HOST_IO,
   ) {}
 
-  /** Host fds held now (for tests and stats). */
+  /** Files with an fd kept now (tests read it). */
   get size(): number {
     return this.#open.size;
   }

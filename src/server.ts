@@ -37,12 +37,17 @@ export interface Serving {
 /** How long the kernel keeps lookups and attributes of a read-only union (seconds). */
 const READ_ONLY_CACHE_SECONDS = 3600;
 
+/** A union that takes changes: an upper with its work dir, not served read-only. */
+export function isWritable(c: ServeConfig): boolean {
+  return c.upper !== undefined && c.work !== undefined && !c.readOnly;
+}
+
 /** libfuse options for a union: see native-notes/fuse-native.md for each choice. */
 export function fuseOptionsFor(c: ServeConfig): string[] {
   // use_ino: st_ino and d_ino are layerfs's own (src/inode.ts), shared by hard links.
   const o = ['fsname=layerfs', 'subtype=layerfs', 'default_permissions', 'use_ino'];
   if (c.allowOther) o.push('allow_other');
-  const writable = c.upper !== undefined && c.work !== undefined && !c.readOnly;
+  const writable = isWritable(c);
   if (!writable) {
     // The kernel then refuses every change itself (EROFS, as on a read-only overlay) without a
     // round trip, and since nothing can change the files, their pages stay cached across opens.
@@ -90,8 +95,7 @@ export function kernelOpensWithoutAsking(release: string): boolean {
  * and layerfs sees only the reads of what it has not cached. Elsewhere layerfs opens every file.
  */
 export function openingFor(c: ServeConfig, kernelRelease: string = release()): Opening {
-  const writable = c.upper !== undefined && c.work !== undefined && !c.readOnly;
-  return !writable && c.lowerTtl === undefined && kernelOpensWithoutAsking(kernelRelease) ? 'kernel' : 'union';
+  return !isWritable(c) && c.lowerTtl === undefined && kernelOpensWithoutAsking(kernelRelease) ? 'kernel' : 'union';
 }
 
 /**
@@ -102,8 +106,7 @@ export function openingFor(c: ServeConfig, kernelRelease: string = release()): O
  * union keeps everything for an hour anyway.
  */
 export function dirAttrTimeoutFor(c: ServeConfig): number | undefined {
-  const writable = c.upper !== undefined && c.work !== undefined && !c.readOnly;
-  return writable ? Math.min(1, c.lowerTtl ?? 1) : undefined;
+  return isWritable(c) ? Math.min(1, c.lowerTtl ?? 1) : undefined;
 }
 
 /**
@@ -124,8 +127,7 @@ async function prepareWork(c: ServeConfig, log: Log): Promise<string> {
 }
 
 export async function serve(c: ServeConfig, log: Log): Promise<Serving> {
-  const writable = c.upper !== undefined && c.work !== undefined && !c.readOnly;
-  const work = writable ? await prepareWork(c, log) : undefined;
+  const work = isWritable(c) ? await prepareWork(c, log) : undefined;
   const union = createUnion({ lowers: c.lowers, upper: c.upper, work, whiteout: c.whiteout ?? 'overlay', lowerTtl: c.lowerTtl });
   let onExit = (): void => {};
   const ops = new OpCounters();
