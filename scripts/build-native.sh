@@ -68,6 +68,10 @@ fi
 #    resolves to the system /usr/lib/x86_64-linux-gnu/libfuse.so.2 at runtime).
 (cd "$pkgdir" && "${gyp[@]}" rebuild "${gypargs[@]}" --loglevel=warn)
 
+# 3b. layerfs's own addon (native/fuse-dev: reads /dev/fuse on the JS thread for the kernel
+#     engine, DECISIONS D28). Plain N-API, no library to link.
+(cd "$project/native/fuse-dev" && "${gyp[@]}" rebuild "${gypargs[@]}" --loglevel=warn)
+
 # 4. check that the patched JS + the fresh binary are what gets loaded.
 node -e "
   const dir = '$pkgdir'
@@ -75,4 +79,7 @@ node -e "
   const Fuse = require(dir)
   if (Fuse.PATCH_ABI !== 4) { console.error('build-native: fuse-native is not patched (run patch-package first)'); process.exit(1) }
   console.log('build-native: ok, fuse-native patch ABI ' + Fuse.PATCH_ABI + ', addon ' + bin)
+  const dev = require('$project/native/fuse-dev/build/Release/fuse_dev.node')
+  if (typeof dev.start !== 'function') { console.error('build-native: native/fuse-dev did not build'); process.exit(1) }
+  console.log('build-native: ok, native/fuse-dev')
 "

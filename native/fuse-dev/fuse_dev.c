@@ -1,0 +1,168 @@
+// Reads FUSE requests from /dev/fuse on the JavaScript thread (src/fuse/kernel/device.ts).
+//
+// Why this exists: fuse-native runs libfuse's loop on its own threads and hands every request
+// to JavaScript and back (uv_async_send, then a semaphore): two extra thread wake-ups per
+// request, which is most of its ~110-150 us per request here. Polling the device from Node's
+// own event loop costs none: the kernel wakes the JS thread, the request is read and, when the
+// answer is at hand (a cache hit), written back in the same turn. Node has no way to poll an
+// arbitrary fd, hence these few lines; everything else (the protocol) is TypeScript.
+//
+//   const h = start(fd, buffer, onRequest, onEnd)
+//     fd:        the connection (/dev/fuse), made non-blocking here
+//     buffer:    each request is read into it; valid only during onRequest
+//     onRequest: (length) => void, called once per request, in order
+//     onEnd:     (errno) => void, once, when the connection ends (ENODEV: unmounted)
+//   stop(h)      stop reading (the fd stays open: the caller closes it)
+#include <errno.h>
+#include <fcntl.h>
+#include <node_api.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <uv.h>
+
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref on_request;
+  napi_ref on_end;
+  napi_ref buffer;
+  void *data;
+  size_t size;
+  int fd;
+  int stopped;
+} reader_t;
+
+static void on_closed(uv_handle_t *h) {
+  reader_t *r = (reader_t *)h->data;
+  napi_delete_reference(r->env, r->on_request);
+  napi_delete_reference(r->env, r->on_end);
+  napi_delete_reference(r->env, r->buffer);
+  // r itself is kept (a few bytes per session): the JS handle may still be passed to stop().
+}
+
+static void stop_reader(reader_t *r) {
+  if (r->stopped) return;
+  r->stopped = 1;
+  uv_poll_stop(&r->poll);
+  uv_close((uv_handle_t *)&r->poll, on_closed);
+}
+
+static void call(reader_t *r, napi_ref fn_ref, int value) {
+  napi_value fn, recv, arg, result;
+  napi_get_reference_value(r->env, fn_ref, &fn);
+  napi_get_global(r->env, &recv); // make_callback needs an object as `this`
+  napi_create_int32(r->env, value, &arg);
+  // make_callback: microtasks (promise continuations of earlier requests) run after each call.
+  if (napi_make_callback(r->env, NULL, recv, fn, 1, &arg, &result) == napi_pending_exception) {
+    napi_value e;
+    napi_get_and_clear_last_exception(r->env, &e);
+    napi_fatal_exception(r->env, e);
+  }
+}
+
+static void on_readable(uv_poll_t *h, int status, int events) {
+  (void)events;
+  reader_t *r = (reader_t *)h->data;
+  napi_handle_scope scope;
+  napi_open_handle_scope(r->env, &scope);
+  if (status < 0) {
+    // libuv reports the device's POLLERR (the connection is gone) as UV_EBADF: a read tells
+    // the real reason (ENODEV once unmounted).
+    int e = -status;
+    if (read(r->fd, r->data, r->size) < 0) e = errno;
+    stop_reader(r);
+    call(r, r->on_end, e);
+  } else {
+    // A burst is read in one go, but not forever: other handles of the loop get their turn.
+    for (int i = 0; i < 128 && !r->stopped; i++) {
+      ssize_t n = read(r->fd, r->data, r->size);
+      if (n >= 0) {
+        call(r, r->on_request, (int)n);
+        continue;
+      }
+      int e = errno;
+      if (e == EAGAIN) break;
+      // EINTR; ENOENT: the request was interrupted and withdrawn before it was read.
+      if (e == EINTR || e == ENOENT) continue;
+      stop_reader(r);
+      call(r, r->on_end, e);
+      break;
+    }
+  }
+  napi_close_handle_scope(r->env, scope);
+}
+
+#define CHECK(call_)                                                  \
+  if ((call_) != napi_ok) {                                           \
+    napi_throw_error(env, NULL, "fuse_dev: bad arguments: " #call_); \
+    return NULL;                                                      \
+  }
+
+static napi_value start(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 4) {
+    napi_throw_error(env, NULL, "fuse_dev.start(fd, buffer, onRequest, onEnd)");
+    return NULL;
+  }
+  int fd;
+  void *data;
+  size_t size;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(napi_get_buffer_info(env, argv[1], &data, &size));
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+    napi_throw_error(env, NULL, "fuse_dev: fcntl failed on the connection fd");
+    return NULL;
+  }
+  reader_t *r = calloc(1, sizeof *r);
+  if (r == NULL) {
+    napi_throw_error(env, NULL, "fuse_dev: out of memory");
+    return NULL;
+  }
+  r->env = env;
+  r->fd = fd;
+  r->data = data;
+  r->size = size;
+  napi_create_reference(env, argv[1], 1, &r->buffer);
+  napi_create_reference(env, argv[2], 1, &r->on_request);
+  napi_create_reference(env, argv[3], 1, &r->on_end);
+  uv_loop_t *loop;
+  napi_get_uv_event_loop(env, &loop);
+  int err = uv_poll_init(loop, &r->poll, fd);
+  if (err == 0) {
+    r->poll.data = r;
+    err = uv_poll_start(&r->poll, UV_READABLE, on_readable);
+  }
+  if (err != 0) {
+    napi_delete_reference(env, r->buffer);
+    napi_delete_reference(env, r->on_request);
+    napi_delete_reference(env, r->on_end);
+    free(r);
+    napi_throw_error(env, NULL, uv_strerror(err));
+    return NULL;
+  }
+  napi_value handle;
+  napi_create_external(env, r, NULL, NULL, &handle);
+  return handle;
+}
+
+static napi_value stop(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  void *r;
+  CHECK(napi_get_value_external(env, argv[0], &r));
+  stop_reader((reader_t *)r);
+  return NULL;
+}
+
+NAPI_MODULE_INIT() {
+  napi_value f;
+  napi_create_function(env, "start", NAPI_AUTO_LENGTH, start, NULL, &f);
+  napi_set_named_property(env, exports, "start", f);
+  napi_create_function(env, "stop", NAPI_AUTO_LENGTH, stop, NULL, &f);
+  napi_set_named_property(env, exports, "stop", f);
+  return exports;
+}
