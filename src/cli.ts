@@ -108,7 +108,7 @@ async function mountCommand(args: string[]): Promise<number> {
   try {
     serving = await serve({
       lowers: paths.lowers, upper: paths.upper, work: paths.work, whiteout: opts.whiteout, lowerTtl: opts.lowerTtl, mountpoint: paths.mountpoint,
-      readOnly: opts.readOnly, allowOther: opts.allowOther, fuseOptions: opts.fuseOptions,
+      readOnly: opts.readOnly, allowOther: opts.allowOther, fuseOptions: opts.fuseOptions, engine: opts.engine,
     }, log);
   } catch (e) {
     throw new ConfigError(`cannot mount ${m.mountpoint}: ${(e as Error).message}`);

@@ -86,6 +86,8 @@ export interface ParsedOptions {
   readOnly: boolean;
   allowOther: boolean;
   fuseOptions: string[];
+  /** engine=: who speaks FUSE (D28); undefined: the default (kernel). */
+  engine?: 'kernel' | 'libfuse';
 }
 
 /** Parse the -o option list(s). Throws ConfigError on the first problem. */
@@ -121,6 +123,12 @@ export function parseOptions(optionStrings: readonly string[]): ParsedOptions {
         const n = Number(v);
         if (!/^\d+(\.\d+)?$/.test(v) || !Number.isFinite(n)) throw new ConfigError(`lower_ttl= takes a number of seconds, not ${v}`);
         out.lowerTtl = n;
+        break;
+      }
+      case 'engine': {
+        const v = need();
+        if (v !== 'kernel' && v !== 'libfuse') throw new ConfigError(`engine= takes kernel or libfuse, not ${v}`);
+        out.engine = v;
         break;
       }
       case 'ro': out.readOnly = true; break;

@@ -3,6 +3,8 @@
 import { release } from 'node:os';
 import { toFuseOps, type Opening } from './fuse/adapter.js';
 import { mountFuse, unmountPath } from './fuse/mount.js';
+import { mountKernelFuse } from './fuse/kernel/mount.js';
+import type { KernelPolicy } from './fuse/kernel/session.js';
 import { listenControl, type ControlServer } from './host/control.js';
 import { isServing, readRecord, removeRecord, socketFor, startTicks, writeRecord } from './host/runtime.js';
 import type { Log } from './log.js';
@@ -25,6 +27,8 @@ export interface ServeConfig {
   readonly readOnly: boolean;
   readonly allowOther: boolean;
   readonly fuseOptions: readonly string[];
+  /** Who speaks FUSE (D28): layerfs itself ('kernel', the default) or libfuse through fuse-native. */
+  readonly engine?: Engine | undefined;
 }
 
 export interface Serving {
@@ -32,6 +36,21 @@ export interface Serving {
   stop(): Promise<void>;
   /** Resolves when the mount has ended, whoever ended it. */
   readonly ended: Promise<void>;
+}
+
+/** Who speaks FUSE: 'kernel' (layerfs reads /dev/fuse itself, D28) or 'libfuse' (fuse-native). */
+export type Engine = 'kernel' | 'libfuse';
+
+/**
+ * The engine of a mount: as asked (engine=), else the kernel engine where the kernel speaks FUSE
+ * 7.28 or newer (Linux 4.20, the oldest protocol it answers: src/fuse/kernel/wire.ts), else
+ * libfuse. `release` is os.release().
+ */
+export function engineFor(c: ServeConfig, kernelRelease: string = release()): Engine {
+  if (c.engine !== undefined) return c.engine;
+  const m = /^(\d+)\.(\d+)/.exec(kernelRelease);
+  const [major, minor] = m === null ? [0, 0] : [Number(m[1]), Number(m[2])];
+  return major > 4 || (major === 4 && minor >= 20) ? 'kernel' : 'libfuse';
 }
 
 /** How long the kernel keeps lookups and attributes of a read-only union (seconds). */
@@ -74,6 +93,37 @@ export function fuseOptionsFor(c: ServeConfig): string[] {
     // overlayfs would do and answers for the hidden name itself (src/ops/open.ts, unlinkOpen).
   }
   return [...o, ...c.fuseOptions];
+}
+
+/** Kernel mount options of the 'kernel' engine (the rest of fuseOptionsFor is carried per reply). */
+export function mountOptionsFor(c: ServeConfig): string[] {
+  const o = ['fsname=layerfs', 'subtype=layerfs', 'default_permissions'];
+  if (c.allowOther) o.push('allow_other');
+  if (!isWritable(c)) o.push('ro');
+  return [...o, ...c.fuseOptions];
+}
+
+/** Largest WRITE request of the 'kernel' engine: 1 MiB, 256 times libfuse 2's 4 KiB. */
+const KERNEL_MAX_WRITE = 1 << 20;
+
+/** What the kernel may keep, per reply, with the 'kernel' engine: the choices of fuseOptionsFor. */
+export function kernelPolicyFor(c: ServeConfig, kernelRelease: string = release()): KernelPolicy {
+  const kernelOpens = openingFor(c, kernelRelease) === 'kernel';
+  if (!isWritable(c)) {
+    const keep = Math.min(READ_ONLY_CACHE_SECONDS, c.lowerTtl ?? READ_ONLY_CACHE_SECONDS);
+    return {
+      entrySec: keep, attrSecFile: keep, attrSecDir: keep, negativeSec: keep,
+      // With lower_ttl, pages are dropped at every open instead of kept (libfuse's auto_cache
+      // kept them while mtime and size stayed the same).
+      keepCache: c.lowerTtl === undefined, cacheDirs: kernelOpens, cacheSymlinks: c.lowerTtl === undefined,
+      kernelOpens, maxWrite: KERNEL_MAX_WRITE,
+    };
+  }
+  const dir = dirAttrTimeoutFor(c) ?? 1;
+  return {
+    entrySec: Math.min(1, c.lowerTtl ?? 1), attrSecFile: 0, attrSecDir: dir, negativeSec: 0,
+    keepCache: false, cacheDirs: false, cacheSymlinks: false, kernelOpens: false, maxWrite: KERNEL_MAX_WRITE,
+  };
 }
 
 /**
@@ -134,18 +184,20 @@ export async function serve(c: ServeConfig, log: Log): Promise<Serving> {
   const opLog: Log = { ...log, stats: ops };
   const opening = openingFor(c);
   const dirAttrTimeout = dirAttrTimeoutFor(c);
-  const mounted = await mountFuse(c.mountpoint, (caller, xattrKnown) => {
-    union.tellFixedXattrNames(xattrKnown); // (a no-op unless no xattr can change: D20)
-    return toFuseOps(union.ops, opLog, caller, opening);
-  }, {
-    options: fuseOptionsFor(c),
-    // Reads without a handle must carry their path.
-    nullPathOk: opening === 'union',
-    // Where files are never changed, directories are not either: listings may stay cached (D27).
-    cacheDirs: opening === 'kernel',
-    ...(dirAttrTimeout === undefined ? {} : { attrTimeoutDir: dirAttrTimeout }),
-    onExit: () => onExit(),
-  });
+  const mounted = engineFor(c) === 'kernel'
+    ? mountKernelFuse(c.mountpoint, union.ops, { options: mountOptionsFor(c), policy: kernelPolicyFor(c), log: opLog, onExit: () => onExit() })
+    : await mountFuse(c.mountpoint, (caller, xattrKnown) => {
+      union.tellFixedXattrNames(xattrKnown); // (a no-op unless no xattr can change: D20)
+      return toFuseOps(union.ops, opLog, caller, opening);
+    }, {
+      options: fuseOptionsFor(c),
+      // Reads without a handle must carry their path.
+      nullPathOk: opening === 'union',
+      // Where files are never changed, directories are not either: listings may stay cached (D27).
+      cacheDirs: opening === 'kernel',
+      ...(dirAttrTimeout === undefined ? {} : { attrTimeoutDir: dirAttrTimeout }),
+      onExit: () => onExit(),
+    });
   writeRecord({ pid: process.pid, startTicks: startTicks(process.pid) ?? '', mountpoint: c.mountpoint });
   const started = Date.now();
   let control: ControlServer | undefined;

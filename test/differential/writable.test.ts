@@ -418,7 +418,8 @@ function normalize(s: Snapshot, kind: 'merged' | 'upper'): Snapshot {
   return s;
 }
 
-async function runSide(who: Subject, tag: string, steps: Step[]): Promise<SideResult> {
+/** options: extra layerfs mount options (engine=libfuse). */
+async function runSide(who: Subject, tag: string, steps: Step[], options: string[] = []): Promise<SideResult> {
   const base = await space.dir(`${tag}-${who}`);
   const layersRoot = path.join(base, 'layers');
   const upper = path.join(base, 'upper');
@@ -434,7 +435,7 @@ async function runSide(who: Subject, tag: string, steps: Step[]): Promise<SideRe
       const merged = await snapshot(mnt, { xattrs: true, content: true });
       return { outcomes, merged };
     };
-    const { outcomes, merged } = who === 'kernel' ? await withKernelOverlay(dirs, body) : await withLayerfs(dirs, body);
+    const { outcomes, merged } = who === 'kernel' ? await withKernelOverlay(dirs, body) : await withLayerfs({ ...dirs, options }, body);
     const phantoms = dropPhantoms(merged);
     normalize(merged, 'merged');
     const up = normalize(await snapshot(upper, { xattrs: true, content: true }), 'upper');
@@ -442,7 +443,7 @@ async function runSide(who: Subject, tag: string, steps: Step[]): Promise<SideRe
     // The kernel must read what the subject wrote: mount its upper (fresh work dir) and look.
     const work2 = path.join(base, 'work2');
     fs.mkdirSync(work2);
-    const cross = await withKernelOverlay({ ...dirs, work: work2 }, (mnt) => snapshot(mnt, { xattrs: true, content: true }));
+    const cross = await withKernelOverlay({ ...dirs, work: work2, options: [] }, (mnt) => snapshot(mnt, { xattrs: true, content: true }));
     dropPhantoms(cross);
     return { outcomes, merged, upper: up, phantoms, crossMerged: normalize(cross, 'merged') };
   } finally {
@@ -553,6 +554,11 @@ for (const sc of SCENARIOS) {
     const s = await runSide(who, sc.name, sc.steps);
     const { diffs } = compare(k, s, sc.steps, label);
     fail(t, `kernel vs ${label} (${sc.name})${diffs.length > 0 ? `\n  steps:\n${reproducer(sc.steps)}\n  differences` : ''}`, diffs);
+    if (who !== 'layerfs') return;
+    // The same through libfuse (engine=libfuse, D28): the fallback engine must agree too.
+    const l = await runSide(who, `${sc.name}-libfuse`, sc.steps, ['engine=libfuse']);
+    const lib = compare(k, l, sc.steps, 'layerfs engine=libfuse');
+    fail(t, `kernel vs layerfs engine=libfuse (${sc.name})${lib.diffs.length > 0 ? `\n  steps:\n${reproducer(sc.steps)}\n  differences` : ''}`, lib.diffs);
   });
 }
 

@@ -131,3 +131,31 @@ test('a writable union lets the kernel keep directory attributes for 1 s (no lon
   t.is(dirAttrTimeoutFor(base), undefined, 'read-only: the mount keeps everything (D6)');
   t.is(dirAttrTimeoutFor({ ...rw, readOnly: true }), undefined);
 });
+
+test('engine= picks who speaks FUSE; the kernel engine keeps in the kernel what the libfuse options kept', async (t) => {
+  t.is(parseOptions(['lowerdir=/l,engine=libfuse']).engine, 'libfuse');
+  t.is(parseOptions(['lowerdir=/l,engine=kernel']).engine, 'kernel');
+  t.is(parseOptions(['lowerdir=/l']).engine, undefined);
+  t.throws(() => parseOptions(['lowerdir=/l,engine=fast']), { message: /engine= takes kernel or libfuse/ });
+  const { kernelPolicyFor, mountOptionsFor } = await import('../../src/server.js');
+  const base = { lowers: ['/l'], mountpoint: '/m', readOnly: false, allowOther: false, fuseOptions: ['nodev'] };
+  const ro = kernelPolicyFor(base, '6.1.0');
+  t.like(ro, { entrySec: 3600, attrSecFile: 3600, negativeSec: 3600, keepCache: true, cacheDirs: true, kernelOpens: true });
+  t.like(kernelPolicyFor({ ...base, lowerTtl: 5 }, '6.1.0'), { entrySec: 5, attrSecDir: 5, negativeSec: 5, keepCache: false, kernelOpens: false, cacheSymlinks: false });
+  t.like(kernelPolicyFor(base, '4.19.0'), { kernelOpens: false, cacheDirs: false });
+  const rw = { ...base, upper: '/u', work: '/w' };
+  t.like(kernelPolicyFor(rw, '6.1.0'), { entrySec: 1, attrSecFile: 0, attrSecDir: 1, negativeSec: 0, keepCache: false, kernelOpens: false });
+  t.like(kernelPolicyFor({ ...rw, lowerTtl: 0.25 }, '6.1.0'), { entrySec: 0.25, attrSecDir: 0.25 });
+  t.deepEqual(mountOptionsFor(base), ['fsname=layerfs', 'subtype=layerfs', 'default_permissions', 'ro', 'nodev']);
+  t.deepEqual(mountOptionsFor({ ...rw, allowOther: true }), ['fsname=layerfs', 'subtype=layerfs', 'default_permissions', 'allow_other', 'nodev']);
+});
+
+test('the kernel engine is the default where the kernel speaks FUSE 7.28 (Linux 4.20) or newer', async (t) => {
+  const { engineFor } = await import('../../src/server.js');
+  const base = { lowers: ['/l'], mountpoint: '/m', readOnly: false, allowOther: false, fuseOptions: [] };
+  t.is(engineFor(base, '6.1.0-18-amd64'), 'kernel');
+  t.is(engineFor(base, '4.20.0'), 'kernel');
+  t.is(engineFor(base, '4.19.0-26-amd64'), 'libfuse');
+  t.is(engineFor({ ...base, engine: 'libfuse' }, '6.1.0'), 'libfuse');
+  t.is(engineFor({ ...base, engine: 'kernel' }, '4.9.0'), 'kernel');
+});

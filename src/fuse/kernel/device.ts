@@ -1,0 +1,115 @@
+// The connection of the "kernel" engine (D28): a FUSE mount made by libfuse's fuse_mount (which
+// mounts directly as root and through fusermount otherwise, as every libfuse filesystem does),
+// its /dev/fuse fd read on the JavaScript thread by layerfs's small addon (native/fuse-dev), and
+// replies written back with a plain write(2).
+import { closeSync, writeSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import koffi from 'koffi';
+
+interface FuseDevAddon {
+  start(fd: number, buffer: Buffer, onRequest: (len: number) => void, onEnd: (errno: number) => void): unknown;
+  stop(handle: unknown): void;
+}
+
+let addon: FuseDevAddon | undefined;
+
+/** The addon, built by scripts/build-native.sh into native/fuse-dev/build/Release. */
+export function loadFuseDev(): FuseDevAddon {
+  if (addon !== undefined) return addon;
+  const root = join(dirname(fileURLToPath(import.meta.url)), '../../../..');
+  const file = join(root, 'native/fuse-dev/build/Release/fuse_dev.node');
+  try {
+    addon = createRequire(import.meta.url)(file) as FuseDevAddon;
+  } catch (e) {
+    throw new Error(`cannot load ${file} (${(e as Error).message.split('\n')[0]}): it is built on install; in a checkout run npm install (or bash scripts/build-native.sh)`);
+  }
+  return addon;
+}
+
+interface LibFuse {
+  addArg(args: unknown, arg: string): number;
+  mount(mountpoint: string, args: unknown): unknown;
+  chanFd(chan: unknown): number;
+  freeArgs(args: unknown): void;
+}
+
+let libfuse: LibFuse | undefined;
+
+function loadLibfuse(): LibFuse {
+  if (libfuse !== undefined) return libfuse;
+  let lib: ReturnType<typeof koffi.load>;
+  try {
+    lib = koffi.load('libfuse.so.2');
+  } catch {
+    throw new Error('libfuse.so.2 is missing: install it (Debian/Ubuntu: apt-get install libfuse2)');
+  }
+  // struct fuse_args is handled as an opaque block that libfuse itself fills.
+  const addArg = lib.func('int fuse_opt_add_arg(void *args, const char *arg)');
+  const mount = lib.func('void *fuse_mount(const char *mountpoint, void *args)');
+  const chanFd = lib.func('int fuse_chan_fd(void *ch)');
+  const freeArgs = lib.func('void fuse_opt_free_args(void *args)');
+  libfuse = { addArg, mount, chanFd, freeArgs };
+  return libfuse;
+}
+
+/**
+ * Mount an empty FUSE connection at `mountpoint` with kernel mount options (ro, allow_other,
+ * default_permissions, fsname=, subtype=, ...): the /dev/fuse fd, whose first request will be INIT.
+ */
+export function mountConnection(mountpoint: string, options: readonly string[]): number {
+  const f = loadLibfuse();
+  // struct fuse_args { int argc; char **argv; int allocated; }: 24 bytes, zeroed = empty.
+  const args = koffi.alloc('uint8_t', 24);
+  koffi.encode(args, 'uint8_t', new Array(24).fill(0), 24);
+  try {
+    for (const a of ['layerfs', ...(options.length > 0 ? ['-o', options.join(',')] : [])]) {
+      if (f.addArg(args, a) !== 0) throw new Error('fuse_opt_add_arg failed');
+    }
+    const chan = f.mount(mountpoint, args);
+    if (chan === null) throw new Error(`cannot mount ${mountpoint} (libfuse printed why, above)`);
+    return f.chanFd(chan);
+  } finally {
+    f.freeArgs(args);
+    koffi.free(args);
+  }
+}
+
+export interface Connection {
+  /** Stop reading and close the fd (after the kernel ended the connection, or to abandon it). */
+  close(): void;
+}
+
+/**
+ * Serve `fd`: every request goes to `onRequest` (its buffer is reused for the next), and
+ * `onEnd` runs once when the connection is gone (unmounted: ENODEV).
+ */
+export function readConnection(fd: number, bufferSize: number, onRequest: (b: Buffer, len: number) => void, onEnd: (errno: number) => void): Connection {
+  const dev = loadFuseDev();
+  const buf = Buffer.alloc(bufferSize);
+  let closed = false;
+  const close = (): void => {
+    if (closed) return;
+    closed = true;
+    dev.stop(handle);
+    closeSync(fd);
+  };
+  const handle = dev.start(fd, buf, (len) => onRequest(buf, len), (errno) => {
+    close();
+    onEnd(errno);
+  });
+  return { close };
+}
+
+/** Write one reply; a request the kernel withdrew meanwhile (ENOENT) or a closed connection is no error. */
+export function writeReply(fd: number, reply: Buffer): string | undefined {
+  try {
+    writeSync(fd, reply);
+    return undefined;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'EBADF' || code === 'ENODEV') return undefined;
+    return code ?? String(e);
+  }
+}

@@ -1,0 +1,33 @@
+// Mount a union with the "kernel" engine (D28): layerfs speaks the FUSE protocol itself.
+import type { Log } from '../../log.js';
+import type { UnionOps } from '../../union.js';
+import { unmountPath, type Mounted } from '../mount.js';
+import { mountConnection, readConnection, writeReply } from './device.js';
+import { KernelSession, type KernelPolicy } from './session.js';
+
+/** Room for a request's header and arguments besides the data of the largest WRITE. */
+const HEADER_ROOM = 4096;
+
+export function mountKernelFuse(
+  mountpoint: string,
+  ops: UnionOps,
+  o: { readonly options: readonly string[]; readonly policy: KernelPolicy; readonly log: Log; readonly onExit: () => void },
+): Mounted {
+  const fd = mountConnection(mountpoint, o.options);
+  const session = new KernelSession(ops, o.policy, o.log, (reply) => {
+    const err = writeReply(fd, reply);
+    if (err !== undefined) o.log.bug('reply', new Error(`writing a reply to /dev/fuse failed: ${err}`));
+  });
+  readConnection(fd, o.policy.maxWrite + HEADER_ROOM, (b, len) => {
+    try {
+      session.request(b, len);
+    } catch (e) {
+      // A request layerfs could not even decode: say so and answer nothing (the kernel waits).
+      o.log.bug('request', e);
+    }
+  }, (errno) => {
+    if (errno !== 19 /* ENODEV: unmounted */) o.log.info(`the FUSE connection of ${mountpoint} ended with errno ${errno}`);
+    o.onExit();
+  });
+  return { mountpoint, unmount: () => unmountPath(mountpoint) };
+}

@@ -1,0 +1,98 @@
+// The kernel names files by node id; layerfs's union works by path. This table is the bridge:
+// one node per name the kernel has looked up (as libfuse's high-level API keeps them), with the
+// kernel's lookup count, so that a node lives exactly as long as the kernel may still name it.
+//
+// A node removed or renamed over while the kernel still holds it becomes nameless: requests for
+// it that need a path get ENOENT, and those that carry a file handle go by the handle.
+import { ROOT, childOf, type Name, type VPath } from '../../path.js';
+
+export interface Node {
+  readonly id: number;
+  parent: Node | undefined;
+  name: string;
+  /** How many lookups the kernel has not yet forgotten. */
+  lookups: number;
+  children: Map<string, Node> | undefined;
+  /** Handles open on this node (for requests on a nameless node that carry none). */
+  readonly handles: Set<number>;
+}
+
+export const ROOT_ID = 1;
+
+export class NodeTable {
+  readonly root: Node = { id: ROOT_ID, parent: undefined, name: '', lookups: 1, children: undefined, handles: new Set() };
+  private readonly byId = new Map<number, Node>([[ROOT_ID, this.root]]);
+  private next = ROOT_ID + 1;
+
+  get(id: number): Node | undefined {
+    return this.byId.get(id);
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  /** The path of a node, or null when it (or a directory above it) has no name any more. */
+  path(n: Node): VPath | null {
+    if (n === this.root) return ROOT;
+    const names: string[] = [];
+    for (let at: Node | undefined = n; at !== this.root; at = at.parent) {
+      if (at === undefined) return null;
+      names.push(at.name);
+    }
+    let p: VPath = ROOT;
+    for (let i = names.length - 1; i >= 0; i--) p = childOf(p, names[i] as Name);
+    return p;
+  }
+
+  /** A successful lookup of `name` in `parent`: the node the kernel is given (counted once more). */
+  lookedUp(parent: Node, name: string): Node {
+    let n = parent.children?.get(name);
+    if (n === undefined) {
+      n = { id: this.next++, parent, name, lookups: 0, children: undefined, handles: new Set() };
+      (parent.children ??= new Map()).set(name, n);
+      this.byId.set(n.id, n);
+    }
+    n.lookups++;
+    return n;
+  }
+
+  /** The kernel dropped `count` of its lookups of node `id`. */
+  forget(id: number, count: number): void {
+    const n = this.byId.get(id);
+    if (n === undefined || n === this.root) return;
+    n.lookups -= count;
+    if (n.lookups > 0) return;
+    this.byId.delete(id);
+    // A directory forgotten before its children (not what the kernel does) stays in the tree for them.
+    if (n.children !== undefined && n.children.size > 0) return;
+    this.detach(n);
+  }
+
+  /** `name` in `parent` is gone (unlink, rmdir): its node, if any, has no name from now on. */
+  removed(parent: Node, name: string): void {
+    const n = parent.children?.get(name);
+    if (n !== undefined) this.detach(n);
+  }
+
+  /** A rename: whatever was at the destination loses its name; the source node moves there. */
+  renamed(from: Node, fromName: string, to: Node, toName: string): void {
+    const n = from.children?.get(fromName);
+    this.removed(to, toName);
+    if (n === undefined) return;
+    from.children?.delete(fromName);
+    n.parent = to;
+    n.name = toName;
+    (to.children ??= new Map()).set(toName, n);
+  }
+
+  private detach(n: Node): void {
+    const p = n.parent;
+    if (p?.children?.get(n.name) === n) {
+      p.children.delete(n.name);
+      // A forgotten parent kept only for its children goes with the last of them.
+      if (p.children.size === 0 && p !== this.root && !this.byId.has(p.id)) this.detach(p);
+    }
+    n.parent = undefined;
+  }
+}

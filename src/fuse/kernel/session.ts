@@ -1,0 +1,474 @@
+// One FUSE connection served by layerfs itself (the "kernel" engine, DECISIONS D28): requests are
+// read from /dev/fuse on the JavaScript thread (device.ts), decoded here, answered through the
+// union's operations, and the replies written back from the same thread. No libfuse loop, no
+// binding threads: a request answered from layerfs's caches costs one wake-up of this thread.
+//
+// What the kernel is allowed to keep, and for how long, is the caller's policy (KernelPolicy):
+// the same choices as the libfuse options of src/server.ts, carried in each reply.
+import { constants as fsc } from 'node:fs';
+import { constants } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import type { Attr } from '../../attr.js';
+import { FsError, toErrno } from '../../errno.js';
+import type { Log } from '../../log.js';
+import type { MergedEntry } from '../../dir-merge.js';
+import { childOf, isName, type Name, type VPath } from '../../path.js';
+import type { UnionOps } from '../../union.js';
+import type { TimeSpec } from '../../host/libc.js';
+import { NodeTable, type Node } from './nodes.js';
+import {
+  ATTR_OUT, ENTRY_OUT, Fattr, Fopen, GETATTR_FH, IN_HEADER, INIT_OUT, Init, KERNEL_MINOR, KERNEL_VERSION, MIN_KERNEL_MINOR,
+  OPEN_OUT, Op, STATFS_OUT, WRITE_IN, cString, direntSize, readHeader, reply, replyWith, writeAttrOut, writeDirent, writeEntry,
+  writeInit, writeOpen, writeStatfs, type Header,
+} from './wire.js';
+
+const E = constants.errno;
+
+/** What the kernel may keep, per reply (see fuseOptionsFor in src/server.ts for the reasons). */
+export interface KernelPolicy {
+  /** Seconds a name stays valid in the kernel's dentry cache. */
+  readonly entrySec: number;
+  /** Seconds a file's / a directory's attributes stay valid. */
+  readonly attrSecFile: number;
+  readonly attrSecDir: number;
+  /** Seconds an absence stays cached (0: not cached). */
+  readonly negativeSec: number;
+  /** File pages stay cached across opens (nothing can change them). */
+  readonly keepCache: boolean;
+  /** Directory listings stay cached across opens (D27). */
+  readonly cacheDirs: boolean;
+  /** Symlink targets stay cached. */
+  readonly cacheSymlinks: boolean;
+  /** The kernel opens files itself and reads by path (D26): OPEN and FLUSH answer ENOSYS. */
+  readonly kernelOpens: boolean;
+  /** Largest WRITE the kernel sends, in bytes (the read buffer is sized from it). */
+  readonly maxWrite: number;
+}
+
+/** The sink replies go to: the connection's fd (device.ts), a recorder in tests. */
+export type Send = (reply: Buffer) => void;
+
+type Reply = Buffer | undefined;
+
+interface DirHandle {
+  readonly node: Node;
+  entries: MergedEntry[] | undefined;
+}
+
+/** The name libfuse's API would give an unlinked open file; only an index key here, never on disk. */
+let unlinkedSeq = 0;
+const unlinkedKey = (): Name => `.layerfs-unlinked-${(unlinkedSeq++).toString(16).padStart(8, '0')}` as Name;
+
+const DT_SHIFT = 12;
+const RENAME_NOREPLACE = 1;
+
+export class KernelSession {
+  readonly nodes = new NodeTable();
+  private readonly dirs = new Map<number, DirHandle>();
+  private nextDir = 1;
+  /** File handle -> the node it was opened on. */
+  private readonly fileNode = new Map<number, Node>();
+  private proto = 0;
+
+  constructor(
+    private readonly u: UnionOps,
+    private readonly policy: KernelPolicy,
+    private readonly log: Log,
+    private readonly send: Send,
+  ) {}
+
+  /** Handle one request, read into `b` (valid only during this call). */
+  request(b: Buffer, len: number): void {
+    if (len < IN_HEADER) return;
+    const h = readHeader(b);
+    switch (h.opcode) {
+      case Op.FORGET:
+        this.nodes.forget(Number(h.nodeid), Number(b.readBigUInt64LE(IN_HEADER)));
+        return;
+      case Op.BATCH_FORGET: {
+        const count = b.readUInt32LE(IN_HEADER);
+        for (let i = 0, at = IN_HEADER + 8; i < count && at + 16 <= len; i++, at += 16) {
+          this.nodes.forget(Number(b.readBigUInt64LE(at)), Number(b.readBigUInt64LE(at + 8)));
+        }
+        return;
+      }
+      case Op.INTERRUPT:
+        return; // layerfs's operations are short or must not be cut off (copy-up): let them finish
+      case Op.INIT:
+        this.send(this.init(h, b));
+        return;
+      case Op.DESTROY:
+        this.send(reply(h.unique, 0));
+        return;
+    }
+    const node = this.nodes.get(Number(h.nodeid));
+    if (node === undefined) {
+      this.send(reply(h.unique, E.ENOENT));
+      return;
+    }
+    const t0 = performance.now();
+    let result: Promise<Reply>;
+    try {
+      result = this.dispatch(h, node, b, len);
+    } catch (e) {
+      result = Promise.reject(e);
+    }
+    const name = opName(h.opcode);
+    result.then(
+      (out) => {
+        const us = (performance.now() - t0) * 1000;
+        this.log.stats?.record(name, us);
+        if (this.log.tracing) this.log.trace(name, this.describe(node), 'ok', us);
+        this.send(out ?? reply(h.unique, 0));
+      },
+      (e: unknown) => {
+        if (!(e instanceof FsError)) this.log.bug(name, e);
+        const us = (performance.now() - t0) * 1000;
+        const code = e instanceof FsError ? e.code : 'EIO';
+        this.log.stats?.record(name, us, code);
+        if (this.log.tracing) this.log.trace(name, this.describe(node), code, us);
+        this.send(reply(h.unique, toErrno(e)));
+      },
+    );
+  }
+
+  private describe(n: Node): string {
+    return this.nodes.path(n) ?? `<node ${n.id}, no name>`;
+  }
+
+  private init(h: Header, b: Buffer): Buffer {
+    const major = b.readUInt32LE(IN_HEADER);
+    const minor = b.readUInt32LE(IN_HEADER + 4);
+    const maxReadahead = b.readUInt32LE(IN_HEADER + 8);
+    const offered = b.readUInt32LE(IN_HEADER + 12);
+    if (major !== KERNEL_VERSION || minor < MIN_KERNEL_MINOR) {
+      this.log.info(`the kernel speaks FUSE ${major}.${minor}; layerfs needs ${KERNEL_VERSION}.${MIN_KERNEL_MINOR} or newer`);
+      return reply(h.unique, E.EPROTO);
+    }
+    this.proto = Math.min(minor, KERNEL_MINOR);
+    let want = Init.ASYNC_READ | Init.BIG_WRITES | Init.MAX_PAGES;
+    if (this.policy.cacheSymlinks) want |= Init.CACHE_SYMLINKS;
+    const flags = (want & offered) >>> 0;
+    return replyWith(h.unique, INIT_OUT, (o, at) => writeInit(o, at, {
+      minor: this.proto, maxReadahead, flags, maxBackground: 64, congestionThreshold: 48,
+      maxWrite: this.policy.maxWrite, maxPages: Math.ceil(this.policy.maxWrite / 4096),
+    }));
+  }
+
+  private path(n: Node): VPath {
+    const p = this.nodes.path(n);
+    if (p === null) throw new FsError('ENOENT', 'path');
+    return p;
+  }
+
+  private child(parent: Node, name: string): VPath {
+    if (!isName(name)) throw new FsError('EINVAL', 'name');
+    if (Buffer.byteLength(name) > 255) throw new FsError('ENAMETOOLONG', 'name');
+    return childOf(this.path(parent), name);
+  }
+
+  private attrSec(a: Attr): number {
+    return (a.mode & fsc.S_IFMT) === fsc.S_IFDIR ? this.policy.attrSecDir : this.policy.attrSecFile;
+  }
+
+  private entry(h: Header, parent: Node, name: string, a: Attr): Buffer {
+    const n = this.nodes.lookedUp(parent, name);
+    return replyWith(h.unique, ENTRY_OUT, (o, at) => writeEntry(o, at, BigInt(n.id), a, this.policy.entrySec, this.attrSec(a)));
+  }
+
+  private attrOut(h: Header, a: Attr): Buffer {
+    return replyWith(h.unique, ATTR_OUT, (o, at) => writeAttrOut(o, at, a, this.attrSec(a)));
+  }
+
+  /** A new entry (mkdir, create, ...) in `parent`: look it up as the kernel would. */
+  private async created(h: Header, parent: Node, name: string, p: VPath): Promise<Buffer> {
+    return this.entry(h, parent, name, await this.u.getattr(p));
+  }
+
+  /** Attributes of a node: through a handle when one is given or the node has no name. */
+  private async attrOf(n: Node, fh?: number): Promise<Attr> {
+    const p = this.nodes.path(n);
+    const handle = fh ?? (p === null ? n.handles.values().next().value : undefined);
+    if (handle !== undefined && this.fileNode.has(handle)) return (await this.u.fgetattr(handle, p)).attr;
+    if (p === null) throw new FsError('ENOENT', 'getattr');
+    return this.u.getattr(p);
+  }
+
+  private owner(h: Header): { uid: number; gid: number } {
+    return { uid: h.uid, gid: h.gid };
+  }
+
+  private opened(n: Node, fh: number): void {
+    this.fileNode.set(fh, n);
+    n.handles.add(fh);
+  }
+
+  /** Unlink `p` (in `parent` as `name`), keeping it for the handles still open on it. */
+  private async unlinkName(p: VPath): Promise<void> {
+    if (!(await this.u.unlinkOpen(p, unlinkedKey()))) await this.u.unlink(p);
+  }
+
+  private dispatch(h: Header, n: Node, b: Buffer, len: number): Promise<Reply> {
+    const at = IN_HEADER;
+    switch (h.opcode) {
+      case Op.LOOKUP: return this.lookup(h, n, cString(b, at, len)[0]);
+      case Op.GETATTR: {
+        const flags = b.readUInt32LE(at);
+        const fh = (flags & GETATTR_FH) !== 0 ? Number(b.readBigUInt64LE(at + 8)) : undefined;
+        return this.attrOf(n, fh).then((a) => this.attrOut(h, a));
+      }
+      case Op.SETATTR: return this.setattr(h, n, Buffer.from(b.subarray(at, at + 88)));
+      case Op.READLINK: return this.u.readlink(this.path(n)).then((t) => reply(h.unique, 0, Buffer.from(t)));
+      case Op.SYMLINK: {
+        const [name, next] = cString(b, at, len);
+        const target = cString(b, next, len)[0];
+        const p = this.child(n, name);
+        return this.u.symlink(target, p, this.owner(h)).then(() => this.created(h, n, name, p));
+      }
+      case Op.MKNOD: {
+        const mode = b.readUInt32LE(at);
+        const rdev = b.readUInt32LE(at + 4);
+        const name = cString(b, at + 16, len)[0];
+        const p = this.child(n, name);
+        return this.u.mknod(p, mode, rdev, this.owner(h)).then(() => this.created(h, n, name, p));
+      }
+      case Op.MKDIR: {
+        const mode = b.readUInt32LE(at);
+        const name = cString(b, at + 8, len)[0];
+        const p = this.child(n, name);
+        return this.u.mkdir(p, mode, this.owner(h)).then(() => this.created(h, n, name, p));
+      }
+      case Op.UNLINK: {
+        const name = cString(b, at, len)[0];
+        return this.unlinkName(this.child(n, name)).then(() => (this.nodes.removed(n, name), undefined));
+      }
+      case Op.RMDIR: {
+        const name = cString(b, at, len)[0];
+        return this.u.rmdir(this.child(n, name)).then(() => (this.nodes.removed(n, name), undefined));
+      }
+      case Op.RENAME: return this.rename(n, Number(b.readBigUInt64LE(at)), b, at + 8, len, 0);
+      case Op.RENAME2: return this.rename(n, Number(b.readBigUInt64LE(at)), b, at + 16, len, b.readUInt32LE(at + 8));
+      case Op.LINK: {
+        const from = this.nodes.get(Number(b.readBigUInt64LE(at)));
+        if (from === undefined) throw new FsError('ENOENT', 'link');
+        const name = cString(b, at + 8, len)[0];
+        const p = this.child(n, name);
+        return this.u.link(this.path(from), p).then(() => this.created(h, n, name, p));
+      }
+      case Op.OPEN: {
+        if (this.policy.kernelOpens) throw new FsError('ENOSYS', 'open');
+        const flags = b.readUInt32LE(at);
+        return this.u.open(this.path(n), flags).then((fh) => {
+          this.opened(n, fh);
+          return replyWith(h.unique, OPEN_OUT, (o, o2) => writeOpen(o, o2, BigInt(fh), this.policy.keepCache ? Fopen.KEEP_CACHE : 0));
+        });
+      }
+      case Op.READ: {
+        const fh = Number(b.readBigUInt64LE(at));
+        const pos = Number(b.readBigUInt64LE(at + 8));
+        const size = b.readUInt32LE(at + 16);
+        const out = Buffer.allocUnsafe(16 + size);
+        const data = out.subarray(16);
+        const done = (got: number): Buffer => {
+          out.writeUInt32LE(16 + got, 0);
+          out.writeInt32LE(0, 4);
+          out.writeBigUInt64LE(h.unique, 8);
+          return out.subarray(0, 16 + got);
+        };
+        if (this.policy.kernelOpens) return this.u.readByPath(this.path(n), data, size, pos).then(done);
+        return this.u.read(fh, data, size, pos).then(done);
+      }
+      case Op.WRITE: {
+        const fh = Number(b.readBigUInt64LE(at));
+        const pos = Number(b.readBigUInt64LE(at + 8));
+        const size = b.readUInt32LE(at + 16);
+        // The request buffer is reused for the next request: the data must be copied out.
+        const data = Buffer.from(b.subarray(at + WRITE_IN, at + WRITE_IN + size));
+        return this.u.write(fh, data, size, pos).then((wrote) => replyWith(h.unique, 8, (o, o2) => {
+          o.writeUInt32LE(wrote, o2);
+          o.writeUInt32LE(0, o2 + 4);
+        }));
+      }
+      case Op.STATFS: return this.u.statfs(this.nodes.path(n) ?? this.nodes.path(this.nodes.root) as VPath).then((s) =>
+        replyWith(h.unique, STATFS_OUT, (o, o2) => writeStatfs(o, o2, {
+          blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree,
+          bsize: s.bsize, namelen: 255, frsize: s.bsize,
+        })));
+      case Op.RELEASE: {
+        const fh = Number(b.readBigUInt64LE(at));
+        this.fileNode.get(fh)?.handles.delete(fh);
+        this.fileNode.delete(fh);
+        // nameless: no hidden name ever reaches the union from this engine (see unlinkName).
+        return this.u.release(fh, true).then(() => undefined);
+      }
+      case Op.FSYNC: return this.u.fsync(Number(b.readBigUInt64LE(at)), (b.readUInt32LE(at + 8) & 1) !== 0).then(() => undefined);
+      case Op.FLUSH:
+        if (this.policy.kernelOpens) throw new FsError('ENOSYS', 'flush');
+        return this.u.flush(Number(b.readBigUInt64LE(at))).then(() => undefined);
+      case Op.SETXATTR: {
+        const size = b.readUInt32LE(at);
+        const flags = b.readUInt32LE(at + 4);
+        const [name, next] = cString(b, at + 8, len);
+        const value = Buffer.from(b.subarray(next, next + size));
+        return this.u.setxattr(this.path(n), name, value, flags).then(() => undefined);
+      }
+      case Op.GETXATTR: {
+        const size = b.readUInt32LE(at);
+        const name = cString(b, at + 8, len)[0];
+        return this.u.getxattr(this.path(n), name).then((v) => {
+          if (v === undefined) throw new FsError('ENODATA', 'getxattr');
+          return sized(h, v, size);
+        });
+      }
+      case Op.LISTXATTR: {
+        const size = b.readUInt32LE(at);
+        return this.u.listxattr(this.path(n)).then((names) => sized(h, Buffer.from(names.map((x) => `${x}\0`).join('')), size));
+      }
+      case Op.REMOVEXATTR: return this.u.removexattr(this.path(n), cString(b, at, len)[0]).then(() => undefined);
+      case Op.OPENDIR: {
+        this.path(n); // a directory that has no name any more cannot be opened
+        const fh = this.nextDir++;
+        this.dirs.set(fh, { node: n, entries: undefined });
+        const flags = this.policy.cacheDirs ? Fopen.CACHE_DIR | Fopen.KEEP_CACHE : 0;
+        return Promise.resolve(replyWith(h.unique, OPEN_OUT, (o, o2) => writeOpen(o, o2, BigInt(fh), flags)));
+      }
+      case Op.READDIR: return this.readdir(h, b);
+      case Op.RELEASEDIR:
+        this.dirs.delete(Number(b.readBigUInt64LE(at)));
+        return Promise.resolve(undefined);
+      case Op.FSYNCDIR: return this.u.fsyncdir(this.path(n), (b.readUInt32LE(at + 8) & 1) !== 0).then(() => undefined);
+      case Op.ACCESS: return this.u.access(this.path(n), b.readUInt32LE(at)).then(() => undefined);
+      case Op.CREATE: return this.create(h, n, b, len);
+      default:
+        // Locks (the kernel then keeps them itself, as with libfuse), fallocate, lseek, ioctl, ...
+        throw new FsError('ENOSYS', opName(h.opcode));
+    }
+  }
+
+  private async lookup(h: Header, parent: Node, name: string): Promise<Buffer> {
+    const p = this.child(parent, name);
+    let a: Attr;
+    try {
+      a = await this.u.getattr(p);
+    } catch (e) {
+      if (e instanceof FsError && e.code === 'ENOENT' && this.policy.negativeSec > 0) {
+        // Node id 0 with a timeout: the kernel keeps the absence that long.
+        return replyWith(h.unique, ENTRY_OUT, (o, at) => writeEntry(o, at, 0n, undefined, this.policy.negativeSec, 0));
+      }
+      throw e;
+    }
+    return this.entry(h, parent, name, a);
+  }
+
+  private async setattr(h: Header, n: Node, s: Buffer): Promise<Buffer> {
+    const valid = s.readUInt32LE(0);
+    const fh = (valid & Fattr.FH) !== 0 ? Number(s.readBigUInt64LE(8)) : undefined;
+    const p = this.nodes.path(n);
+    const need = (): VPath => {
+      if (p === null) throw new FsError('ENOENT', 'setattr');
+      return p;
+    };
+    if ((valid & Fattr.MODE) !== 0) await this.u.chmod(need(), s.readUInt32LE(68));
+    if ((valid & (Fattr.UID | Fattr.GID)) !== 0) {
+      await this.u.chown(need(), (valid & Fattr.UID) !== 0 ? s.readUInt32LE(76) : 0xffff_ffff, (valid & Fattr.GID) !== 0 ? s.readUInt32LE(80) : 0xffff_ffff);
+    }
+    if ((valid & Fattr.SIZE) !== 0) {
+      const size = Number(s.readBigUInt64LE(16));
+      if (fh !== undefined && this.fileNode.has(fh)) await this.u.ftruncate(fh, size);
+      else await this.u.truncate(need(), size);
+    }
+    if ((valid & (Fattr.ATIME | Fattr.MTIME)) !== 0) {
+      const time = (set: number, now: number, sec: number, nsec: number): TimeSpec =>
+        (valid & set) === 0 ? 'omit' : (valid & now) !== 0 ? 'now' : s.readBigInt64LE(sec) * 1_000_000_000n + BigInt(s.readUInt32LE(nsec));
+      await this.u.utimens(need(), time(Fattr.ATIME, Fattr.ATIME_NOW, 32, 56), time(Fattr.MTIME, Fattr.MTIME_NOW, 40, 60));
+    }
+    return this.attrOut(h, await this.attrOf(n, fh !== undefined && this.fileNode.has(fh) ? fh : undefined));
+  }
+
+  /** rename, and renameat2 with RENAME_NOREPLACE; RENAME_EXCHANGE and RENAME_WHITEOUT: EINVAL. */
+  private async rename(from: Node, toId: number, b: Buffer, at: number, len: number, flags: number): Promise<Reply> {
+    const to = this.nodes.get(toId);
+    if (to === undefined) throw new FsError('ENOENT', 'rename');
+    if ((flags & ~RENAME_NOREPLACE) !== 0) throw new FsError('EINVAL', 'rename');
+    const [oldName, next] = cString(b, at, len);
+    const newName = cString(b, next, len)[0];
+    const src = this.child(from, oldName);
+    const dest = this.child(to, newName);
+    // (The kernel's locks on both directories keep other requests from making dest meanwhile.)
+    if ((flags & RENAME_NOREPLACE) !== 0 && (await this.u.getattr(dest).then(() => true, () => false))) throw new FsError('EEXIST', 'rename');
+    // Renaming over a file that is open: its handles keep it, as they would on any filesystem
+    // (the kernel's overlayfs too); the union is told so before the name is taken over.
+    if (to.children?.get(newName)?.handles.size) await this.u.unlinkOpen(dest, unlinkedKey());
+    await this.u.rename(src, dest);
+    this.nodes.renamed(from, oldName, to, newName);
+    return undefined;
+  }
+
+  private async create(h: Header, parent: Node, b: Buffer, len: number): Promise<Buffer> {
+    const at = IN_HEADER;
+    const flags = b.readUInt32LE(at);
+    const mode = b.readUInt32LE(at + 4);
+    const name = cString(b, at + 16, len)[0];
+    const p = this.child(parent, name);
+    const fh = await this.u.create(p, mode, flags, this.owner(h));
+    let a: Attr;
+    try {
+      a = (await this.u.fgetattr(fh, p)).attr;
+    } catch (e) {
+      await this.u.release(fh, true).catch(() => {});
+      throw e;
+    }
+    const n = this.nodes.lookedUp(parent, name);
+    this.opened(n, fh);
+    return replyWith(h.unique, ENTRY_OUT + OPEN_OUT, (o, o2) => {
+      writeEntry(o, o2, BigInt(n.id), a, this.policy.entrySec, this.attrSec(a));
+      writeOpen(o, o2 + ENTRY_OUT, BigInt(fh), 0);
+    });
+  }
+
+  private async readdir(h: Header, b: Buffer): Promise<Buffer> {
+    const at = IN_HEADER;
+    const d = this.dirs.get(Number(b.readBigUInt64LE(at)));
+    if (d === undefined) throw new FsError('EBADF', 'readdir');
+    const offset = Number(b.readBigUInt64LE(at + 8));
+    const size = b.readUInt32LE(at + 16);
+    // Offset 0 (opendir, rewinddir) reads the directory afresh; later offsets page through that.
+    if (offset === 0 || d.entries === undefined) d.entries = await this.u.readdir(this.path(d.node));
+    const entries = d.entries;
+    const body = Buffer.allocUnsafe(size);
+    let used = 0;
+    for (let i = offset; i < entries.length; i++) {
+      const e = entries[i] as MergedEntry;
+      const name = Buffer.from(e.name);
+      if (used + direntSize(name.length) > size) break;
+      used += writeDirent(body, used, e.ino, i + 1, (e.type & fsc.S_IFMT) >> DT_SHIFT, name);
+    }
+    return reply(h.unique, 0, body.subarray(0, used));
+  }
+}
+
+/** A getxattr/listxattr answer: the size alone when asked with size 0, ERANGE when it does not fit. */
+function sized(h: Header, v: Buffer, size: number): Buffer {
+  if (size === 0) {
+    return replyWith(h.unique, 8, (o, at) => {
+      o.writeUInt32LE(v.length, at);
+      o.writeUInt32LE(0, at + 4);
+    });
+  }
+  if (v.length > size) throw new FsError('ERANGE', 'xattr');
+  return reply(h.unique, 0, v);
+}
+
+const OP_NAMES: Record<number, string> = {
+  [Op.LOOKUP]: 'lookup', [Op.GETATTR]: 'getattr', [Op.SETATTR]: 'setattr', [Op.READLINK]: 'readlink',
+  [Op.SYMLINK]: 'symlink', [Op.MKNOD]: 'mknod', [Op.MKDIR]: 'mkdir', [Op.UNLINK]: 'unlink', [Op.RMDIR]: 'rmdir',
+  [Op.RENAME]: 'rename', [Op.RENAME2]: 'rename', [Op.LINK]: 'link', [Op.OPEN]: 'open', [Op.READ]: 'read', [Op.WRITE]: 'write',
+  [Op.STATFS]: 'statfs', [Op.RELEASE]: 'release', [Op.FSYNC]: 'fsync', [Op.SETXATTR]: 'setxattr',
+  [Op.GETXATTR]: 'getxattr', [Op.LISTXATTR]: 'listxattr', [Op.REMOVEXATTR]: 'removexattr', [Op.FLUSH]: 'flush',
+  [Op.OPENDIR]: 'opendir', [Op.READDIR]: 'readdir', [Op.RELEASEDIR]: 'releasedir', [Op.FSYNCDIR]: 'fsyncdir',
+  [Op.ACCESS]: 'access', [Op.CREATE]: 'create',
+};
+
+function opName(opcode: number): string {
+  return OP_NAMES[opcode] ?? `op${opcode}`;
+}

@@ -1,0 +1,217 @@
+// src/fuse/kernel/session.ts without a mount: FUSE requests laid out as the kernel lays them out,
+// answered through a real union of temp branches, and the replies decoded. What a mount shows
+// is checked in test/integration (every mount test runs on this engine by default); this checks
+// the protocol corners a mount rarely reaches: paging of long listings, the xattr size probe,
+// exact times, forgotten nodes, names that move under open handles.
+import test from 'ava';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { createLog } from '../../src/log.js';
+import { KernelSession, type KernelPolicy } from '../../src/fuse/kernel/session.js';
+import { IN_HEADER, Op } from '../../src/fuse/kernel/wire.js';
+import { createUnion, type Union } from '../../src/union.js';
+import { makeScratch, type Spec } from './fixture.js';
+
+const s = await makeScratch('kernel-session');
+const unions: Union[] = [];
+test.after.always(async () => {
+  await Promise.all(unions.map((u) => u.close()));
+  await s.cleanup();
+});
+
+const WRITABLE: KernelPolicy = {
+  entrySec: 1, attrSecFile: 0, attrSecDir: 1, negativeSec: 0, keepCache: false, cacheDirs: false,
+  cacheSymlinks: false, kernelOpens: false, maxWrite: 1 << 20,
+};
+
+interface Reply { readonly error: number; readonly body: Buffer }
+
+/** A kernel stand-in: numbers requests, sends them to a session, and hands back the replies. */
+class Client {
+  private unique = 1n;
+  private readonly waiting = new Map<bigint, (r: Reply) => void>();
+  readonly session: KernelSession;
+  readonly upper: string;
+
+  constructor(lowers: Spec[], policy: KernelPolicy = WRITABLE) {
+    const roots = s.branches(...lowers);
+    this.upper = s.dir('upper');
+    const work = s.dir('work');
+    const u = createUnion({ lowers: roots, upper: this.upper, work, whiteout: 'overlay' });
+    unions.push(u);
+    const log = createLog({ tracing: false, write: () => {} });
+    this.session = new KernelSession(u.ops, policy, log, (b) => {
+      const unique = b.readBigUInt64LE(8);
+      this.waiting.get(unique)?.({ error: -b.readInt32LE(4) || 0, body: b.subarray(16, b.readUInt32LE(0)) });
+      this.waiting.delete(unique);
+    });
+  }
+
+  send(op: Op, nodeid: number, ...args: Array<Buffer | string>): Promise<Reply> {
+    const body = Buffer.concat(args.map((a) => (typeof a === 'string' ? Buffer.from(`${a}\0`) : a)));
+    const b = Buffer.alloc(IN_HEADER + body.length);
+    const unique = this.unique++;
+    b.writeUInt32LE(b.length, 0);
+    b.writeUInt32LE(op, 4);
+    b.writeBigUInt64LE(unique, 8);
+    b.writeBigUInt64LE(BigInt(nodeid), 16);
+    body.copy(b, IN_HEADER);
+    const reply = new Promise<Reply>((resolve) => this.waiting.set(unique, resolve));
+    this.session.request(b, b.length);
+    return reply;
+  }
+
+  async lookup(parent: number, name: string): Promise<{ nodeid: number; ino: number; mode: number; size: number; error: number }> {
+    const r = await this.send(Op.LOOKUP, parent, name);
+    if (r.error !== 0) return { nodeid: 0, ino: 0, mode: 0, size: 0, error: r.error };
+    return { nodeid: Number(r.body.readBigUInt64LE(0)), ino: Number(r.body.readBigUInt64LE(40)), size: Number(r.body.readBigUInt64LE(48)), mode: r.body.readUInt32LE(40 + 60), error: 0 };
+  }
+
+  async open(nodeid: number, flags: number): Promise<bigint> {
+    const r = await this.send(Op.OPEN, nodeid, u32s(flags, 0));
+    if (r.error !== 0) throw new Error(`open: errno ${r.error}`);
+    return r.body.readBigUInt64LE(0);
+  }
+
+  /** Every name of a directory, read in pages of `size` bytes. */
+  async list(nodeid: number, size: number): Promise<{ names: string[]; pages: number }> {
+    const fh = (await this.send(Op.OPENDIR, nodeid, u32s(0, 0))).body.readBigUInt64LE(0);
+    const names: string[] = [];
+    let offset = 0n;
+    let pages = 0;
+    for (;;) {
+      const r = await this.send(Op.READDIR, nodeid, u64s(fh, offset), u32s(size, 0), u64s(0n), u32s(0, 0));
+      if (r.body.length === 0) break;
+      pages++;
+      for (let at = 0; at < r.body.length;) {
+        const len = r.body.readUInt32LE(at + 16);
+        names.push(r.body.toString('utf8', at + 24, at + 24 + len));
+        offset = r.body.readBigUInt64LE(at + 8);
+        at += (24 + len + 7) & ~7;
+      }
+    }
+    await this.send(Op.RELEASEDIR, nodeid, u64s(fh), u32s(0, 0), u64s(0n));
+    return { names, pages };
+  }
+}
+
+function u32s(...v: number[]): Buffer {
+  const b = Buffer.alloc(4 * v.length);
+  v.forEach((x, i) => b.writeUInt32LE(x, 4 * i));
+  return b;
+}
+function u64s(...v: bigint[]): Buffer {
+  const b = Buffer.alloc(8 * v.length);
+  v.forEach((x, i) => b.writeBigUInt64LE(x, 8 * i));
+  return b;
+}
+
+const ROOT = 1;
+const { ENOENT, ERANGE, ENODATA } = (await import('node:os')).constants.errno;
+
+test('a listing longer than one reply is paged without a name lost or repeated', async (t) => {
+  const spec: Spec = {};
+  for (let i = 0; i < 500; i++) spec[`file-with-a-longish-name-${i}`] = `${i}`;
+  const c = new Client([spec, { 'only-below': 'x', 'file-with-a-longish-name-7': 'hidden' }]);
+  const { names, pages } = await c.list(ROOT, 4096);
+  t.true(pages > 3, `pages: ${pages}`);
+  const expected = ['.', '..', 'only-below', ...Object.keys(spec)].sort();
+  t.deepEqual([...names].sort(), expected);
+});
+
+test('getxattr and listxattr: size 0 asks for the size, a short buffer gets ERANGE, absence ENODATA', async (t) => {
+  const c = new Client([{ f: 'x' }]);
+  const f = (await c.lookup(ROOT, 'f')).nodeid;
+  const set = await c.send(Op.SETXATTR, f, u32s(5, 0), 'user.k', Buffer.from('value'));
+  t.is(set.error, 0);
+  const probe = await c.send(Op.GETXATTR, f, u32s(0, 0), 'user.k');
+  t.is(probe.body.readUInt32LE(0), 5);
+  t.is((await c.send(Op.GETXATTR, f, u32s(3, 0), 'user.k')).error, ERANGE);
+  t.is((await c.send(Op.GETXATTR, f, u32s(64, 0), 'user.k')).body.toString(), 'value');
+  t.is((await c.send(Op.GETXATTR, f, u32s(64, 0), 'user.none')).error, ENODATA);
+  t.is((await c.send(Op.LISTXATTR, f, u32s(64, 0))).body.toString(), 'user.k\0');
+  t.is((await c.send(Op.LISTXATTR, f, u32s(0, 0))).body.readUInt32LE(0), 7);
+});
+
+test('setattr sets exact times, one of them alone too, and answers with the new attributes', async (t) => {
+  const c = new Client([{ f: 'x' }]);
+  const f = (await c.lookup(ROOT, 'f')).nodeid;
+  const MTIME = 1 << 5;
+  const ATIME = 1 << 4;
+  const setattr = (valid: number, atime: bigint, mtime: bigint, ansec: number, mnsec: number): Promise<Reply> => {
+    const a = Buffer.alloc(88);
+    a.writeUInt32LE(valid, 0);
+    a.writeBigInt64LE(atime, 32);
+    a.writeBigInt64LE(mtime, 40);
+    a.writeUInt32LE(ansec, 56);
+    a.writeUInt32LE(mnsec, 60);
+    return c.send(Op.SETATTR, f, a);
+  };
+  const r = await setattr(MTIME, 0n, 1_000_000_000n, 0, 123_456_789);
+  t.is(r.error, 0);
+  t.is(r.body.readBigInt64LE(16 + 32), 1_000_000_000n); // attr.mtime in the reply
+  t.is(r.body.readUInt32LE(16 + 52), 123_456_789);
+  const st = fs.statSync(path.join(c.upper, 'f'), { bigint: true });
+  t.is(st.mtimeNs, 1_000_000_000_123_456_789n);
+  const atimeBefore = st.atimeNs;
+  await setattr(ATIME, 2_000_000_000n, 0n, 7, 0);
+  const st2 = fs.statSync(path.join(c.upper, 'f'), { bigint: true });
+  t.is(st2.atimeNs, 2_000_000_000_000_000_007n);
+  t.is(st2.mtimeNs, 1_000_000_000_123_456_789n, 'mtime untouched by an atime-only change');
+  t.not(atimeBefore, st2.atimeNs);
+});
+
+test('a renamed directory takes its looked-up children along; a forgotten node is unknown', async (t) => {
+  const c = new Client([{ 'd/f': 'content' }]);
+  const d = (await c.lookup(ROOT, 'd')).nodeid;
+  const f = (await c.lookup(d, 'f')).nodeid;
+  t.is((await c.send(Op.RENAME, ROOT, u64s(BigInt(ROOT)), 'd', 'e')).error, 0);
+  t.is(c.session.nodes.path(c.session.nodes.get(f)!) as string | null, '/e/f');
+  const fh = await c.open(f, fs.constants.O_RDONLY);
+  const read = await c.send(Op.READ, f, u64s(fh, 0n), u32s(100, 0), u64s(0n), u32s(0, 0));
+  t.is(read.body.toString(), 'content');
+  t.is((await c.lookup(ROOT, 'd')).error, ENOENT);
+  // The kernel forgets f: its node goes, and a request naming it is refused.
+  await c.send(Op.RELEASE, f, u64s(fh), u32s(0, 0), u64s(0n));
+  const forget = Buffer.alloc(IN_HEADER + 8);
+  forget.writeUInt32LE(forget.length, 0);
+  forget.writeUInt32LE(Op.FORGET, 4);
+  forget.writeBigUInt64LE(BigInt(f), 16);
+  forget.writeBigUInt64LE(1n, IN_HEADER);
+  c.session.request(forget, forget.length);
+  t.is(c.session.nodes.get(f), undefined);
+  t.is((await c.send(Op.GETATTR, f, u32s(0, 0), u64s(0n))).error, ENOENT);
+});
+
+test('a file unlinked while open is still read and stat-ed through its handle, with no name left', async (t) => {
+  const c = new Client([{ f: 'lower content' }]);
+  const f = (await c.lookup(ROOT, 'f')).nodeid;
+  const fh = await c.open(f, fs.constants.O_RDWR);
+  t.is((await c.send(Op.UNLINK, ROOT, 'f')).error, 0);
+  t.is((await c.lookup(ROOT, 'f')).error, ENOENT);
+  const GETATTR_FH = 1;
+  const st = await c.send(Op.GETATTR, f, u32s(GETATTR_FH, 0), u64s(fh));
+  t.is(st.error, 0);
+  t.is(st.body.readUInt32LE(16 + 64), 0, 'nlink 0');
+  t.is(Number(st.body.readBigUInt64LE(16 + 8)), 'lower content'.length);
+  const read = await c.send(Op.READ, f, u64s(fh, 0n), u32s(100, 0), u64s(0n), u32s(0, 0));
+  t.is(read.body.toString(), 'lower content');
+  // Nothing of it is left in the upper but the whiteout.
+  t.deepEqual(fs.readdirSync(c.upper), ['f']);
+  t.true(fs.lstatSync(path.join(c.upper, 'f')).isCharacterDevice());
+  await c.send(Op.RELEASE, f, u64s(fh), u32s(0, 0), u64s(0n));
+});
+
+test('renameat2: RENAME_NOREPLACE refuses an existing name and moves onto a free one; other flags EINVAL', async (t) => {
+  const c = new Client([{ a: 'a', b: 'b' }]);
+  const NOREPLACE = 1;
+  const EXCHANGE = 2;
+  const rename2 = (flags: number, from: string, to: string): Promise<Reply> => c.send(Op.RENAME2, ROOT, u64s(BigInt(ROOT)), u32s(flags, 0), from, to);
+  const { EEXIST, EINVAL } = (await import('node:os')).constants.errno;
+  t.is((await rename2(NOREPLACE, 'a', 'b')).error, EEXIST);
+  t.is((await rename2(EXCHANGE, 'a', 'b')).error, EINVAL);
+  t.is((await rename2(NOREPLACE, 'a', 'c')).error, 0);
+  t.is((await c.lookup(ROOT, 'a')).error, ENOENT);
+  t.is((await c.lookup(ROOT, 'c')).size, 1);
+  t.is((await c.lookup(ROOT, 'b')).size, 1);
+});
