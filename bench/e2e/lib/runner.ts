@@ -847,6 +847,8 @@ async function main(argv: string[], preset: Preset): Promise<number> {
       ['layerfs', 'fuse-overlayfs'],
       ['layerfs', 'unionfs-fuse'],
       ['layerfs', 'kernel'],
+      ['layerfs', 'layerfs-libfuse'],
+      ['layerfs-libfuse', 'fuse-overlayfs'],
       ['fuse-overlayfs', 'kernel'],
       ['unionfs-fuse', 'kernel'],
       ['plain', 'kernel'],
@@ -1006,6 +1008,7 @@ async function main(argv: string[], preset: Preset): Promise<number> {
     'fuse-overlayfs': '#f58518',
     'unionfs-fuse': '#54a24b',
     layerfs: '#e45756',
+    'layerfs-libfuse': '#b279a2',
   };
   const svg = ratioChart(
     series.map((s) => ({ label: s.label, medians: new Map(present.map((v) => [v as string, med(v, s.key)])) })),

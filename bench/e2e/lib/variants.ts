@@ -8,9 +8,11 @@ import * as path from 'node:path';
 import type { CmdResult } from './sys.js';
 import { describe, findServerPid, isMounted, mountAt, run, unmountWith, waitPidExit, which } from './sys.js';
 
-export const VARIANT_NAMES = ['plain', 'kernel', 'fuse-overlayfs', 'unionfs-fuse', 'layerfs'] as const;
+// layerfs-libfuse: layerfs served through fuse-native and libfuse (engine=libfuse), the engine
+// before D28, to compare the two in one run.
+export const VARIANT_NAMES = ['plain', 'kernel', 'fuse-overlayfs', 'unionfs-fuse', 'layerfs', 'layerfs-libfuse'] as const;
 export type VariantName = (typeof VARIANT_NAMES)[number];
-export const FUSE_VARIANTS: readonly VariantName[] = ['fuse-overlayfs', 'unionfs-fuse', 'layerfs'];
+export const FUSE_VARIANTS: readonly VariantName[] = ['fuse-overlayfs', 'unionfs-fuse', 'layerfs', 'layerfs-libfuse'];
 
 /** Tools each variant needs, with the Debian package that has them. */
 export const VARIANT_TOOLS: Partial<Record<VariantName, ReadonlyArray<{ cmd: string; pkg: string }>>> = {
@@ -80,6 +82,7 @@ export class Variant {
         if (!fs.existsSync('/dev/fuse')) return '/dev/fuse missing';
         return which(this.name) ? undefined : `${this.name} not installed`;
       case 'layerfs':
+      case 'layerfs-libfuse':
         if (!fs.existsSync('/dev/fuse')) return '/dev/fuse missing';
         return fs.existsSync(this.cfg.layerfsBin) ? undefined : `${this.cfg.layerfsBin} does not exist`;
     }
@@ -128,8 +131,9 @@ export class Variant {
         r = run('unionfs-fuse', ['-o', 'cow,hide_meta_files', branches.join(':'), this.root]);
         break;
       }
-      case 'layerfs': {
-        const extra = this.cfg.layerfsOpts ? `,${this.cfg.layerfsOpts}` : '';
+      case 'layerfs':
+      case 'layerfs-libfuse': {
+        const extra = (this.cfg.layerfsOpts ? `,${this.cfg.layerfsOpts}` : '') + (this.name === 'layerfs-libfuse' ? ',engine=libfuse' : '');
         r = run(process.execPath, [this.cfg.layerfsBin, 'mount', '-o', `lowerdir=${lowerdir}${rw}${extra}`, this.root], 120_000);
         break;
       }
@@ -161,7 +165,7 @@ export class Variant {
     if (isMounted(this.root)) {
       let primary: string[] | undefined;
       if (this.name === 'kernel') primary = ['umount', this.root];
-      else if (this.name === 'layerfs') primary = [process.execPath, this.cfg.layerfsBin, 'umount', this.root];
+      else if (this.name === 'layerfs' || this.name === 'layerfs-libfuse') primary = [process.execPath, this.cfg.layerfsBin, 'umount', this.root];
       else primary = which('fusermount3') ? ['fusermount3', '-u', this.root] : ['umount', this.root];
       problems.push(...unmountWith(this.root, primary));
     }
