@@ -116,13 +116,19 @@ export function kernelPolicyFor(c: ServeConfig, kernelRelease: string = release(
       // With lower_ttl, pages are dropped at every open instead of kept (libfuse's auto_cache
       // kept them while mtime and size stayed the same).
       keepCache: c.lowerTtl === undefined, cacheDirs: kernelOpens, cacheSymlinks: c.lowerTtl === undefined,
+      // ACLs cannot change here: the kernel may enforce and keep them (with lower_ttl they could
+      // change underneath, and the kernel would go on enforcing what it kept).
+      posixAcl: c.lowerTtl === undefined,
       kernelOpens, maxWrite: KERNEL_MAX_WRITE,
     };
   }
   const dir = dirAttrTimeoutFor(c) ?? 1;
+  // Names are kept for 1 s, and so are absences: a name appears only through a request the
+  // kernel sees (it then drops the absence), or underneath in a branch (what lower_ttl bounds).
+  const names = Math.min(1, c.lowerTtl ?? 1);
   return {
-    entrySec: Math.min(1, c.lowerTtl ?? 1), attrSecFile: 0, attrSecDir: dir, negativeSec: 0,
-    keepCache: false, cacheDirs: false, cacheSymlinks: false, kernelOpens: false, maxWrite: KERNEL_MAX_WRITE,
+    entrySec: names, attrSecFile: 0, attrSecDir: dir, negativeSec: names,
+    keepCache: false, cacheDirs: false, cacheSymlinks: false, posixAcl: false, kernelOpens: false, maxWrite: KERNEL_MAX_WRITE,
   };
 }
 
@@ -185,7 +191,10 @@ export async function serve(c: ServeConfig, log: Log): Promise<Serving> {
   const opening = openingFor(c);
   const dirAttrTimeout = dirAttrTimeoutFor(c);
   const mounted = engineFor(c) === 'kernel'
-    ? mountKernelFuse(c.mountpoint, union.ops, { options: mountOptionsFor(c), policy: kernelPolicyFor(c), log: opLog, onExit: () => onExit() })
+    ? mountKernelFuse(c.mountpoint, union.ops, {
+      options: mountOptionsFor(c), policy: kernelPolicyFor(c), log: opLog, onExit: () => onExit(),
+      fixedXattrNames: (to) => union.tellFixedXattrNames(to),
+    })
     : await mountFuse(c.mountpoint, (caller, xattrKnown) => {
       union.tellFixedXattrNames(xattrKnown); // (a no-op unless no xattr can change: D20)
       return toFuseOps(union.ops, opLog, caller, opening);

@@ -2,7 +2,7 @@
 // same layers are mounted by both, and an unprivileged process (nobody) tries the same stat,
 // read, list, access and write calls on both; every outcome must be the same.
 import test from 'ava';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { requireMountCapable, scratch } from '../helpers/env.js';
 import { buildLayers, type Entry, type LayerSpec } from '../helpers/layers.js';
 import { withKernelOverlay, withLayerfs } from '../helpers/mounts.js';
@@ -64,9 +64,9 @@ for (const p of paths) {
 process.stdout.write(JSON.stringify(out));
 `;
 
-function probeAsNobody(root: string): Promise<Record<string, Record<string, string>>> {
+function probeAsNobody(root: string, paths: readonly string[] = PATHS): Promise<Record<string, Record<string, string>>> {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, ['-e', PROBE, root, JSON.stringify(PATHS)], {
+    const c = spawn(process.execPath, ['-e', PROBE, root, JSON.stringify(paths)], {
       uid: NOBODY, gid: NOBODY, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -86,5 +86,36 @@ test('other users get exactly the access the kernel overlayfs gives them (allow_
   // The probe itself must see differences between paths, or it proves nothing.
   t.not(kernel['private/top']?.read, 'ok');
   t.is(kernel['world']?.read, 'ok');
+  t.deepEqual(ours, kernel);
+});
+
+// POSIX ACLs in the layers of a read-only union: the kernel enforces them on layerfs's mount as
+// on its own overlayfs (D28: a read-only union lets the kernel enforce and keep ACLs). A writable
+// union does not enforce them yet (README, Limits).
+test('read-only union: POSIX ACLs in the layers grant and deny other users as on the kernel overlayfs', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const root = await space.dir('acl');
+  const built = await buildLayers(root, [{
+    entries: [
+      f('acl-grant', 0o600), f('acl-deny', 0o644), d('acl-dir', 0o700), f('acl-dir/inner', 0o644),
+      f('acl-group', 0o640), f('plain', 0o644),
+    ],
+  }], { format: 'kernel' });
+  const layer = built.dirs[0] as string;
+  const setfacl = (args: string[]): void => {
+    const r = spawnSync('setfacl', args, { cwd: layer, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`setfacl ${args.join(' ')}: ${r.stderr}`);
+  };
+  setfacl(['-m', `u:${NOBODY}:r`, 'acl-grant']);
+  setfacl(['-m', `u:${NOBODY}:-`, 'acl-deny']);
+  setfacl(['-m', `u:${NOBODY}:rx`, 'acl-dir']);
+  setfacl(['-m', `g:${NOBODY}:-`, 'acl-group']);
+  const paths = ['acl-grant', 'acl-deny', 'acl-dir', 'acl-dir/inner', 'acl-group', 'plain'];
+  const kernel = await withKernelOverlay({ lowers: built.dirs }, (mnt) => probeAsNobody(mnt, paths));
+  const ours = await withLayerfs({ lowers: built.dirs, options: ['allow_other'] }, (mnt) => probeAsNobody(mnt, paths));
+  // The oracle must show the ACLs at work, or the comparison proves little.
+  t.is(kernel['acl-grant']?.read, 'ok');
+  t.is(kernel['acl-deny']?.read, 'EACCES');
+  t.is(kernel['acl-dir/inner']?.read, 'ok');
   t.deepEqual(ours, kernel);
 });

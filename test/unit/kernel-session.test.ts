@@ -10,7 +10,7 @@ import { createLog } from '../../src/log.js';
 import { KernelSession, type KernelPolicy } from '../../src/fuse/kernel/session.js';
 import { IN_HEADER, Op } from '../../src/fuse/kernel/wire.js';
 import { createUnion, type Union } from '../../src/union.js';
-import { makeScratch, type Spec } from './fixture.js';
+import { file, makeScratch, type Spec } from './fixture.js';
 
 const s = await makeScratch('kernel-session');
 const unions: Union[] = [];
@@ -21,7 +21,7 @@ test.after.always(async () => {
 
 const WRITABLE: KernelPolicy = {
   entrySec: 1, attrSecFile: 0, attrSecDir: 1, negativeSec: 0, keepCache: false, cacheDirs: false,
-  cacheSymlinks: false, kernelOpens: false, maxWrite: 1 << 20,
+  cacheSymlinks: false, posixAcl: false, kernelOpens: false, maxWrite: 1 << 20,
 };
 
 interface Reply { readonly error: number; readonly body: Buffer }
@@ -33,11 +33,11 @@ class Client {
   readonly session: KernelSession;
   readonly upper: string;
 
-  constructor(lowers: Spec[], policy: KernelPolicy = WRITABLE) {
+  constructor(lowers: Spec[], policy: KernelPolicy = WRITABLE, writable = true) {
     const roots = s.branches(...lowers);
     this.upper = s.dir('upper');
     const work = s.dir('work');
-    const u = createUnion({ lowers: roots, upper: this.upper, work, whiteout: 'overlay' });
+    const u = writable ? createUnion({ lowers: roots, upper: this.upper, work, whiteout: 'overlay' }) : createUnion({ lowers: roots });
     unions.push(u);
     const log = createLog({ tracing: false, write: () => {} });
     this.session = new KernelSession(u.ops, policy, log, (b) => {
@@ -45,6 +45,7 @@ class Client {
       this.waiting.get(unique)?.({ error: -b.readInt32LE(4) || 0, body: b.subarray(16, b.readUInt32LE(0)) });
       this.waiting.delete(unique);
     });
+    u.tellFixedXattrNames(this.session.knowXattrs);
   }
 
   send(op: Op, nodeid: number, ...args: Array<Buffer | string>): Promise<Reply> {
@@ -214,4 +215,55 @@ test('renameat2: RENAME_NOREPLACE refuses an existing name and moves onto a free
   t.is((await c.lookup(ROOT, 'a')).error, ENOENT);
   t.is((await c.lookup(ROOT, 'c')).size, 1);
   t.is((await c.lookup(ROOT, 'b')).size, 1);
+});
+
+test('readdirplus gives each entry with its attributes and node, as a lookup would; "." and ".." none', async (t) => {
+  const c = new Client([{ 'd/small': 'abc', 'd/sub/x': 'x' }, { 'd/below': 'below!' }]);
+  const d = (await c.lookup(ROOT, 'd')).nodeid;
+  const fh = (await c.send(Op.OPENDIR, d, u32s(0, 0))).body.readBigUInt64LE(0);
+  const r = await c.send(Op.READDIRPLUS, d, u64s(fh, 0n), u32s(65536, 0), u64s(0n), u32s(0, 0));
+  const got = new Map<string, { nodeid: number; size: number; mode: number }>();
+  for (let at = 0; at < r.body.length;) {
+    const nodeid = Number(r.body.readBigUInt64LE(at));
+    const size = Number(r.body.readBigUInt64LE(at + 48));
+    const mode = r.body.readUInt32LE(at + 40 + 60);
+    const len = r.body.readUInt32LE(at + 128 + 16);
+    got.set(r.body.toString('utf8', at + 128 + 24, at + 128 + 24 + len), { nodeid, size, mode });
+    at += 128 + ((24 + len + 7) & ~7);
+  }
+  t.deepEqual([...got.keys()].sort(), ['.', '..', 'below', 'small', 'sub']);
+  t.is(got.get('.')?.nodeid, 0);
+  t.is(got.get('..')?.nodeid, 0);
+  t.is(got.get('small')?.size, 3);
+  t.is(got.get('below')?.size, 6);
+  t.is((got.get('sub')?.mode ?? 0) & fs.constants.S_IFMT, fs.constants.S_IFDIR);
+  // The same node a lookup gives, and counted: one forget of the lookup leaves it known.
+  const small = await c.lookup(d, 'small');
+  t.is(small.nodeid, got.get('small')?.nodeid ?? -1);
+  t.is(c.session.nodes.get(small.nodeid)?.lookups, 2);
+});
+
+test('read-only union: once the xattr names of an entry are known, absent names and lists are answered without the union', async (t) => {
+  const c = new Client([{ f: file('x', { 'user.here': 'v' }) }], { ...WRITABLE, entrySec: 3600 }, false);
+  const f = (await c.lookup(ROOT, 'f')).nodeid;
+  t.is(c.session.known, 0);
+  t.is((await c.send(Op.GETXATTR, f, u32s(64, 0), 'user.here')).body.toString(), 'v'); // the union tells the names
+  t.is((await c.send(Op.GETXATTR, f, u32s(64, 0), 'security.selinux')).error, ENODATA);
+  t.is((await c.send(Op.LISTXATTR, f, u32s(64, 0))).body.toString(), 'user.here\0');
+  t.is((await c.send(Op.LISTXATTR, f, u32s(4, 0))).error, ERANGE);
+  t.is(c.session.known, 3);
+  // A present name still goes to the union for its value.
+  t.is((await c.send(Op.GETXATTR, f, u32s(64, 0), 'user.here')).body.toString(), 'v');
+  t.is(c.session.known, 3);
+});
+
+test('an absence is answered as one the kernel may keep, for the policy negative timeout, and only then', async (t) => {
+  const keep = new Client([{ f: 'x' }], { ...WRITABLE, negativeSec: 1.5 });
+  const r = await keep.send(Op.LOOKUP, ROOT, 'missing');
+  t.is(r.error, 0);
+  t.is(r.body.readBigUInt64LE(0), 0n, 'node id 0: absent');
+  t.is(r.body.readBigUInt64LE(16), 1n, 'entry_valid seconds');
+  t.is(r.body.readUInt32LE(32), 500_000_000, 'entry_valid nanoseconds');
+  const plain = new Client([{ f: 'x' }], { ...WRITABLE, negativeSec: 0 });
+  t.is((await plain.send(Op.LOOKUP, ROOT, 'missing')).error, ENOENT);
 });

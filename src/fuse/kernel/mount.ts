@@ -1,5 +1,6 @@
 // Mount a union with the "kernel" engine (D28): layerfs speaks the FUSE protocol itself.
 import type { Log } from '../../log.js';
+import type { VPath } from '../../path.js';
 import type { UnionOps } from '../../union.js';
 import { unmountPath, type Mounted } from '../mount.js';
 import { mountConnection, readConnection, writeReply } from './device.js';
@@ -11,13 +12,18 @@ const HEADER_ROOM = 4096;
 export function mountKernelFuse(
   mountpoint: string,
   ops: UnionOps,
-  o: { readonly options: readonly string[]; readonly policy: KernelPolicy; readonly log: Log; readonly onExit: () => void },
+  o: {
+    readonly options: readonly string[]; readonly policy: KernelPolicy; readonly log: Log; readonly onExit: () => void;
+    /** union.tellFixedXattrNames: where xattr names that never change come from (D20). */
+    readonly fixedXattrNames?: (to: (p: VPath, names: readonly string[]) => void) => boolean;
+  },
 ): Mounted {
   const fd = mountConnection(mountpoint, o.options);
   const session = new KernelSession(ops, o.policy, o.log, (reply) => {
     const err = writeReply(fd, reply);
     if (err !== undefined) o.log.bug('reply', new Error(`writing a reply to /dev/fuse failed: ${err}`));
   });
+  o.fixedXattrNames?.(session.knowXattrs);
   readConnection(fd, o.policy.maxWrite + HEADER_ROOM, (b, len) => {
     try {
       session.request(b, len);

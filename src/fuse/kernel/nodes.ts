@@ -13,14 +13,16 @@ export interface Node {
   /** How many lookups the kernel has not yet forgotten. */
   lookups: number;
   children: Map<string, Node> | undefined;
-  /** Handles open on this node (for requests on a nameless node that carry none). */
-  readonly handles: Set<number>;
+  /** Handles open on this node (for requests on a nameless node that carry none); made on first open. */
+  handles: Set<number> | undefined;
+  /** Every xattr name the entry shows, where they can never change (D20); else undefined. */
+  xattrs: readonly string[] | undefined;
 }
 
 export const ROOT_ID = 1;
 
 export class NodeTable {
-  readonly root: Node = { id: ROOT_ID, parent: undefined, name: '', lookups: 1, children: undefined, handles: new Set() };
+  readonly root: Node = { id: ROOT_ID, parent: undefined, name: '', lookups: 1, children: undefined, handles: undefined, xattrs: undefined };
   private readonly byId = new Map<number, Node>([[ROOT_ID, this.root]]);
   private next = ROOT_ID + 1;
 
@@ -45,11 +47,22 @@ export class NodeTable {
     return p;
   }
 
+  /** The node the kernel holds for path p, if any. */
+  find(p: VPath): Node | undefined {
+    let n: Node | undefined = this.root;
+    if (p === ROOT) return n;
+    for (const name of p.slice(1).split('/')) {
+      n = n.children?.get(name);
+      if (n === undefined) return undefined;
+    }
+    return n;
+  }
+
   /** A successful lookup of `name` in `parent`: the node the kernel is given (counted once more). */
   lookedUp(parent: Node, name: string): Node {
     let n = parent.children?.get(name);
     if (n === undefined) {
-      n = { id: this.next++, parent, name, lookups: 0, children: undefined, handles: new Set() };
+      n = { id: this.next++, parent, name, lookups: 0, children: undefined, handles: undefined, xattrs: undefined };
       (parent.children ??= new Map()).set(name, n);
       this.byId.set(n.id, n);
     }

@@ -18,7 +18,7 @@ import type { TimeSpec } from '../../host/libc.js';
 import { NodeTable, type Node } from './nodes.js';
 import {
   ATTR_OUT, ENTRY_OUT, Fattr, Fopen, GETATTR_FH, IN_HEADER, INIT_OUT, Init, KERNEL_MINOR, KERNEL_VERSION, MIN_KERNEL_MINOR,
-  OPEN_OUT, Op, STATFS_OUT, WRITE_IN, cString, direntSize, readHeader, reply, replyWith, writeAttrOut, writeDirent, writeEntry,
+  OPEN_OUT, Op, STATFS_OUT, WRITE_IN, cString, direntPlusSize, direntSize, readHeader, reply, replyWith, writeAttrOut, writeDirent, writeEntry,
   writeInit, writeOpen, writeStatfs, type Header,
 } from './wire.js';
 
@@ -41,6 +41,11 @@ export interface KernelPolicy {
   readonly cacheSymlinks: boolean;
   /** The kernel opens files itself and reads by path (D26): OPEN and FLUSH answer ENOSYS. */
   readonly kernelOpens: boolean;
+  /**
+   * The kernel enforces POSIX ACLs (and caches them). Only where nothing can change: with it,
+   * inheriting default ACLs on create and keeping ACLs and modes in step would be layerfs's job.
+   */
+  readonly posixAcl: boolean;
   /** Largest WRITE the kernel sends, in bytes (the read buffer is sized from it). */
   readonly maxWrite: number;
 }
@@ -106,6 +111,9 @@ export class KernelSession {
       this.send(reply(h.unique, E.ENOENT));
       return;
     }
+    // An entry whose xattr names can never change (D20): `ls -l` asks two or three absent
+    // names of every file, answered here without a round through the union.
+    if (node.xattrs !== undefined && this.knownXattrs(h, node, b, len)) return;
     const t0 = performance.now();
     let result: Promise<Reply>;
     try {
@@ -127,10 +135,38 @@ export class KernelSession {
         const code = e instanceof FsError ? e.code : 'EIO';
         this.log.stats?.record(name, us, code);
         if (this.log.tracing) this.log.trace(name, this.describe(node), code, us);
-        this.send(reply(h.unique, toErrno(e)));
+        this.send(e instanceof CachedAbsence ? e.reply : reply(h.unique, toErrno(e)));
       },
     );
   }
+
+  /** Where the union tells the xattr names of entries that can never change (union.tellFixedXattrNames). */
+  readonly knowXattrs = (p: VPath, names: readonly string[]): void => {
+    const n = this.nodes.find(p);
+    if (n !== undefined) n.xattrs = names;
+  };
+
+  /** Answer GETXATTR of an absent name and LISTXATTR from a node's known names; false: not answered. */
+  private knownXattrs(h: Header, n: Node, b: Buffer, len: number): boolean {
+    const names = n.xattrs as readonly string[];
+    if (h.opcode === Op.GETXATTR) {
+      if (names.includes(cString(b, IN_HEADER + 8, len)[0])) return false;
+      this.send(reply(h.unique, E.ENODATA));
+    } else if (h.opcode === Op.LISTXATTR) {
+      try {
+        this.send(sized(h, Buffer.from(names.map((x) => `${x}\0`).join('')), b.readUInt32LE(IN_HEADER)));
+      } catch {
+        this.send(reply(h.unique, E.ERANGE));
+      }
+    } else {
+      return false;
+    }
+    this.known++;
+    return true;
+  }
+
+  /** Requests answered from known xattr names (D20). */
+  known = 0;
 
   private describe(n: Node): string {
     return this.nodes.path(n) ?? `<node ${n.id}, no name>`;
@@ -146,8 +182,9 @@ export class KernelSession {
       return reply(h.unique, E.EPROTO);
     }
     this.proto = Math.min(minor, KERNEL_MINOR);
-    let want = Init.ASYNC_READ | Init.BIG_WRITES | Init.MAX_PAGES;
+    let want = Init.ASYNC_READ | Init.BIG_WRITES | Init.MAX_PAGES | Init.DO_READDIRPLUS | Init.READDIRPLUS_AUTO;
     if (this.policy.cacheSymlinks) want |= Init.CACHE_SYMLINKS;
+    if (this.policy.posixAcl) want |= Init.POSIX_ACL;
     const flags = (want & offered) >>> 0;
     return replyWith(h.unique, INIT_OUT, (o, at) => writeInit(o, at, {
       minor: this.proto, maxReadahead, flags, maxBackground: 64, congestionThreshold: 48,
@@ -188,7 +225,7 @@ export class KernelSession {
   /** Attributes of a node: through a handle when one is given or the node has no name. */
   private async attrOf(n: Node, fh?: number): Promise<Attr> {
     const p = this.nodes.path(n);
-    const handle = fh ?? (p === null ? n.handles.values().next().value : undefined);
+    const handle = fh ?? (p === null ? n.handles?.values().next().value : undefined);
     if (handle !== undefined && this.fileNode.has(handle)) return (await this.u.fgetattr(handle, p)).attr;
     if (p === null) throw new FsError('ENOENT', 'getattr');
     return this.u.getattr(p);
@@ -200,7 +237,7 @@ export class KernelSession {
 
   private opened(n: Node, fh: number): void {
     this.fileNode.set(fh, n);
-    n.handles.add(fh);
+    (n.handles ??= new Set()).add(fh);
   }
 
   /** Unlink `p` (in `parent` as `name`), keeping it for the handles still open on it. */
@@ -296,7 +333,7 @@ export class KernelSession {
         })));
       case Op.RELEASE: {
         const fh = Number(b.readBigUInt64LE(at));
-        this.fileNode.get(fh)?.handles.delete(fh);
+        this.fileNode.get(fh)?.handles?.delete(fh);
         this.fileNode.delete(fh);
         // nameless: no hidden name ever reaches the union from this engine (see unlinkName).
         return this.u.release(fh, true).then(() => undefined);
@@ -332,7 +369,8 @@ export class KernelSession {
         const flags = this.policy.cacheDirs ? Fopen.CACHE_DIR | Fopen.KEEP_CACHE : 0;
         return Promise.resolve(replyWith(h.unique, OPEN_OUT, (o, o2) => writeOpen(o, o2, BigInt(fh), flags)));
       }
-      case Op.READDIR: return this.readdir(h, b);
+      case Op.READDIR: return this.readdir(h, b, false);
+      case Op.READDIRPLUS: return this.readdir(h, b, true);
       case Op.RELEASEDIR:
         this.dirs.delete(Number(b.readBigUInt64LE(at)));
         return Promise.resolve(undefined);
@@ -353,7 +391,7 @@ export class KernelSession {
     } catch (e) {
       if (e instanceof FsError && e.code === 'ENOENT' && this.policy.negativeSec > 0) {
         // Node id 0 with a timeout: the kernel keeps the absence that long.
-        return replyWith(h.unique, ENTRY_OUT, (o, at) => writeEntry(o, at, 0n, undefined, this.policy.negativeSec, 0));
+        throw new CachedAbsence(p, replyWith(h.unique, ENTRY_OUT, (o, at) => writeEntry(o, at, 0n, undefined, this.policy.negativeSec, 0)));
       }
       throw e;
     }
@@ -398,7 +436,7 @@ export class KernelSession {
     if ((flags & RENAME_NOREPLACE) !== 0 && (await this.u.getattr(dest).then(() => true, () => false))) throw new FsError('EEXIST', 'rename');
     // Renaming over a file that is open: its handles keep it, as they would on any filesystem
     // (the kernel's overlayfs too); the union is told so before the name is taken over.
-    if (to.children?.get(newName)?.handles.size) await this.u.unlinkOpen(dest, unlinkedKey());
+    if ((to.children?.get(newName)?.handles?.size ?? 0) > 0) await this.u.unlinkOpen(dest, unlinkedKey());
     await this.u.rename(src, dest);
     this.nodes.renamed(from, oldName, to, newName);
     return undefined;
@@ -426,24 +464,59 @@ export class KernelSession {
     });
   }
 
-  private async readdir(h: Header, b: Buffer): Promise<Buffer> {
+  /**
+   * READDIR, and READDIRPLUS: each entry with its attributes, as a lookup would give them, so
+   * that the kernel need not look up what it lists (`ls -l`, a walk that descends). The kernel
+   * asks for it where lookups follow listings (FUSE_READDIRPLUS_AUTO).
+   */
+  private async readdir(h: Header, b: Buffer, plus: boolean): Promise<Buffer> {
     const at = IN_HEADER;
     const d = this.dirs.get(Number(b.readBigUInt64LE(at)));
     if (d === undefined) throw new FsError('EBADF', 'readdir');
     const offset = Number(b.readBigUInt64LE(at + 8));
     const size = b.readUInt32LE(at + 16);
+    const dirPath = this.path(d.node);
     // Offset 0 (opendir, rewinddir) reads the directory afresh; later offsets page through that.
-    if (offset === 0 || d.entries === undefined) d.entries = await this.u.readdir(this.path(d.node));
+    if (offset === 0 || d.entries === undefined) d.entries = await this.u.readdir(dirPath);
     const entries = d.entries;
-    const body = Buffer.allocUnsafe(size);
+    // The entries that fit, by their encoded names.
+    const page: Array<{ e: MergedEntry; name: Buffer; off: number }> = [];
     let used = 0;
     for (let i = offset; i < entries.length; i++) {
       const e = entries[i] as MergedEntry;
       const name = Buffer.from(e.name);
-      if (used + direntSize(name.length) > size) break;
-      used += writeDirent(body, used, e.ino, i + 1, (e.type & fsc.S_IFMT) >> DT_SHIFT, name);
+      const need = plus ? direntPlusSize(name.length) : direntSize(name.length);
+      if (used + need > size) break;
+      used += need;
+      page.push({ e, name, off: i + 1 });
     }
-    return reply(h.unique, 0, body.subarray(0, used));
+    const body = Buffer.allocUnsafe(used);
+    if (!plus) {
+      let pos = 0;
+      for (const { e, name, off } of page) pos += writeDirent(body, pos, e.ino, off, (e.type & fsc.S_IFMT) >> DT_SHIFT, name);
+      return reply(h.unique, 0, body);
+    }
+    // "." and ".." carry no entry (the kernel takes none for them); an entry gone meanwhile
+    // neither: the kernel then looks it up if it wants it.
+    const attrs = await Promise.all(page.map(({ e }) => (e.name === '.' || e.name === '..' ? undefined : this.u.getattr(childOf(dirPath, e.name as Name)).catch(() => undefined))));
+    // The directory may have lost its name while the attributes were read: its entries then get none.
+    const named = this.nodes.path(d.node) === dirPath;
+    let pos = 0;
+    page.forEach(({ e, name, off }, i) => {
+      const a = named ? attrs[i] : undefined;
+      if (a === undefined) writeEntry(body, pos, 0n, undefined, 0, 0);
+      else writeEntry(body, pos, BigInt(this.nodes.lookedUp(d.node, e.name).id), a, this.policy.entrySec, this.attrSec(a));
+      pos += ENTRY_OUT;
+      pos += writeDirent(body, pos, a?.ino ?? e.ino, off, (e.type & fsc.S_IFMT) >> DT_SHIFT, name);
+    });
+    return reply(h.unique, 0, body);
+  }
+}
+
+/** A failed lookup answered as an absence the kernel may keep: counted as ENOENT, sent as `reply`. */
+class CachedAbsence extends FsError {
+  constructor(p: VPath, readonly reply: Buffer) {
+    super('ENOENT', 'lookup', p);
   }
 }
 
@@ -465,7 +538,7 @@ const OP_NAMES: Record<number, string> = {
   [Op.RENAME]: 'rename', [Op.RENAME2]: 'rename', [Op.LINK]: 'link', [Op.OPEN]: 'open', [Op.READ]: 'read', [Op.WRITE]: 'write',
   [Op.STATFS]: 'statfs', [Op.RELEASE]: 'release', [Op.FSYNC]: 'fsync', [Op.SETXATTR]: 'setxattr',
   [Op.GETXATTR]: 'getxattr', [Op.LISTXATTR]: 'listxattr', [Op.REMOVEXATTR]: 'removexattr', [Op.FLUSH]: 'flush',
-  [Op.OPENDIR]: 'opendir', [Op.READDIR]: 'readdir', [Op.RELEASEDIR]: 'releasedir', [Op.FSYNCDIR]: 'fsyncdir',
+  [Op.OPENDIR]: 'opendir', [Op.READDIR]: 'readdir', [Op.READDIRPLUS]: 'readdirplus', [Op.RELEASEDIR]: 'releasedir', [Op.FSYNCDIR]: 'fsyncdir',
   [Op.ACCESS]: 'access', [Op.CREATE]: 'create',
 };
 

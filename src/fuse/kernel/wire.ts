@@ -18,7 +18,8 @@ export const enum Op {
   MKDIR = 9, UNLINK = 10, RMDIR = 11, RENAME = 12, LINK = 13, OPEN = 14, READ = 15, WRITE = 16,
   STATFS = 17, RELEASE = 18, FSYNC = 20, SETXATTR = 21, GETXATTR = 22, LISTXATTR = 23,
   REMOVEXATTR = 24, FLUSH = 25, INIT = 26, OPENDIR = 27, READDIR = 28, RELEASEDIR = 29,
-  FSYNCDIR = 30, ACCESS = 34, CREATE = 35, INTERRUPT = 36, DESTROY = 38, BATCH_FORGET = 42, RENAME2 = 45,
+  FSYNCDIR = 30, ACCESS = 34, CREATE = 35, INTERRUPT = 36, DESTROY = 38, BATCH_FORGET = 42, READDIRPLUS = 44,
+  RENAME2 = 45,
 }
 
 /** INIT flags (fuse_init_in.flags / fuse_init_out.flags). */
@@ -26,6 +27,9 @@ export const Init = {
   ASYNC_READ: 1 << 0,
   BIG_WRITES: 1 << 5,
   AUTO_INVAL_DATA: 1 << 12,
+  DO_READDIRPLUS: 1 << 13,
+  READDIRPLUS_AUTO: 1 << 14,
+  POSIX_ACL: 1 << 20,
   MAX_PAGES: 1 << 22,
   CACHE_SYMLINKS: 1 << 23,
 } as const;
@@ -219,6 +223,9 @@ export function writeStatfs(b: Buffer, at: number, s: KStatfs): void {
 
 /** Bytes one struct fuse_dirent takes for a name of `nameBytes` bytes (8-byte aligned). */
 export const direntSize = (nameBytes: number): number => (24 + nameBytes + 7) & ~7;
+
+/** Bytes one struct fuse_direntplus takes (entry_out, then the dirent). */
+export const direntPlusSize = (nameBytes: number): number => ENTRY_OUT + direntSize(nameBytes);
 
 export function writeDirent(b: Buffer, at: number, ino: number, off: number, type: number, name: Buffer): number {
   const size = direntSize(name.length);
