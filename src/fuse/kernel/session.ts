@@ -66,6 +66,9 @@ const unlinkedKey = (): Name => `.layerfs-unlinked-${(unlinkedSeq++).toString(16
 
 const DT_SHIFT = 12;
 const RENAME_NOREPLACE = 1;
+/** Reused READ reply buffers: a header and the largest READ the kernel sends (max_pages 256). */
+const READ_BUFFER_SIZE = 16 + (1 << 20);
+const READ_BUFFERS_KEPT = 8;
 
 export class KernelSession {
   readonly nodes = new NodeTable();
@@ -128,6 +131,7 @@ export class KernelSession {
         this.log.stats?.record(name, us);
         if (this.log.tracing) this.log.trace(name, this.describe(node), 'ok', us);
         this.send(out ?? reply(h.unique, 0));
+        if (h.opcode === Op.READ && out !== undefined) this.giveBackReadBuffer(out);
       },
       (e: unknown) => {
         if (!(e instanceof FsError)) this.log.bug(name, e);
@@ -163,6 +167,26 @@ export class KernelSession {
     }
     this.known++;
     return true;
+  }
+
+  /**
+   * Reply buffers of READs, reused: a sequential read of a large file is thousands of READs of
+   * up to 1 MiB, and a fresh buffer for each (memory the kernel then copies out of once) costs
+   * more than the read. A reply is written synchronously, so its buffer is free again right
+   * after; with several READs in flight (FUSE_ASYNC_READ) each has its own.
+   */
+  private readonly readBuffers: Buffer[] = [];
+
+  private takeReadBuffer(size: number): Buffer {
+    if (size > READ_BUFFER_SIZE) return Buffer.allocUnsafe(size);
+    return this.readBuffers.pop() ?? Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);
+  }
+
+  /** Give back a READ reply's buffer (a reply of any other size is left alone). */
+  private giveBackReadBuffer(out: Buffer): void {
+    if (out.buffer.byteLength === READ_BUFFER_SIZE && this.readBuffers.length < READ_BUFFERS_KEPT) {
+      this.readBuffers.push(Buffer.from(out.buffer, 0, READ_BUFFER_SIZE));
+    }
   }
 
   /** Requests answered from known xattr names (D20). */
@@ -304,16 +328,20 @@ export class KernelSession {
         const fh = Number(b.readBigUInt64LE(at));
         const pos = Number(b.readBigUInt64LE(at + 8));
         const size = b.readUInt32LE(at + 16);
-        const out = Buffer.allocUnsafe(16 + size);
-        const data = out.subarray(16);
+        const out = this.takeReadBuffer(16 + size);
+        const data = out.subarray(16, 16 + size);
         const done = (got: number): Buffer => {
           out.writeUInt32LE(16 + got, 0);
           out.writeInt32LE(0, 4);
           out.writeBigUInt64LE(h.unique, 8);
           return out.subarray(0, 16 + got);
         };
-        if (this.policy.kernelOpens) return this.u.readByPath(this.path(n), data, size, pos).then(done);
-        return this.u.read(fh, data, size, pos).then(done);
+        const failed = (e: unknown): never => {
+          this.giveBackReadBuffer(out);
+          throw e;
+        };
+        if (this.policy.kernelOpens) return this.u.readByPath(this.path(n), data, size, pos).then(done, failed);
+        return this.u.read(fh, data, size, pos).then(done, failed);
       }
       case Op.WRITE: {
         const fh = Number(b.readBigUInt64LE(at));
