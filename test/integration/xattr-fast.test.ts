@@ -1,7 +1,8 @@
-// In a read-only union without lower_ttl, the FUSE binding answers absent xattr names and
-// listxattr itself once layerfs has told it an entry's names (DECISIONS D20). Through real
-// mounts: every answer (values, absences, size probes, ERANGE, lists, ACLs, `ls -l`'s `+`) is
-// the kernel's overlayfs's, the first time (layerfs answers) and again (the binding answers);
+// In a read-only union without lower_ttl, absent xattr names and listxattr are answered from an
+// entry's known names once the union has read them (DECISIONS D20): by the FUSE layer before
+// any union code (kernel engine, D28), or in C by the patched binding (engine=libfuse). Through
+// real mounts: every answer (values, absences, size probes, ERANGE, lists, ACLs, `ls -l`'s `+`)
+// is the kernel's overlayfs's, the first time (the union answers) and again (from the names);
 // and where xattrs can change (a writable union, lower_ttl) a change shows at once or within
 // the bound.
 import test from 'ava';
@@ -94,7 +95,7 @@ for e in ${JSON.stringify(entries)}:
   ].join('\n');
 }
 
-test('read-only union: xattr answers equal the kernel overlayfs, first and repeated (answered by the binding)', async (t) => {
+test('read-only union: xattr answers equal the kernel overlayfs, first and repeated (answered from the known names)', async (t) => {
   if (!requireMountCapable(t)) return;
   if (!hasSetfacl) {
     if (isCI()) t.fail('CI=true but setfacl is missing (Debian package acl)');

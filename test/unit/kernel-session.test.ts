@@ -33,13 +33,16 @@ class Client {
   readonly session: KernelSession;
   readonly upper: string;
 
+  readonly traces: string[] = [];
+  private readonly wire = Buffer.alloc(1 << 17);
+
   constructor(lowers: Spec[], policy: KernelPolicy = WRITABLE, writable = true) {
     const roots = s.branches(...lowers);
     this.upper = s.dir('upper');
     const work = s.dir('work');
     const u = writable ? createUnion({ lowers: roots, upper: this.upper, work, whiteout: 'overlay' }) : createUnion({ lowers: roots });
     unions.push(u);
-    const log = createLog({ tracing: false, write: () => {} });
+    const log = createLog({ tracing: true, write: (line) => this.traces.push(line) });
     this.session = new KernelSession(u.ops, policy, log, (b) => {
       const unique = b.readBigUInt64LE(8);
       this.waiting.get(unique)?.({ error: -b.readInt32LE(4) || 0, body: b.subarray(16, b.readUInt32LE(0)) });
@@ -58,7 +61,11 @@ class Client {
     b.writeBigUInt64LE(BigInt(nodeid), 16);
     body.copy(b, IN_HEADER);
     const reply = new Promise<Reply>((resolve) => this.waiting.set(unique, resolve));
-    this.session.request(b, b.length);
+    // One buffer for every request, as the device reads them: what a request needs after its
+    // first await must have been copied out of it.
+    b.copy(this.wire);
+    this.session.request(this.wire, b.length);
+    this.wire.fill(0xee);
     return reply;
   }
 
@@ -266,4 +273,13 @@ test('an absence is answered as one the kernel may keep, for the policy negative
   t.is(r.body.readUInt32LE(32), 500_000_000, 'entry_valid nanoseconds');
   const plain = new Client([{ f: 'x' }], { ...WRITABLE, negativeSec: 0 });
   t.is((await plain.send(Op.LOOKUP, ROOT, 'missing')).error, ENOENT);
+});
+
+test('-d traces name the entry a request is about, also when later requests have reused the buffer', async (t) => {
+  const c = new Client([{ d: { type: 'dir' } }]);
+  const d = (await c.lookup(ROOT, 'd')).nodeid;
+  // Two requests in flight at once: the second is read into the buffer the first came in (Client.send).
+  await Promise.all([c.lookup(d, 'first-missing'), c.send(Op.MKDIR, d, u32s(0o755, 0), 'made')]);
+  t.true(c.traces.some((l) => /lookup\(\/d, first-missing\) = ENOENT/.test(l)), c.traces.join('\n'));
+  t.true(c.traces.some((l) => /mkdir\(\/d, made\) = ok/.test(l)), c.traces.join('\n'));
 });

@@ -118,6 +118,8 @@ export class KernelSession {
     // names of every file, answered here without a round through the union.
     if (node.xattrs !== undefined && this.knownXattrs(h, node, b, len)) return;
     const t0 = performance.now();
+    // Read now: `b` holds the next request by the time this one is answered.
+    const traced = this.log.tracing ? this.describe(node, h, b, len) : '';
     let result: Promise<Reply>;
     try {
       result = this.dispatch(h, node, b, len);
@@ -129,7 +131,7 @@ export class KernelSession {
       (out) => {
         const us = (performance.now() - t0) * 1000;
         this.log.stats?.record(name, us);
-        if (this.log.tracing) this.log.trace(name, this.describe(node), 'ok', us);
+        if (this.log.tracing) this.log.trace(name, traced, 'ok', us);
         this.send(out ?? reply(h.unique, 0));
         if (h.opcode === Op.READ && out !== undefined) this.giveBackReadBuffer(out);
       },
@@ -138,7 +140,7 @@ export class KernelSession {
         const us = (performance.now() - t0) * 1000;
         const code = e instanceof FsError ? e.code : 'EIO';
         this.log.stats?.record(name, us, code);
-        if (this.log.tracing) this.log.trace(name, this.describe(node), code, us);
+        if (this.log.tracing) this.log.trace(name, traced, code, us);
         this.send(e instanceof CachedAbsence ? e.reply : reply(h.unique, toErrno(e)));
       },
     );
@@ -192,8 +194,15 @@ export class KernelSession {
   /** Requests answered from known xattr names (D20). */
   known = 0;
 
-  private describe(n: Node): string {
-    return this.nodes.path(n) ?? `<node ${n.id}, no name>`;
+  /** What a trace line names: the node's path, and for a request about a name in it, the name. */
+  private describe(n: Node, h: Header, b: Buffer, len: number): string {
+    const at = this.nodes.path(n) ?? `<node ${n.id}, no name>`;
+    switch (h.opcode) {
+      case Op.LOOKUP: case Op.UNLINK: case Op.RMDIR: return `${at}, ${cString(b, IN_HEADER, len)[0]}`;
+      case Op.MKDIR: return `${at}, ${cString(b, IN_HEADER + 8, len)[0]}`;
+      case Op.MKNOD: case Op.CREATE: return `${at}, ${cString(b, IN_HEADER + 16, len)[0]}`;
+      default: return at;
+    }
   }
 
   private init(h: Header, b: Buffer): Buffer {
