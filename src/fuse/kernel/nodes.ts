@@ -4,7 +4,7 @@
 //
 // A node removed or renamed over while the kernel still holds it becomes nameless: requests for
 // it that need a path get ENOENT, and those that carry a file handle go by the handle.
-import { ROOT, childOf, type Name, type VPath } from '../../path.js';
+import { ROOT, childOf, components, type Name, type VPath } from '../../path.js';
 
 export interface Node {
   readonly id: number;
@@ -50,8 +50,7 @@ export class NodeTable {
   /** The node the kernel holds for path p, if any. */
   find(p: VPath): Node | undefined {
     let n: Node | undefined = this.root;
-    if (p === ROOT) return n;
-    for (const name of p.slice(1).split('/')) {
+    for (const name of components(p)) {
       n = n.children?.get(name);
       if (n === undefined) return undefined;
     }

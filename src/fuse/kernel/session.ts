@@ -12,7 +12,7 @@ import type { Attr } from '../../attr.js';
 import { FsError, toErrno } from '../../errno.js';
 import type { Log } from '../../log.js';
 import type { MergedEntry } from '../../dir-merge.js';
-import { childOf, isName, type Name, type VPath } from '../../path.js';
+import { ROOT, childOf, isName, type Name, type VPath } from '../../path.js';
 import type { UnionOps } from '../../union.js';
 import type { TimeSpec } from '../../host/libc.js';
 import { NodeTable, type Node } from './nodes.js';
@@ -363,7 +363,7 @@ export class KernelSession {
           o.writeUInt32LE(0, o2 + 4);
         }));
       }
-      case Op.STATFS: return this.u.statfs(this.nodes.path(n) ?? this.nodes.path(this.nodes.root) as VPath).then((s) =>
+      case Op.STATFS: return this.u.statfs(this.nodes.path(n) ?? ROOT).then((s) =>
         replyWith(h.unique, STATFS_OUT, (o, o2) => writeStatfs(o, o2, {
           blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree,
           bsize: s.bsize, namelen: 255, frsize: s.bsize,

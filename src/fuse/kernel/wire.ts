@@ -26,7 +26,6 @@ export const enum Op {
 export const Init = {
   ASYNC_READ: 1 << 0,
   BIG_WRITES: 1 << 5,
-  AUTO_INVAL_DATA: 1 << 12,
   DO_READDIRPLUS: 1 << 13,
   READDIRPLUS_AUTO: 1 << 14,
   POSIX_ACL: 1 << 20,
