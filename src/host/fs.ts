@@ -238,6 +238,16 @@ export async function readlink(p: RealPath): Promise<string> {
  * inside a branch must not open a host file. Earlier components are known directories of the
  * branch (resolution checked them), so O_NOFOLLOW on the last one is enough.
  */
+/**
+ * open(2) of what is known to be a regular file, or O_CREAT|O_EXCL of a new one, on the calling
+ * thread: only the open of a FIFO or a device can wait (for a peer, for hardware), which is why
+ * `open` goes through libuv's pool (D21, D29).
+ */
+export function openFile(p: RealPath, flags: number, mode = 0o666): Promise<number> {
+  if (isLongPath(p)) return via(p, 'open', (q) => openFile(q, flags, mode));
+  return onThread('open', p, () => fs.openSync(p, flags | O.O_NOFOLLOW, mode));
+}
+
 export function open(p: RealPath, flags: number, mode = 0o666): Promise<number> {
   if (isLongPath(p)) return via(p, 'open', (q) => open(q, flags, mode));
   return new Promise((resolve, reject) => {
@@ -458,7 +468,15 @@ async function rmDeep(p: RealPath): Promise<void> {
 export const copyFileData = (from: RealPath, to: RealPath): Promise<void> =>
   isLongPath(from) || isLongPath(to) ? via2(from, to, 'copy_file_range', copyFileData) : wrap('copy_file_range', to, () => fsp.copyFile(from, to, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE));
 
+/**
+ * Writes up to this size are made on the calling thread. A write to a local filesystem lands in
+ * the page cache: copying 128 KiB costs less than one round trip through libuv's pool (D29).
+ * Larger ones go to the pool, so that one big write does not hold up every other request.
+ */
+const SMALL_WRITE = 128 * 1024;
+
 export function write(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
+  if (len <= SMALL_WRITE) return onThread('write', undefined, () => fs.writeSync(fd, buf, 0, len, pos));
   return new Promise((resolve, reject) => {
     fs.write(fd, buf, 0, len, pos, (err, n) => {
       if (err) reject(fromNodeError(err, 'write'));

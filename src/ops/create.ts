@@ -15,7 +15,7 @@ export async function create(ctx: UnionCtx, p: VPath, mode: number, flags: numbe
     return open(ctx, p, flags);
   }
   const fd = await placeNew(ctx, up, p, { syscall: 'create', isDir: false }, async (tmp) => {
-    const fd = await host.open(tmp, (flags & PASSED_FLAGS & ~constants.O_TRUNC) | constants.O_CREAT | constants.O_EXCL, mode & 0o7777);
+    const fd = await host.openFile(tmp, (flags & PASSED_FLAGS & ~constants.O_TRUNC) | constants.O_CREAT | constants.O_EXCL, mode & 0o7777);
     await own(tmp, owner, mode);
     return fd;
   });

@@ -6,6 +6,7 @@
 //   handles, and a truncate, show through it);
 // - unlinked while open, it keeps working through its handles, and its attributes (fstat) are
 //   those of the file, link count included (0 when no name is left, else the remaining names).
+import { constants } from 'node:fs';
 import type { Attr } from '../attr.js';
 import { requireUpper, type UnionCtx } from '../context.js';
 import { FsError } from '../errno.js';
@@ -15,6 +16,7 @@ import { childOf, parentOf, type Name, type VPath } from '../path.js';
 import { fdAttr, getattr } from './getattr.js';
 import { unlink } from './unlink.js';
 
+const { S_IFMT, S_IFREG } = constants;
 // Linux's O_ACCMODE; node:fs does not export it.
 const O_ACCMODE = 3;
 const WRITE_FLAGS = host.O.O_WRONLY | host.O.O_RDWR | host.O.O_TRUNC | host.O.O_APPEND;
@@ -32,8 +34,10 @@ export async function open(ctx: UnionCtx, p: VPath, flags: number): Promise<numb
     real = await up.copyUp.ensure(p);
     branch = up.branch;
   }
-  // O_NOFOLLOW is added by the host layer.
-  const fd = await host.open(real, flags & PASSED_FLAGS);
+  // O_NOFOLLOW is added by the host layer. A regular file's open cannot wait: the calling thread
+  // makes it; a FIFO's or a device's goes through the pool.
+  const regular = (r.stat.mode & S_IFMT) === S_IFREG;
+  const fd = await (regular ? host.openFile : host.open)(real, flags & PASSED_FLAGS);
   return ctx.handles.add({ fd, path: p, branch, flags });
 }
 
