@@ -2,7 +2,7 @@
 // whether it is opaque. Lower branches are immutable by contract, so a lower directory is read
 // once and then answers every lookup in it from memory (no probe per name and branch); the upper
 // changes under us, so it is probed directly each time.
-import { constants } from 'node:fs';
+import { constants, type BigIntStats } from 'node:fs';
 import type { Branch } from './branch.js';
 import * as host from './host/fs.js';
 import { DT, getXattr, readDirents } from './host/libc.js';
@@ -40,7 +40,12 @@ export interface BranchDir {
 export type Probe =
   | { readonly kind: 'absent' }
   | { readonly kind: 'whiteout' }
-  | { readonly kind: EntryKind; readonly hidesBelow: boolean };
+  | {
+    readonly kind: EntryKind;
+    readonly hidesBelow: boolean;
+    /** The entry's lstat, where the probe took one (probeOnDisk): a resolution needs no second. */
+    readonly stat?: BigIntStats;
+  };
 
 const ABSENT: Probe = { kind: 'absent' };
 const WHITEOUT: Probe = { kind: 'whiteout' };
@@ -95,8 +100,8 @@ export async function readBranchDir(real: RealPath): Promise<BranchDir> {
  * branch (the kernel's rule); readdir hides it only where its dir is marked opaque="x", which
  * is what spares the kernel, and layerfs, a stat of every file while listing.
  */
-export function isXattrWhiteout(p: RealPath, st: { isFile(): boolean; readonly size: number }): boolean {
-  return st.isFile() && st.size === 0 && getXattr(p, XATTR_WHITEOUT) !== undefined;
+export function isXattrWhiteout(p: RealPath, st: { isFile(): boolean; readonly size: number | bigint }): boolean {
+  return st.isFile() && Number(st.size) === 0 && getXattr(p, XATTR_WHITEOUT) !== undefined;
 }
 
 /** Look name up in an already-read branch directory. */
@@ -110,19 +115,21 @@ export function probeIn(dir: BranchDir, name: Name): Probe {
  * Look name up in a branch directory directly on disk, for a branch that may change (the upper).
  * Same answers as probeIn(readBranchDir(...)) without reading the whole directory.
  */
-export function probeOnDisk(branch: Branch, dir: VPath, name: Name): Probe {
+export function probeOnDisk(branch: Branch, dir: VPath, name: Name, below = true): Probe {
   const real = branch.real(childOf(dir, name));
   // On the calling thread: two lstats of a local filesystem cost less than one round trip
   // through libuv's pool (host.lstatSyncOrUndefined).
-  const st = host.lstatSyncOrUndefined(real);
-  // A ".wh." marker for a name of more than NAME_MAX - 4 bytes cannot exist; asking would be
+  const st = host.lstatNsSyncOrUndefined(real);
+  // A ".wh." marker only hides what the branches below have: where they have nothing of this
+  // name (`below` false: a new name, most of what a build or an untar makes), it is not looked
+  // for (D29). One for a name of more than NAME_MAX - 4 bytes cannot exist; asking would be
   // ENAMETOOLONG for a name that is perfectly valid itself.
   const markerName = `${OCI_PREFIX}${name}`;
-  const whiteoutFile = Buffer.byteLength(markerName) > NAME_MAX
+  const whiteoutFile = !below || Buffer.byteLength(markerName) > NAME_MAX
     ? undefined
     : host.lstatSyncOrUndefined(branch.real(childOf(dir, markerName as Name)));
   if (st === undefined) return whiteoutFile ? WHITEOUT : ABSENT;
   if (isKernelWhiteout(st)) return WHITEOUT;
   if (isXattrWhiteout(real, st)) return WHITEOUT;
-  return { kind: st.isDirectory() ? 'dir' : 'nondir', hidesBelow: whiteoutFile !== undefined };
+  return { kind: st.isDirectory() ? 'dir' : 'nondir', hidesBelow: whiteoutFile !== undefined, stat: st };
 }

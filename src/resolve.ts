@@ -22,6 +22,8 @@ export type FileResolution = {
   readonly branch: Branch;
   readonly real: RealPath;
   readonly stat: EntryStat;
+  /** An upper entry's inode number recorded at its copy-up (origin.ts), once read; null: none. */
+  recordedIno?: number | null;
 };
 export type DirResolution = {
   readonly kind: 'dir';
@@ -29,6 +31,8 @@ export type DirResolution = {
   readonly stack: readonly Branch[];
   /** Attributes of the top-most directory. */
   readonly stat: EntryStat;
+  /** As FileResolution's, for the top-most directory when it is the upper's. */
+  recordedIno?: number | null;
 };
 export type Resolution = FileResolution | DirResolution | { readonly kind: 'absent' };
 
@@ -179,6 +183,14 @@ export class Resolver {
     return r.kind !== 'absent';
   }
 
+  /**
+   * What p is now, known without a lookup: a non-directory just put in the upper by a change
+   * through the mount (create, mknod, symlink, link). Saves resolving it again at once.
+   */
+  learn(p: VPath, r: FileResolution): void {
+    this.#cache.set(p, r);
+  }
+
   /** Forget what is known about p (after a change through the mount). */
   invalidate(p: VPath): void {
     this.#cache.delete(p);
@@ -237,8 +249,8 @@ export class Resolver {
   }
 
   /** Synchronous when the answer is at hand (the upper, or a lower directory already indexed). */
-  #probe(b: Branch, dir: VPath, name: Name): Probe | Promise<Probe> {
-    if (b.writable) return probeOnDisk(b, dir, name);
+  #probe(b: Branch, dir: VPath, name: Name, below: boolean): Probe | Promise<Probe> {
+    if (b.writable) return probeOnDisk(b, dir, name, below);
     const d = this.#dir(`${b.index}\0${dir}`);
     return d !== undefined ? probeIn(d, name) : this.branchDir(b, dir).then((x) => probeIn(x, name));
   }
@@ -263,31 +275,49 @@ export class Resolver {
     const p = childOf(dir, name);
     const stack: Branch[] = [];
     let top: EntryStat | undefined;
-    for (const b of branches) {
-      const pr = this.#probe(b, dir, name);
+    for (let i = 0; i < branches.length; i++) {
+      const b = branches[i] as Branch;
+      // Whether a branch below may have the name: only then do the upper's markers matter.
+      const below = b.writable && this.#mayHave(branches, i + 1, dir, name);
+      const pr = this.#probe(b, dir, name, below);
       const probe = pr instanceof Promise ? await pr : pr; // no await (a microtask) per branch
       if (probe.kind === 'whiteout') break;
       if (probe.kind === 'absent') continue;
       if (probe.kind === 'nondir') {
         if (top !== undefined) break; // a non-directory below a directory ends the merge
         const real = b.real(p);
-        const stat = statEntry(real);
+        const stat = probe.stat !== undefined ? new EntryStat(probe.stat) : statEntry(real);
         if (stat === undefined) continue; // gone from a lower since it was indexed
-        if (isXattrWhiteout(real, stat)) break;
+        if (probe.stat === undefined && isXattrWhiteout(real, stat)) break; // (probeOnDisk looked)
         return { kind: 'file', branch: b, real, stat };
       }
       const real = b.real(p);
       if (top === undefined) {
-        const stat = statEntry(real);
+        const stat = probe.stat !== undefined ? new EntryStat(probe.stat) : statEntry(real);
         if (stat === undefined) continue;
         top = stat;
       }
       stack.push(b);
       if (probe.hidesBelow) break;
+      if (b.writable && !below) break; // opaque or not, nothing below has it
       const op = this.#isOpaque(b, p);
       if (op instanceof Promise ? await op : op) break;
     }
     return top === undefined ? ABSENT : { kind: 'dir', stack, stat: top };
+  }
+
+  /**
+   * Could one of branches[from..] have `name` in dir? Answered from the listings at hand; true
+   * when one is not (then the markers are looked at, as before there were listings).
+   */
+  #mayHave(branches: readonly Branch[], from: number, dir: VPath, name: Name): boolean {
+    for (let i = from; i < branches.length; i++) {
+      const b = branches[i] as Branch;
+      if (b.writable) return true;
+      const d = this.#dirs.peek(`${b.index}\0${dir}`);
+      if (d === undefined || probeIn(d, name).kind !== 'absent') return true;
+    }
+    return false;
   }
 
   /**
@@ -304,24 +334,24 @@ export class Resolver {
     const p = childOf(dir, name);
     const stack: Branch[] = [];
     let top: EntryStat | undefined;
+    const hit = index.get(name);
+    // The upper's markers and opaqueness hide only what the lowers have.
+    const below = hit !== undefined && hit.kind !== 'whiteout';
     if (upper !== undefined) {
-      const probe = probeOnDisk(upper, dir, name);
+      const probe = probeOnDisk(upper, dir, name, below);
       if (probe.kind === 'whiteout') return ABSENT;
       if (probe.kind === 'nondir') {
-        // The upper's file wins outright; no second probe of it.
+        // The upper's file wins outright (probeOnDisk ruled out an xattr whiteout).
         const real = upper.real(p);
-        const stat = statEntry(real);
-        if (stat === undefined) return undefined; // gone meanwhile: the slow way decides
-        return isXattrWhiteout(real, stat) ? ABSENT : { kind: 'file', branch: upper, real, stat };
+        return probe.stat === undefined ? undefined : { kind: 'file', branch: upper, real, stat: new EntryStat(probe.stat) };
       }
       if (probe.kind === 'dir') {
-        top = statEntry(upper.real(p));
-        if (top === undefined) return undefined;
+        if (probe.stat === undefined) return undefined;
+        top = new EntryStat(probe.stat);
         stack.push(upper);
-        if (probe.hidesBelow || (await isOpaqueDir(upper.real(p)))) return { kind: 'dir', stack, stat: top };
+        if (!below || probe.hidesBelow || (await isOpaqueDir(upper.real(p)))) return { kind: 'dir', stack, stat: top };
       }
     }
-    const hit = index.get(name);
     const done = (): Resolution => (top === undefined ? ABSENT : { kind: 'dir', stack, stat: top });
     if (hit === undefined || hit.kind === 'whiteout') return done();
     if (hit.kind === 'nondir') {

@@ -6,7 +6,7 @@
 //   OCI image layers: whiteout = file ".wh.NAME"; opaque dir = file ".wh..wh..opq" inside it.
 // An OCI whiteout hides NAME only in lower branches, never NAME in its own branch: a branch may
 // hold both "X" and ".wh.X", and then X is shown and nothing below it.
-import type { Stats } from 'node:fs';
+import type { BigIntStats, Stats } from 'node:fs';
 
 export const OCI_PREFIX = '.wh.';
 export const OCI_OPAQUE = '.wh..wh..opq';
@@ -15,8 +15,8 @@ export const XATTR_OPAQUE = 'trusted.overlay.opaque';
 export const XATTR_WHITEOUT = 'trusted.overlay.whiteout';
 
 /** Is this stat a kernel whiteout (char device 0:0)? */
-export function isKernelWhiteout(st: Stats): boolean {
-  return st.isCharacterDevice() && st.rdev === 0;
+export function isKernelWhiteout(st: Stats | BigIntStats): boolean {
+  return st.isCharacterDevice() && Number(st.rdev) === 0;
 }
 
 /** For ".wh.NAME" the hidden NAME; undefined for other names, the opaque marker and a bare ".wh.". */

@@ -10,11 +10,12 @@ import type { UnionCtx } from '../context.js';
 import * as host from '../host/fs.js';
 import { recordedIno } from '../origin.js';
 import type { RealPath, VPath } from '../path.js';
+import type { Resolution } from '../resolve.js';
 
 export async function getattr(ctx: UnionCtx, p: VPath): Promise<Attr> {
   const r = await ctx.resolver.get(p, 'getattr');
   if (r.kind === 'file') {
-    if (r.branch.writable) return nsAttr(ctx, await host.lstatNs(r.real), undefined, r.real);
+    if (r.branch.writable) return nsAttr(ctx, await host.lstatNs(r.real), undefined, recorded(r, r.real));
     return attrOfEntry(r.stat, ctx.inodes.of(r.stat.dev, r.stat.ino));
   }
   const top = r.stack[0];
@@ -23,7 +24,7 @@ export async function getattr(ctx: UnionCtx, p: VPath): Promise<Attr> {
   const merged = r.stack.length > 1;
   if (top !== undefined && top.writable) {
     const st = await host.lstatNs(top.real(p));
-    return nsAttr(ctx, st, merged ? 1 : Number(st.nlink), top.real(p));
+    return nsAttr(ctx, st, merged ? 1 : Number(st.nlink), recorded(r, top.real(p)));
   }
   const st = r.stat;
   return attrOfEntry(st, ctx.inodes.of(st.dev, st.ino), merged ? 1 : st.nlink);
@@ -38,8 +39,16 @@ export async function fdAttr(ctx: UnionCtx, fd: number, ino?: number): Promise<A
   return ino === undefined ? nsAttr(ctx, st) : attrOfNs(st, ino);
 }
 
-/** An upper entry's attributes; with its path, the inode number recorded at its copy-up (origin.ts). */
-function nsAttr(ctx: UnionCtx, st: BigIntStats, nlink?: number, real?: RealPath): Attr {
-  const ino = (real === undefined ? undefined : recordedIno(real)) ?? ctx.inodes.of(Number(st.dev), Number(st.ino));
-  return attrOfNs(st, ino, nlink);
+/** An upper entry's attributes, with the inode number recorded at its copy-up when it has one. */
+function nsAttr(ctx: UnionCtx, st: BigIntStats, nlink?: number, recordedNo?: number): Attr {
+  return attrOfNs(st, recordedNo ?? ctx.inodes.of(Number(st.dev), Number(st.ino)), nlink);
+}
+
+/**
+ * The number recorded on an upper entry (origin.ts), read once per resolution: it is written
+ * before the entry takes its name (copy-up), and any change of the name drops the resolution.
+ */
+function recorded(r: Resolution & { kind: 'file' | 'dir' }, real: RealPath): number | undefined {
+  if (r.recordedIno === undefined) r.recordedIno = recordedIno(real) ?? null;
+  return r.recordedIno ?? undefined;
 }

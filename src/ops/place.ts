@@ -5,6 +5,7 @@
 // and link.
 import { probeOnDisk } from '../branch-dir.js';
 import type { UnionCtx, UpperCtx } from '../context.js';
+import { EntryStat } from '../entry-stat.js';
 import { FsError } from '../errno.js';
 import * as host from '../host/fs.js';
 import { renameExchange } from '../host/libc.js';
@@ -30,7 +31,10 @@ export async function placeNew<T>(
   if (isMarkerName(name)) throw new FsError('EINVAL', o.syscall, p);
   if ((await ctx.resolver.resolve(p)).kind !== 'absent') throw new FsError('EEXIST', o.syscall, p);
   await up.copyUp.ensure(dir);
-  const overWhiteout = (await probeOnDisk(up.branch, dir, name)).kind === 'whiteout';
+  // What a whiteout at the name changes: a directory made there is opaque, and an OCI marker is
+  // removed. Both matter only where a lower has the name; elsewhere a non-directory simply
+  // replaces whatever whiteout is there (rename), and no probe is made.
+  const overWhiteout = (o.isDir || (await ctx.resolver.lowerHas(p))) && probeOnDisk(up.branch, dir, name).kind === 'whiteout';
   const tmp = up.scratch();
   const target = up.branch.real(p);
   let result: T;
@@ -48,8 +52,13 @@ export async function placeNew<T>(
     await host.rmTree(tmp).catch(() => undefined);
     throw e;
   }
-  // After the change on disk: a lookup racing with it re-resolves from the new state.
-  ctx.resolver.invalidate(p);
+  // After the change on disk: a lookup racing with it re-resolves from the new state. A new
+  // non-directory is known as it is (a directory's stack depends on what lies below: resolved).
+  const st = o.isDir ? undefined : host.lstatNsSyncOrUndefined(target);
+  if (st !== undefined) ctx.resolver.learn(p, { kind: 'file', branch: up.branch, real: target, stat: new EntryStat(st),
+    // A new entry has no recorded number; a new link shares its file's.
+    ...(o.syscall === 'link' ? {} : { recordedIno: null }) });
+  else ctx.resolver.invalidate(p);
   return result;
 }
 
