@@ -112,7 +112,7 @@ export function kernelPolicyFor(c: ServeConfig, kernelRelease: string = release(
   if (!isWritable(c)) {
     const keep = Math.min(READ_ONLY_CACHE_SECONDS, c.lowerTtl ?? READ_ONLY_CACHE_SECONDS);
     return {
-      entrySec: keep, attrSecFile: keep, attrSecDir: keep, negativeSec: keep,
+      entrySec: keep, attrSecFile: keep, attrSecDir: keep, attrSecLinked: keep, negativeSec: keep,
       // With lower_ttl, pages are dropped at every open instead of kept (libfuse's auto_cache
       // kept them while mtime and size stayed the same).
       keepCache: c.lowerTtl === undefined, cacheDirs: kernelOpens, cacheSymlinks: c.lowerTtl === undefined,
@@ -127,7 +127,8 @@ export function kernelPolicyFor(c: ServeConfig, kernelRelease: string = release(
   // kernel sees (it then drops the absence), or underneath in a branch (what lower_ttl bounds).
   const names = Math.min(1, c.lowerTtl ?? 1);
   return {
-    entrySec: names, attrSecFile: 0, attrSecDir: dir, negativeSec: names,
+    // Files: kept as long as names (D29), but not a file with more than one name.
+    entrySec: names, attrSecFile: names, attrSecDir: dir, attrSecLinked: 0, negativeSec: names,
     keepCache: false, cacheDirs: false, cacheSymlinks: false, posixAcl: false, kernelOpens: false, maxWrite: KERNEL_MAX_WRITE,
   };
 }

@@ -53,6 +53,10 @@ test('every change through a writable mount shows at once, here and in another p
       [`chmod 600 ${q('d/f')}`, ['d/f'], 'd/f', 'mode=600'],
       [`touch -m -d 2001-01-01 ${q('d/f')}`, ['d/f'], 'd/f', `mtime=${Date.parse('2001-01-01T00:00:00')}`],
       [`ln ${q('d/f')} ${q('d/f2')}`, ['d/f', 'd/f2', 'd'], 'd/f', 'nlink=2'],
+      // Through one name of a file with two, seen through the other (the kernel keeps each
+      // name's attributes apart: these must not be kept).
+      [`printf 2 >> ${q('d/f2')}`, ['d/f', 'd/f2'], 'd/f', '"lowermore2"'],
+      [`chmod 640 ${q('d/f2')}`, ['d/f', 'd/f2'], 'd/f', 'mode=640'],
       // A lower file: the link copies it up first, so its name now leads to another inode.
       [`ln ${q('d/h')} ${q('d/h2')}`, ['d/h', 'd/h2', 'd'], 'd/h', 'nlink=2'],
       [`rm ${q('d/f2')}`, ['d/f', 'd/f2', 'd'], 'd/f', 'nlink=1'],

@@ -20,7 +20,7 @@ test.after.always(async () => {
 });
 
 const WRITABLE: KernelPolicy = {
-  entrySec: 1, attrSecFile: 0, attrSecDir: 1, negativeSec: 0, keepCache: false, cacheDirs: false,
+  entrySec: 1, attrSecFile: 0, attrSecDir: 1, attrSecLinked: 0, negativeSec: 0, keepCache: false, cacheDirs: false,
   cacheSymlinks: false, posixAcl: false, kernelOpens: false, maxWrite: 1 << 20,
 };
 
@@ -34,6 +34,8 @@ class Client {
   readonly upper: string;
 
   readonly traces: string[] = [];
+  /** Notifications sent to the kernel (unique 0): their code (in the error field) and body. */
+  readonly notes: Reply[] = [];
   private readonly wire = Buffer.alloc(1 << 17);
 
   constructor(lowers: Spec[], policy: KernelPolicy = WRITABLE, writable = true) {
@@ -45,6 +47,7 @@ class Client {
     const log = createLog({ tracing: true, write: (line) => this.traces.push(line) });
     this.session = new KernelSession(u.ops, policy, log, (b) => {
       const unique = b.readBigUInt64LE(8);
+      if (unique === 0n) this.notes.push({ error: b.readInt32LE(4), body: b.subarray(16, b.readUInt32LE(0)) });
       this.waiting.get(unique)?.({ error: -b.readInt32LE(4) || 0, body: b.subarray(16, b.readUInt32LE(0)) });
       this.waiting.delete(unique);
     });
@@ -282,4 +285,33 @@ test('-d traces name the entry a request is about, also when later requests have
   await Promise.all([c.lookup(d, 'first-missing'), c.send(Op.MKDIR, d, u32s(0o755, 0), 'made')]);
   t.true(c.traces.some((l) => /lookup\(\/d, first-missing\) = ENOENT/.test(l)), c.traces.join('\n'));
   t.true(c.traces.some((l) => /mkdir\(\/d, made\) = ok/.test(l)), c.traces.join('\n'));
+});
+
+test('writable union: a file keeps its attributes for the policy time, one with two names none; a link makes the kernel forget the source\'s', async (t) => {
+  const c = new Client([{ f: 'x' }], { ...WRITABLE, attrSecFile: 1, attrSecLinked: 0 });
+  const attrValid = (r: Reply, at: number): number => Number(r.body.readBigUInt64LE(at));
+  const f = await c.send(Op.LOOKUP, ROOT, 'f');
+  const fid = Number(f.body.readBigUInt64LE(0));
+  t.is(attrValid(f, 24), 1, 'entry_out.attr_valid of a file with one name');
+  t.is((await c.send(Op.LINK, ROOT, u64s(BigInt(fid)), 'g')).error, 0);
+  // The kernel takes the new name for another inode: told to drop what it keeps of f's (nlink 1).
+  t.is(c.notes.length, 1);
+  t.is(c.notes[0]?.error, 2, 'FUSE_NOTIFY_INVAL_INODE');
+  t.is(Number(c.notes[0]?.body.readBigUInt64LE(0)), fid);
+  t.is(c.notes[0]?.body.readBigInt64LE(8), -1n, 'attributes only, no pages');
+  const again = await c.send(Op.GETATTR, fid, u32s(0, 0), u64s(0n));
+  t.is(again.body.readUInt32LE(16 + 64), 2, 'nlink 2');
+  t.is(attrValid(again, 0), 0, 'attr_out.attr_valid of a file with two names');
+  t.is(attrValid(await c.send(Op.LOOKUP, ROOT, 'g'), 24), 0);
+});
+
+test('FLUSH answers ENOSYS (every write reached the branch already): the kernel then stops sending it', async (t) => {
+  const c = new Client([{ f: 'x' }]);
+  const f = (await c.lookup(ROOT, 'f')).nodeid;
+  const fh = await c.open(f, fs.constants.O_WRONLY);
+  const w = await c.send(Op.WRITE, f, u64s(fh, 0n), u32s(2, 0), u64s(0n), u32s(0, 0), Buffer.from('yz'));
+  t.is(w.error, 0);
+  const { ENOSYS } = (await import('node:os')).constants.errno;
+  t.is((await c.send(Op.FLUSH, f, u64s(fh), u32s(0, 0), u64s(0n))).error, ENOSYS);
+  t.is(fs.readFileSync(path.join(c.upper, 'f'), 'utf8'), 'yz');
 });

@@ -18,7 +18,7 @@ import type { TimeSpec } from '../../host/libc.js';
 import { NodeTable, type Node } from './nodes.js';
 import {
   ATTR_OUT, ENTRY_OUT, Fattr, Fopen, GETATTR_FH, IN_HEADER, INIT_OUT, Init, KERNEL_MINOR, KERNEL_VERSION, MIN_KERNEL_MINOR,
-  OPEN_OUT, Op, STATFS_OUT, WRITE_IN, cString, direntPlusSize, direntSize, readHeader, reply, replyWith, writeAttrOut, writeDirent, writeEntry,
+  OPEN_OUT, Op, STATFS_OUT, WRITE_IN, cString, notifyInvalInode, direntPlusSize, direntSize, readHeader, reply, replyWith, writeAttrOut, writeDirent, writeEntry,
   writeInit, writeOpen, writeStatfs, type Header,
 } from './wire.js';
 
@@ -31,6 +31,12 @@ export interface KernelPolicy {
   /** Seconds a file's / a directory's attributes stay valid. */
   readonly attrSecFile: number;
   readonly attrSecDir: number;
+  /**
+   * Seconds the attributes of a file with more than one name stay valid. Each name is its own
+   * node here, so a change through one name (a write, a link count) is one the kernel does not
+   * see for the others: where files can change, such a file's attributes are not kept.
+   */
+  readonly attrSecLinked: number;
   /** Seconds an absence stays cached (0: not cached). */
   readonly negativeSec: number;
   /** File pages stay cached across opens (nothing can change them). */
@@ -39,7 +45,7 @@ export interface KernelPolicy {
   readonly cacheDirs: boolean;
   /** Symlink targets stay cached. */
   readonly cacheSymlinks: boolean;
-  /** The kernel opens files itself and reads by path (D26): OPEN and FLUSH answer ENOSYS. */
+  /** The kernel opens files itself and reads by path (D26): OPEN answers ENOSYS. */
   readonly kernelOpens: boolean;
   /**
    * The kernel enforces POSIX ACLs (and caches them). Only where nothing can change: with it,
@@ -65,6 +71,7 @@ let unlinkedSeq = 0;
 const unlinkedKey = (): Name => `.layerfs-unlinked-${(unlinkedSeq++).toString(16).padStart(8, '0')}` as Name;
 
 const DT_SHIFT = 12;
+const O_ACCMODE = 3;
 const RENAME_NOREPLACE = 1;
 /** Reused READ reply buffers: a header and the largest READ the kernel sends (max_pages 256). */
 const READ_BUFFER_SIZE = 16 + (1 << 20);
@@ -238,7 +245,13 @@ export class KernelSession {
   }
 
   private attrSec(a: Attr): number {
-    return (a.mode & fsc.S_IFMT) === fsc.S_IFDIR ? this.policy.attrSecDir : this.policy.attrSecFile;
+    if ((a.mode & fsc.S_IFMT) === fsc.S_IFDIR) return this.policy.attrSecDir;
+    return a.nlink > 1 ? this.policy.attrSecLinked : this.policy.attrSecFile;
+  }
+
+  /** The kernel forgets what it keeps of n's attributes (a change it did not see happen to n). */
+  private invalidateAttrs(n: Node): void {
+    this.send(notifyInvalInode(BigInt(n.id)));
   }
 
   private entry(h: Header, parent: Node, name: string, a: Attr): Buffer {
@@ -323,13 +336,21 @@ export class KernelSession {
         if (from === undefined) throw new FsError('ENOENT', 'link');
         const name = cString(b, at + 8, len)[0];
         const p = this.child(n, name);
-        return this.u.link(this.path(from), p).then(() => this.created(h, n, name, p));
+        // The source's link count changed: a change the kernel (6.x) does not forget by itself,
+        // since to it the new name is another inode (ctime is all it updates).
+        return this.u.link(this.path(from), p).then(() => {
+          this.invalidateAttrs(from);
+          return this.created(h, n, name, p);
+        });
       }
       case Op.OPEN: {
         if (this.policy.kernelOpens) throw new FsError('ENOSYS', 'open');
         const flags = b.readUInt32LE(at);
         return this.u.open(this.path(n), flags).then((fh) => {
           this.opened(n, fh);
+          // Opening for writing may have copied the file up: a new ctime and block count that
+          // the kernel, keeping the lower's, would show until its attributes time out.
+          if ((flags & O_ACCMODE) !== fsc.O_RDONLY && this.policy.attrSecFile > 0) this.invalidateAttrs(n);
           return replyWith(h.unique, OPEN_OUT, (o, o2) => writeOpen(o, o2, BigInt(fh), this.policy.keepCache ? Fopen.KEEP_CACHE : 0));
         });
       }
@@ -377,8 +398,10 @@ export class KernelSession {
       }
       case Op.FSYNC: return this.u.fsync(Number(b.readBigUInt64LE(at)), (b.readUInt32LE(at + 8) & 1) !== 0).then(() => undefined);
       case Op.FLUSH:
-        if (this.policy.kernelOpens) throw new FsError('ENOSYS', 'flush');
-        return this.u.flush(Number(b.readBigUInt64LE(at))).then(() => undefined);
+        // Every WRITE reaches the branch before it is answered: a close has nothing left to
+        // report. ENOSYS makes the kernel stop sending FLUSH for good (fuse_flush: no_flush),
+        // two round trips fewer per `echo > file`.
+        throw new FsError('ENOSYS', 'flush');
       case Op.SETXATTR: {
         const size = b.readUInt32LE(at);
         const flags = b.readUInt32LE(at + 4);
@@ -488,7 +511,9 @@ export class KernelSession {
     const fh = await this.u.create(p, mode, flags, this.owner(h));
     let a: Attr;
     try {
-      a = (await this.u.fgetattr(fh, p)).attr;
+      // Through the new file's fd: what a lookup of p would show (a new file has no recorded
+      // inode number), without resolving p again.
+      a = (await this.u.fgetattr(fh, null)).attr;
     } catch (e) {
       await this.u.release(fh, true).catch(() => {});
       throw e;

@@ -88,6 +88,25 @@ export function reply(unique: bigint, error: number, body?: Buffer): Buffer {
   return out;
 }
 
+/** fuse_notify_code: an unsolicited message to the kernel carries it in the error field, unique 0. */
+const NOTIFY_INVAL_INODE = 2;
+
+/**
+ * Tell the kernel to forget what it keeps of node `nodeid`'s attributes (fuse_notify_inval_inode
+ * with offset -1: the attributes only, no pages, so it never waits on a page lock that a request
+ * in flight may hold).
+ */
+export function notifyInvalInode(nodeid: bigint): Buffer {
+  const out = Buffer.allocUnsafe(OUT_HEADER + 24);
+  out.writeUInt32LE(out.length, 0);
+  out.writeInt32LE(NOTIFY_INVAL_INODE, 4);
+  out.writeBigUInt64LE(0n, 8);
+  out.writeBigUInt64LE(nodeid, 16);
+  out.writeBigInt64LE(-1n, 24);
+  out.writeBigInt64LE(0n, 32);
+  return out;
+}
+
 /** A reply whose body is written in place by `fill` (one allocation on the hot path). */
 export function replyWith(unique: bigint, bodyLen: number, fill: (b: Buffer, at: number) => void): Buffer {
   const out = Buffer.allocUnsafe(OUT_HEADER + bodyLen);
