@@ -8,6 +8,7 @@
 // one path share one copy.
 import { constants } from 'node:fs';
 import type { BranchSet } from './branch.js';
+import { EntryStat } from './entry-stat.js';
 import { FsError } from './errno.js';
 import * as host from './host/fs.js';
 import { getXattr, listXattr, mknod, setTimesNs, setXattr } from './host/libc.js';
@@ -61,17 +62,27 @@ export class CopyUp {
     const parent = p === ROOT ? undefined : upper.real(parentOf(p));
     const parentTimes = parent === undefined ? undefined : await host.lstatNs(parent);
     // Before the entry arrives, so that no crash leaves one with a recorded number unmarked.
-    if (parent !== undefined) markImpure(parent);
+    // Once per resolution of the parent (its mark moves with it; a move drops the resolution).
+    if (parent !== undefined) {
+      const pr = await this.resolver.resolve(parentOf(p));
+      if (pr.kind !== 'dir' || pr.impure !== true) markImpure(parent);
+      if (pr.kind === 'dir' && pr.stack[0] === upper) pr.impure = true;
+    }
+    const ino = this.inoOf(r.stat.dev, r.stat.ino);
     try {
-      await copyEntry(from, tmp, this.inoOf(r.stat.dev, r.stat.ino));
+      await copyEntry(from, tmp, ino);
       await host.rename(tmp, to);
     } catch (e) {
       await host.rmTree(tmp).catch(() => undefined);
       throw e;
     }
     if (parent !== undefined && parentTimes !== undefined) setTimesNs(parent, parentTimes.atimeNs, parentTimes.mtimeNs);
-    // After the rename, not before: a lookup racing with the copy re-resolves from disk.
-    this.resolver.invalidate(p);
+    // After the rename, not before: a lookup racing with the copy re-resolves from disk. A file
+    // is known as it now is (what follows a copy-up, a write or a getxattr, needs no lookup);
+    // a directory's stack depends on the lowers still below it: resolved again.
+    const st = r.kind === 'file' ? host.lstatNsSyncOrUndefined(to) : undefined;
+    if (st !== undefined) this.resolver.learn(p, { kind: 'file', branch: upper, real: to, stat: new EntryStat(st), recordedIno: ino });
+    else this.resolver.invalidate(p);
     this.counts.copies++;
     if (r.kind === 'file' && r.stat.isFile()) this.counts.bytes += r.stat.size;
     return to;
@@ -88,7 +99,7 @@ export async function copyEntry(from: RealPath, to: RealPath, ino: number): Prom
   const perm = mode & 0o7777;
   const type = mode & constants.S_IFMT;
   if (type === constants.S_IFDIR) await host.mkdir(to, 0o700);
-  else if (type === constants.S_IFREG) await host.copyFileData(from, to);
+  else if (type === constants.S_IFREG) await host.copyFileData(from, to, Number(st.size));
   else if (type === constants.S_IFLNK) await host.symlink(await host.readlink(from), to);
   else mknod(to, mode, Number(st.rdev));
   // Owner before mode (chown clears set-id bits), and both before xattrs: chown also drops

@@ -33,6 +33,8 @@ export type DirResolution = {
   readonly stat: EntryStat;
   /** As FileResolution's, for the top-most directory when it is the upper's. */
   recordedIno?: number | null;
+  /** The upper directory is known to carry the impure mark (origin.ts), set by copy-up. */
+  impure?: boolean;
 };
 export type Resolution = FileResolution | DirResolution | { readonly kind: 'absent' };
 
@@ -185,7 +187,7 @@ export class Resolver {
 
   /**
    * What p is now, known without a lookup: a non-directory just put in the upper by a change
-   * through the mount (create, mknod, symlink, link). Saves resolving it again at once.
+   * through the mount (create, mknod, symlink, link, copy-up). Saves resolving it again at once.
    */
   learn(p: VPath, r: FileResolution): void {
     this.#cache.set(p, r);

@@ -461,19 +461,24 @@ async function rmDeep(p: RealPath): Promise<void> {
 }
 
 /**
- * Copy a regular file's data with the kernel's fastest means: a reflink where the filesystem
- * has one (FICLONE), else copy_file_range / sendfile inside the kernel (libuv's copyfile).
- * The destination must not exist.
- */
-export const copyFileData = (from: RealPath, to: RealPath): Promise<void> =>
-  isLongPath(from) || isLongPath(to) ? via2(from, to, 'copy_file_range', copyFileData) : wrap('copy_file_range', to, () => fsp.copyFile(from, to, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE));
-
-/**
- * Writes up to this size are made on the calling thread. A write to a local filesystem lands in
- * the page cache: copying 128 KiB costs less than one round trip through libuv's pool (D29).
- * Larger ones go to the pool, so that one big write does not hold up every other request.
+ * Writes, and copies of files, up to this size are made on the calling thread. On a local
+ * filesystem they land in the page cache: copying 128 KiB costs less than one round trip through
+ * libuv's pool (D29). Larger ones go to the pool, so that one of them does not hold up every
+ * other request.
  */
 const SMALL_WRITE = 128 * 1024;
+
+/**
+ * Copy a regular file's data with the kernel's fastest means: a reflink where the filesystem
+ * has one (FICLONE), else copy_file_range / sendfile inside the kernel (libuv's copyfile).
+ * The destination must not exist. `size`: the file's size as its lstat said.
+ */
+export function copyFileData(from: RealPath, to: RealPath, size = Infinity): Promise<void> {
+  if (isLongPath(from) || isLongPath(to)) return via2(from, to, 'copy_file_range', (f, t) => copyFileData(f, t, size));
+  const flags = fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE;
+  if (size <= SMALL_WRITE) return onThread('copy_file_range', to, () => fs.copyFileSync(from, to, flags));
+  return wrap('copy_file_range', to, () => fsp.copyFile(from, to, flags));
+}
 
 export function write(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
   if (len <= SMALL_WRITE) return onThread('write', undefined, () => fs.writeSync(fd, buf, 0, len, pos));
