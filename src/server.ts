@@ -119,7 +119,7 @@ export function kernelPolicyFor(c: ServeConfig, kernelRelease: string = release(
       // ACLs cannot change here: the kernel may enforce and keep them (with lower_ttl they could
       // change underneath, and the kernel would go on enforcing what it kept).
       posixAcl: c.lowerTtl === undefined,
-      kernelOpens, maxWrite: KERNEL_MAX_WRITE,
+      kernelOpens, maxWrite: KERNEL_MAX_WRITE, writable: false,
     };
   }
   const dir = dirAttrTimeoutFor(c) ?? 1;
@@ -130,6 +130,7 @@ export function kernelPolicyFor(c: ServeConfig, kernelRelease: string = release(
     // Files: kept as long as names (D29), but not a file with more than one name.
     entrySec: names, attrSecFile: names, attrSecDir: dir, attrSecLinked: 0, negativeSec: names,
     keepCache: false, cacheDirs: false, cacheSymlinks: false, posixAcl: false, kernelOpens: false, maxWrite: KERNEL_MAX_WRITE,
+    writable: true,
   };
 }
 

@@ -29,7 +29,7 @@ import { rename } from './ops/rename.js';
 import { link, mknod, symlink } from './ops/symlink.js';
 import { rmdir, unlink } from './ops/unlink.js';
 import { utimens } from './ops/utimens.js';
-import { fsync, ftruncate, truncate, write } from './ops/write.js';
+import { dropSetIds, fsync, ftruncate, truncate, write, type Writer } from './ops/write.js';
 import { fsyncdir } from './ops/fsyncdir.js';
 import type { TimeSpec } from './host/libc.js';
 import type { Name, RealPath, VPath } from './path.js';
@@ -86,6 +86,8 @@ export interface UnionOps {
   write(fh: number, buf: Buffer, len: number, pos: number): Promise<number>;
   truncate(p: VPath, size: number): Promise<void>;
   ftruncate(fh: number, size: number): Promise<void>;
+  /** Drop the set-ids a write by a caller without CAP_FSETID drops (ops/write.ts). */
+  dropSetIds(target: { fh: number } | { path: VPath }, by: Writer): Promise<void>;
   flush(fh: number): Promise<void>;
   fsync(fh: number, datasync: boolean): Promise<void>;
   fsyncdir(p: VPath, datasync: boolean): Promise<void>;
@@ -185,6 +187,7 @@ export function createUnion(config: UnionConfig): Union {
     write: (fh, buf, len, pos) => write(ctx, fh, buf, len, pos),
     truncate: (p, size) => change(() => truncate(ctx, p, size)),
     ftruncate: (fh, size) => ftruncate(ctx, fh, size),
+    dropSetIds: (target, by) => ('fh' in target ? dropSetIds(ctx, target, by) : change(() => dropSetIds(ctx, target, by))),
     flush: async (fh) => void ctx.handles.get(fh, 'flush'),
     fsync: (fh, datasync) => fsync(ctx, fh, datasync),
     fsyncdir: (p, datasync) => fsyncdir(ctx, p, datasync),

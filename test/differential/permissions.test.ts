@@ -3,6 +3,7 @@
 // read, list, access and write calls on both; every outcome must be the same.
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import { requireMountCapable, scratch } from '../helpers/env.js';
 import { buildLayers, type Entry, type LayerSpec } from '../helpers/layers.js';
 import { withKernelOverlay, withLayerfs } from '../helpers/mounts.js';
@@ -117,5 +118,52 @@ test('read-only union: POSIX ACLs in the layers grant and deny other users as on
   t.is(kernel['acl-grant']?.read, 'ok');
   t.is(kernel['acl-deny']?.read, 'EACCES');
   t.is(kernel['acl-dir/inner']?.read, 'ok');
+  t.deepEqual(ours, kernel);
+});
+
+// Set-ids dropped by writes of other users: the VFS drops set-user-ID, and set-group-ID where
+// group execution is allowed, when a caller without CAP_FSETID writes, truncates or opens with
+// O_TRUNC; root keeps them. layerfs does it itself (D29: FUSE_HANDLE_KILLPRIV_V2), since it
+// writes to the upper as root.
+const WRITER = `
+const fs = require('fs'), path = require('path');
+const [root, op, p] = process.argv.slice(1);
+const a = path.join(root, p);
+if (op === 'append') fs.appendFileSync(a, 'x');
+if (op === 'truncate') fs.truncateSync(a, 1);
+if (op === 'otrunc') fs.writeFileSync(a, 'y');
+`;
+
+test('writes, truncates and O_TRUNC opens by another user drop set-ids as on the kernel overlayfs', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const root = await space.dir('setid');
+  // path, mode, what is done, by whom, the file's group
+  const files: Array<[string, number, 'append' | 'truncate' | 'otrunc', number, number?]> = [
+    ['append-both', 0o6777, 'append', NOBODY],
+    ['append-sgid-no-gx', 0o2767, 'append', NOBODY],
+    ['append-sgid-no-gx-own-group', 0o2767, 'append', NOBODY, NOBODY],
+    ['truncate-suid', 0o4777, 'truncate', NOBODY],
+    ['otrunc-suid', 0o4777, 'otrunc', NOBODY],
+    ['root-append', 0o6777, 'append', 0],
+  ];
+  const layers = (): LayerSpec[] => [{ entries: files.map(([p, mode, , , gid]) => f(p, mode, 0, gid ?? 0)) }];
+  const run = async (mnt: string): Promise<Record<string, string>> => {
+    for (const [p, , op, uid] of files) {
+      const r = spawnSync(process.execPath, ['-e', WRITER, mnt, op, p], { uid, gid: uid, cwd: '/', encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`${op} ${p} as ${uid}: ${r.stderr}`);
+    }
+    return Object.fromEntries(files.map(([p]) => [p, (fs.statSync(`${mnt}/${p}`).mode & 0o7777).toString(8)]));
+  };
+  for (const d of ['ku', 'kw', 'lu', 'lw']) fs.mkdirSync(`${root}/${d}`);
+  const k = await buildLayers(await space.dir('setid-k'), layers(), { format: 'kernel' });
+  const kernel = await withKernelOverlay({ lowers: k.dirs, upper: `${root}/ku`, work: `${root}/kw` }, run);
+  const l = await buildLayers(await space.dir('setid-l'), layers(), { format: 'kernel' });
+  const ours = await withLayerfs({ lowers: l.dirs, upper: `${root}/lu`, work: `${root}/lw`, options: ['allow_other'] }, run);
+  // The oracle shows the drops, and what keeps a set-id: being root, or (set-group-ID without
+  // group execution) being in the file's group.
+  t.is(kernel['append-both'], '777');
+  t.is(kernel['append-sgid-no-gx'], '767');
+  t.is(kernel['append-sgid-no-gx-own-group'], '2767');
+  t.is(kernel['root-append'], '6777');
   t.deepEqual(ours, kernel);
 });

@@ -21,7 +21,7 @@ test.after.always(async () => {
 
 const WRITABLE: KernelPolicy = {
   entrySec: 1, attrSecFile: 0, attrSecDir: 1, attrSecLinked: 0, negativeSec: 0, keepCache: false, cacheDirs: false,
-  cacheSymlinks: false, posixAcl: false, kernelOpens: false, maxWrite: 1 << 20,
+  cacheSymlinks: false, posixAcl: false, kernelOpens: false, maxWrite: 1 << 20, writable: true,
 };
 
 interface Reply { readonly error: number; readonly body: Buffer }

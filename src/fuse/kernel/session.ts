@@ -18,7 +18,7 @@ import type { TimeSpec } from '../../host/libc.js';
 import { NodeTable, type Node } from './nodes.js';
 import {
   ATTR_OUT, ENTRY_OUT, Fattr, Fopen, GETATTR_FH, IN_HEADER, INIT_OUT, Init, KERNEL_MINOR, KERNEL_VERSION, MIN_KERNEL_MINOR,
-  OPEN_OUT, Op, STATFS_OUT, WRITE_IN, cString, notifyInvalInode, direntPlusSize, direntSize, readHeader, reply, replyWith, writeAttrOut, writeDirent, writeEntry,
+  OPEN_KILL_SUIDGID, OPEN_OUT, Op, STATFS_OUT, WRITE_IN, WRITE_KILL_SUIDGID, cString, notifyInvalInode, direntPlusSize, direntSize, readHeader, reply, replyWith, writeAttrOut, writeDirent, writeEntry,
   writeInit, writeOpen, writeStatfs, type Header,
 } from './wire.js';
 
@@ -54,6 +54,8 @@ export interface KernelPolicy {
   readonly posixAcl: boolean;
   /** Largest WRITE the kernel sends, in bytes (the read buffer is sized from it). */
   readonly maxWrite: number;
+  /** The union takes changes (writes, set-id drops: FUSE_HANDLE_KILLPRIV_V2). */
+  readonly writable: boolean;
 }
 
 /** The sink replies go to: the connection's fd (device.ts), a recorder in tests. */
@@ -223,6 +225,9 @@ export class KernelSession {
     }
     this.proto = Math.min(minor, KERNEL_MINOR);
     let want = Init.ASYNC_READ | Init.BIG_WRITES | Init.MAX_PAGES | Init.DO_READDIRPLUS | Init.READDIRPLUS_AUTO;
+    // Dropping set-ids on writes is layerfs's (WRITE_KILL_SUIDGID and kin): the kernel then marks
+    // the superblock SB_NOSEC and stops asking for security.capability before every write (D29).
+    if (this.policy.writable) want |= Init.HANDLE_KILLPRIV_V2;
     if (this.policy.cacheSymlinks) want |= Init.CACHE_SYMLINKS;
     if (this.policy.posixAcl) want |= Init.POSIX_ACL;
     const flags = (want & offered) >>> 0;
@@ -346,8 +351,10 @@ export class KernelSession {
       case Op.OPEN: {
         if (this.policy.kernelOpens) throw new FsError('ENOSYS', 'open');
         const flags = b.readUInt32LE(at);
-        return this.u.open(this.path(n), flags).then((fh) => {
+        const kill = (b.readUInt32LE(at + 4) & OPEN_KILL_SUIDGID) !== 0;
+        return this.u.open(this.path(n), flags).then(async (fh) => {
           this.opened(n, fh);
+          if (kill) await this.u.dropSetIds({ fh }, h);
           // Opening for writing may have copied the file up: a new ctime and block count that
           // the kernel, keeping the lower's, would show until its attributes time out.
           if ((flags & O_ACCMODE) !== fsc.O_RDONLY && this.policy.attrSecFile > 0) this.invalidateAttrs(n);
@@ -377,9 +384,11 @@ export class KernelSession {
         const fh = Number(b.readBigUInt64LE(at));
         const pos = Number(b.readBigUInt64LE(at + 8));
         const size = b.readUInt32LE(at + 16);
+        const kill = (b.readUInt32LE(at + 20) & WRITE_KILL_SUIDGID) !== 0;
         // The request buffer is reused for the next request: the data must be copied out.
         const data = Buffer.from(b.subarray(at + WRITE_IN, at + WRITE_IN + size));
-        return this.u.write(fh, data, size, pos).then((wrote) => replyWith(h.unique, 8, (o, o2) => {
+        const written = kill ? this.u.dropSetIds({ fh }, h).then(() => this.u.write(fh, data, size, pos)) : this.u.write(fh, data, size, pos);
+        return written.then((wrote) => replyWith(h.unique, 8, (o, o2) => {
           o.writeUInt32LE(wrote, o2);
           o.writeUInt32LE(0, o2 + 4);
         }));
@@ -480,6 +489,10 @@ export class KernelSession {
         (valid & set) === 0 ? 'omit' : (valid & now) !== 0 ? 'now' : s.readBigInt64LE(sec) * 1_000_000_000n + BigInt(s.readUInt32LE(nsec));
       await this.u.utimens(need(), time(Fattr.ATIME, Fattr.ATIME_NOW, 32, 56), time(Fattr.MTIME, Fattr.MTIME_NOW, 40, 60));
     }
+    // A truncate by a caller without CAP_FSETID (a chown drops set-ids in the upper by itself).
+    if ((valid & Fattr.KILL_SUIDGID) !== 0 && (valid & Fattr.MODE) === 0) {
+      await this.u.dropSetIds(fh !== undefined && this.fileNode.has(fh) ? { fh } : { path: need() }, h);
+    }
     return this.attrOut(h, await this.attrOf(n, fh !== undefined && this.fileNode.has(fh) ? fh : undefined));
   }
 
@@ -506,9 +519,11 @@ export class KernelSession {
     const at = IN_HEADER;
     const flags = b.readUInt32LE(at);
     const mode = b.readUInt32LE(at + 4);
+    const kill = (b.readUInt32LE(at + 12) & OPEN_KILL_SUIDGID) !== 0; // an existing file, O_TRUNC
     const name = cString(b, at + 16, len)[0];
     const p = this.child(parent, name);
     const fh = await this.u.create(p, mode, flags, this.owner(h));
+    if (kill) await this.u.dropSetIds({ fh }, h);
     let a: Attr;
     try {
       // Through the new file's fd: what a lookup of p would show (a new file has no recorded

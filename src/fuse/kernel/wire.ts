@@ -31,13 +31,19 @@ export const Init = {
   POSIX_ACL: 1 << 20,
   MAX_PAGES: 1 << 22,
   CACHE_SYMLINKS: 1 << 23,
+  HANDLE_KILLPRIV_V2: 1 << 28,
 } as const;
 
 /** fuse_setattr_in.valid */
 export const Fattr = {
   MODE: 1 << 0, UID: 1 << 1, GID: 1 << 2, SIZE: 1 << 3, ATIME: 1 << 4, MTIME: 1 << 5, FH: 1 << 6,
-  ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8,
+  ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8, KILL_SUIDGID: 1 << 11,
 } as const;
+
+/** fuse_write_in.write_flags: the writer has no CAP_FSETID (with HANDLE_KILLPRIV_V2). */
+export const WRITE_KILL_SUIDGID = 1 << 2;
+/** fuse_open_in.open_flags / fuse_create_in.open_flags: the same, for an open with O_TRUNC. */
+export const OPEN_KILL_SUIDGID = 1 << 0;
 
 /** fuse_open_out.open_flags */
 export const Fopen = { KEEP_CACHE: 1 << 1, CACHE_DIR: 1 << 3 } as const;
