@@ -65,8 +65,12 @@ const MIB = 1024 * 1024;
  */
 const DEFAULT_MAX_BYTES = 24 * MIB;
 const DEFAULT_MAX_DIR_BYTES = 12 * MIB;
+// The count is a second bound: lru-cache allocates its tables for `max` entries up front (two
+// arrays and four typed arrays, ~32 bytes an entry), and with 24 MiB a file's resolution (about
+// 440 estimated bytes) reaches the byte bound at ~57k entries; 100k leaves room for absences,
+// which weigh less. (200k was 3 MiB of tables never filled.)
 export const DEFAULT_RESOLVER_OPTIONS: ResolverOptions = {
-  maxEntries: 200_000, maxDirs: 20_000, maxBytes: DEFAULT_MAX_BYTES, maxDirBytes: DEFAULT_MAX_DIR_BYTES,
+  maxEntries: 100_000, maxDirs: 20_000, maxBytes: DEFAULT_MAX_BYTES, maxDirBytes: DEFAULT_MAX_DIR_BYTES,
 };
 
 // Heap estimates (V8, 64-bit, measured with --expose-gc on a 100k-file walk): the object and

@@ -130,6 +130,7 @@ function upperCtx(branches: BranchSet, resolver: Resolver, inodes: InodeNumbers,
 
 /** Heap budget of the cached xattr name lists of lower entries. */
 const XATTR_NAMES_MAX_BYTES = 4 * 1024 * 1024;
+const XATTR_NAMES_MAX_ENTRIES = 32_768;
 
 export function createUnion(config: UnionConfig): Union {
   if (config.lowers.length === 0) throw new Error('a union needs at least one lower branch');
@@ -145,7 +146,8 @@ export function createUnion(config: UnionConfig): Union {
     inodes,
     // Bounded in bytes too (estimated: bookkeeping plus two bytes a character), as the resolver is.
     xattrNames: new LRUCache<string, readonly string[]>({
-      max: resolverOptions.maxEntries,
+      // The byte bound allows ~32k lists at most (each is 100 bytes and more): no larger tables.
+      max: Math.min(resolverOptions.maxEntries, XATTR_NAMES_MAX_ENTRIES),
       maxSize: XATTR_NAMES_MAX_BYTES,
       sizeCalculation: (names, real) => 100 + 2 * real.length + names.reduce((n, x) => n + 40 + 2 * x.length, 0),
       ...(ttlMs === undefined ? {} : { ttl: Math.max(1, ttlMs) }),
