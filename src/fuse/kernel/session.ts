@@ -353,8 +353,12 @@ export class KernelSession {
         const flags = b.readUInt32LE(at);
         const kill = (b.readUInt32LE(at + 4) & OPEN_KILL_SUIDGID) !== 0;
         return this.u.open(this.path(n), flags).then(async (fh) => {
+          // A failed open must leave no handle behind: the kernel will never release it.
+          if (kill) await this.u.dropSetIds({ fh }, h).catch(async (e: unknown) => {
+            await this.u.release(fh, true).catch(() => {});
+            throw e;
+          });
           this.opened(n, fh);
-          if (kill) await this.u.dropSetIds({ fh }, h);
           // Opening for writing may have copied the file up: a new ctime and block count that
           // the kernel, keeping the lower's, would show until its attributes time out.
           if ((flags & O_ACCMODE) !== fsc.O_RDONLY && this.policy.attrSecFile > 0) this.invalidateAttrs(n);
@@ -523,9 +527,9 @@ export class KernelSession {
     const name = cString(b, at + 16, len)[0];
     const p = this.child(parent, name);
     const fh = await this.u.create(p, mode, flags, this.owner(h));
-    if (kill) await this.u.dropSetIds({ fh }, h);
     let a: Attr;
     try {
+      if (kill) await this.u.dropSetIds({ fh }, h);
       // Through the new file's fd: what a lookup of p would show (a new file has no recorded
       // inode number), without resolving p again.
       a = (await this.u.fgetattr(fh, null)).attr;
