@@ -83,3 +83,29 @@ test('every change through a writable mount shows at once, here and in another p
     t.is(look(m('moved')), 'ENOENT');
   });
 });
+
+// The kernel keeps a file's attributes for a second in a writable union (D29). An open for
+// writing copies a lower file up without changing what the kernel saw happen to it: layerfs has
+// the kernel forget them, so a stat right after shows the copy, as on the kernel's overlayfs
+// (which shows its upper file's ctime once the file is copied up).
+test('a copy-up by an open for writing shows at once: stat gives the upper copy\'s ctime', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const root = await space.dir('visibility-copyup');
+  const d = (n: string) => path.join(root, n);
+  for (const n of ['lower', 'upper', 'work']) fs.mkdirSync(d(n), { recursive: true });
+  fs.writeFileSync(d('lower/f'), 'lower');
+  const old = new Date('2001-01-01T00:00:00Z');
+  fs.utimesSync(d('lower/f'), old, old);
+  await withLayerfs({ lowers: [d('lower')], upper: d('upper'), work: d('work') }, async (mnt) => {
+    const f = path.join(mnt, 'f');
+    const before = fs.statSync(f, { bigint: true }); // now kept by the kernel
+    await new Promise((r) => setTimeout(r, 20)); // a copy made later has another ctime
+    fs.closeSync(fs.openSync(f, 'r+')); // copies up, changes nothing else
+    const after = fs.statSync(f, { bigint: true });
+    const copy = fs.statSync(d('upper/f'), { bigint: true });
+    t.not(copy.ctimeNs, before.ctimeNs, 'the copy is newer than the lower file');
+    t.is(after.ctimeNs, copy.ctimeNs);
+    t.is(after.mtimeNs, before.mtimeNs, 'the copy keeps the mtime');
+    t.is(after.ino, before.ino, 'and the inode number');
+  });
+});
