@@ -66,7 +66,7 @@ export async function dropSetIds(ctx: UnionCtx, target: { fh: number } | { path:
 }
 
 /** The permission bits without the set-ids a write by `by` drops; undefined when none are dropped. */
-export function withoutSetIds(mode: number, fileGid: number, by: Writer): number | undefined {
+function withoutSetIds(mode: number, fileGid: number, by: Writer): number | undefined {
   let drop = mode & S_ISUID;
   if ((mode & S_ISGID) !== 0 && ((mode & constants.S_IXGRP) !== 0 || !inGroup(by, fileGid))) drop |= S_ISGID;
   return drop === 0 ? undefined : mode & 0o7777 & ~drop;
