@@ -14,9 +14,9 @@ export async function create(ctx: UnionCtx, p: VPath, mode: number, flags: numbe
     if ((flags & constants.O_EXCL) !== 0) throw new FsError('EEXIST', 'create', p);
     return open(ctx, p, flags);
   }
-  const fd = await placeNew(ctx, up, p, { syscall: 'create', isDir: false }, async (tmp) => {
+  const fd = await placeNew(ctx, up, p, { syscall: 'create', isDir: false }, async (tmp, parent) => {
     const fd = await host.openFile(tmp, (flags & PASSED_FLAGS & ~constants.O_TRUNC) | constants.O_CREAT | constants.O_EXCL, mode & 0o7777);
-    await own(tmp, owner, mode);
+    await own(tmp, owner, parent, mode);
     return fd;
   });
   return ctx.handles.add({ fd, path: p, branch: up.branch, flags });

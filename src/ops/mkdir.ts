@@ -8,8 +8,8 @@ export type { Owner };
 
 export async function mkdir(ctx: UnionCtx, p: VPath, mode: number, owner: Owner): Promise<void> {
   const up = requireUpper(ctx, 'mkdir', p);
-  await placeNew(ctx, up, p, { syscall: 'mkdir', isDir: true }, async (tmp) => {
+  await placeNew(ctx, up, p, { syscall: 'mkdir', isDir: true }, async (tmp, parent) => {
     await host.mkdir(tmp, 0o700);
-    await own(tmp, owner, mode);
+    await own(tmp, owner, parent, mode, true);
   });
 }

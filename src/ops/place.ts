@@ -17,12 +17,20 @@ export interface Owner {
   readonly gid: number;
 }
 
+/** What a new entry takes from the directory it is made in (see own). */
+export interface Parent {
+  readonly mode: number;
+  readonly gid: number;
+}
+
+const S_ISGID = 0o2000;
+
 export async function placeNew<T>(
   ctx: UnionCtx,
   up: UpperCtx,
   p: VPath,
   o: { syscall: string; isDir: boolean },
-  build: (tmp: RealPath) => Promise<T>,
+  build: (tmp: RealPath, parent: Parent) => Promise<T>,
 ): Promise<T> {
   const dir = parentOf(p);
   const name = baseName(p);
@@ -31,6 +39,7 @@ export async function placeNew<T>(
   if (isMarkerName(name)) throw new FsError('EINVAL', o.syscall, p);
   if ((await ctx.resolver.resolve(p)).kind !== 'absent') throw new FsError('EEXIST', o.syscall, p);
   await up.copyUp.ensure(dir);
+  const parent = await ctx.resolver.get(dir, o.syscall);
   // What a whiteout at the name changes: a directory made there is opaque, and an OCI marker is
   // removed. Both matter only where a lower has the name; elsewhere a non-directory simply
   // replaces whatever whiteout is there (rename), and no probe is made.
@@ -39,7 +48,7 @@ export async function placeNew<T>(
   const target = up.branch.real(p);
   let result: T;
   try {
-    result = await build(tmp);
+    result = await build(tmp, parent.stat);
     if (o.isDir && overWhiteout) await up.whiteouts.makeOpaque(tmp);
     if (o.isDir && (await host.lstatOrUndefined(target)) !== undefined) {
       renameExchange(tmp, target); // the char 0:0 whiteout is now at tmp
@@ -62,8 +71,15 @@ export async function placeNew<T>(
   return result;
 }
 
-/** Owner, then mode: chown clears set-id bits. Symlinks have no mode of their own. */
-export async function own(tmp: RealPath, owner: Owner, mode?: number): Promise<void> {
-  await host.lchown(tmp, owner.uid, owner.gid);
-  if (mode !== undefined) await host.chmod(tmp, mode & 0o7777);
+/**
+ * Owner, then mode (chown clears set-id bits); symlinks have no mode of their own. The entry is
+ * built in the work dir, so what the kernel's inode_init_owner gives a new inode is given here:
+ * in a set-group-ID directory it takes the directory's group, and a new directory the
+ * set-group-ID bit as well. (The VFS already took set-group-ID off a file made there by a caller
+ * outside that group, before the request was sent.)
+ */
+export async function own(tmp: RealPath, owner: Owner, parent: Parent, mode?: number, isDir = false): Promise<void> {
+  const inherits = (parent.mode & S_ISGID) !== 0;
+  await host.lchown(tmp, owner.uid, inherits ? parent.gid : owner.gid);
+  if (mode !== undefined) await host.chmod(tmp, (mode & 0o7777) | (inherits && isDir ? S_ISGID : 0));
 }

@@ -11,17 +11,17 @@ import { own, placeNew, type Owner } from './place.js';
 
 export async function symlink(ctx: UnionCtx, target: string, p: VPath, owner: Owner): Promise<void> {
   const up = requireUpper(ctx, 'symlink', p);
-  await placeNew(ctx, up, p, { syscall: 'symlink', isDir: false }, async (tmp) => {
+  await placeNew(ctx, up, p, { syscall: 'symlink', isDir: false }, async (tmp, parent) => {
     await host.symlink(target, tmp);
-    await own(tmp, owner);
+    await own(tmp, owner, parent);
   });
 }
 
 export async function mknod(ctx: UnionCtx, p: VPath, mode: number, dev: number, owner: Owner): Promise<void> {
   const up = requireUpper(ctx, 'mknod', p);
-  await placeNew(ctx, up, p, { syscall: 'mknod', isDir: false }, async (tmp) => {
+  await placeNew(ctx, up, p, { syscall: 'mknod', isDir: false }, async (tmp, parent) => {
     mknodAt(tmp, mode, dev);
-    await own(tmp, owner, mode);
+    await own(tmp, owner, parent, mode);
   });
 }
 

@@ -167,3 +167,51 @@ test('writes, truncates and O_TRUNC opens by another user drop set-ids as on the
   t.is(kernel['root-append'], '6777');
   t.deepEqual(ours, kernel);
 });
+
+// New entries in a set-group-ID directory take its group, and a new directory its set-group-ID
+// bit (inode_init_owner). layerfs builds every new entry in the work dir, where nothing is
+// inherited, so it must give them itself.
+const MAKER = `
+const fs = require('fs'), path = require('path');
+const [dir, tag] = process.argv.slice(1);
+const a = (n) => path.join(dir, tag + '-' + n);
+fs.closeSync(fs.openSync(a('file'), 'wx', 0o644));
+fs.closeSync(fs.openSync(a('file-sgid'), 'wx', 0o2775));
+fs.mkdirSync(a('dir'), 0o755);
+fs.closeSync(fs.openSync(path.join(a('dir'), 'inner'), 'wx', 0o644));
+fs.symlinkSync('target', a('link'));
+require('child_process').execFileSync('mkfifo', [a('fifo')]);
+`;
+
+test('entries made in a set-group-ID directory take its group and bit as on the kernel overlayfs', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const root = await space.dir('sgid-dir');
+  const GROUP = 100;
+  const layers = (): LayerSpec[] => [{ entries: [d('shared', 0o2777, 0, GROUP), d('plain', 0o777)] }];
+  const names = ['file', 'file-sgid', 'dir', 'dir/inner', 'link', 'fifo'];
+  const run = async (mnt: string): Promise<Record<string, string>> => {
+    const out: Record<string, string> = {};
+    for (const dir of ['shared', 'plain']) {
+      for (const [tag, uid] of [['root', 0], ['nobody', NOBODY]] as const) {
+        const r = spawnSync(process.execPath, ['-e', MAKER, `${mnt}/${dir}`, tag], { uid, gid: uid, cwd: '/', encoding: 'utf8' });
+        if (r.status !== 0) throw new Error(`make in ${dir} as ${tag}: ${r.stderr}`);
+        for (const n of names) {
+          const st = fs.lstatSync(`${mnt}/${dir}/${tag}-${n}`);
+          out[`${dir}/${tag}-${n}`] = `${st.uid}:${st.gid} ${(st.mode & 0o7777).toString(8)}`;
+        }
+      }
+    }
+    return out;
+  };
+  for (const x of ['ku', 'kw', 'lu', 'lw']) fs.mkdirSync(`${root}/${x}`);
+  const k = await buildLayers(await space.dir('sgid-k'), layers(), { format: 'kernel' });
+  const kernel = await withKernelOverlay({ lowers: k.dirs, upper: `${root}/ku`, work: `${root}/kw` }, run);
+  const l = await buildLayers(await space.dir('sgid-l'), layers(), { format: 'kernel' });
+  const ours = await withLayerfs({ lowers: l.dirs, upper: `${root}/lu`, work: `${root}/lw`, options: ['allow_other'] }, run);
+  // The oracle shows the inheritance, and its absence in a plain directory.
+  t.is(kernel['shared/nobody-file'], `${NOBODY}:${GROUP} 644`);
+  t.is(kernel['shared/root-dir'], `0:${GROUP} 2755`);
+  t.is(kernel['shared/root-dir/inner'], `0:${GROUP} 644`);
+  t.is(kernel['plain/nobody-dir'], `${NOBODY}:${NOBODY} 755`);
+  t.deepEqual(ours, kernel);
+});
