@@ -1,6 +1,7 @@
 // One serving process: build the union, mount it, record who serves it, and leave cleanly on
 // SIGINT/SIGTERM or when the mount disappears (someone ran umount(8) directly).
 import { release } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
 import { toFuseOps, type Opening } from './fuse/adapter.js';
 import { mountFuse, unmountPath } from './fuse/mount.js';
 import { mountKernelFuse } from './fuse/kernel/mount.js';
@@ -184,7 +185,17 @@ async function prepareWork(c: ServeConfig, log: Log): Promise<string> {
   return work;
 }
 
+/**
+ * How far V8 lets the heap grow past what the last full collection kept (D30). Its default grows
+ * it up to fourfold while allocation is fast, which a walk of a large image is: after `ls -lR`
+ * of 105k files the server held 250 MB, though only ~85 MB of it was live. At 1.3x it holds
+ * ~167 MB, and interleaved runs of find and ls -lR showed no consistent slowdown.
+ */
+const HEAP_GROWING_PERCENT = 30;
+
 export async function serve(c: ServeConfig, log: Log): Promise<Serving> {
+  // Read by V8 at every full collection, so setting it here, before the first, is in time.
+  setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
   const work = isWritable(c) ? await prepareWork(c, log) : undefined;
   const union = createUnion({ lowers: c.lowers, upper: c.upper, work, whiteout: c.whiteout ?? 'overlay', lowerTtl: c.lowerTtl });
   let onExit = (): void => {};
