@@ -63,7 +63,9 @@ function opaqueXattr(real: RealPath): string | undefined {
 /** Read a whole branch directory into a BranchDir. */
 export async function readBranchDir(real: RealPath): Promise<BranchDir> {
   const dirents = readDirents(real);
-  const dev = (await host.lstat(real)).dev;
+  // On this thread, as readDirents: a round trip through libuv's pool per directory cost a cold
+  // walk more than the directory's whole listing.
+  const dev = host.lstatNow(real).dev;
   const entries = new Map<string, DirEntry>();
   const whiteouts = new Set<string>();
   const marker = opaqueXattr(real);

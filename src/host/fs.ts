@@ -205,6 +205,15 @@ export async function lstatNs(p: RealPath): Promise<fs.BigIntStats> {
   return onThread('lstat', p, () => fs.lstatSync(p, { bigint: true }));
 }
 
+/** lstat on the calling thread (D21): for a caller that needs the answer before it goes on. */
+export function lstatNow(p: RealPath): Stats {
+  try {
+    return isLongPath(p) ? viaSync(p, 'lstat', (q) => fs.lstatSync(q)) : fs.lstatSync(p);
+  } catch (e) {
+    throw fromNodeError(e, 'lstat', p);
+  }
+}
+
 export async function lstat(p: RealPath): Promise<Stats> {
   if (isLongPath(p)) return via(p, 'lstat', lstat);
   try {
