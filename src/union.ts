@@ -21,14 +21,14 @@ import { readdir } from './ops/readdir.js';
 import { readlink } from './ops/readlink.js';
 import { statfs } from './ops/statfs.js';
 import { getxattr, listxattr, removexattr, setxattr } from './ops/xattr.js';
-import { chmod, chown } from './ops/chmod.js';
+import { chmod, chown, fchmod, fchown } from './ops/chmod.js';
 import { create } from './ops/create.js';
 import { mkdir } from './ops/mkdir.js';
 import type { Owner } from './ops/place.js';
 import { rename } from './ops/rename.js';
 import { link, mknod, symlink } from './ops/symlink.js';
 import { rmdir, unlink } from './ops/unlink.js';
-import { utimens } from './ops/utimens.js';
+import { futimens, utimens } from './ops/utimens.js';
 import { dropSetIds, fsync, ftruncate, truncate, write, type Writer } from './ops/write.js';
 import { fsyncdir } from './ops/fsyncdir.js';
 import type { TimeSpec } from './host/libc.js';
@@ -101,6 +101,10 @@ export interface UnionOps {
   chmod(p: VPath, mode: number): Promise<void>;
   chown(p: VPath, uid: number, gid: number): Promise<void>;
   utimens(p: VPath, atime: TimeSpec, mtime: TimeSpec): Promise<void>;
+  /** chmod, chown and utimens through an open handle: for a file with no name left (unlinked while open). */
+  fchmod(fh: number, mode: number): Promise<void>;
+  fchown(fh: number, uid: number, gid: number): Promise<void>;
+  futimens(fh: number, atime: TimeSpec, mtime: TimeSpec): Promise<void>;
   setxattr(p: VPath, name: string, value: Buffer, flags: number): Promise<void>;
   removexattr(p: VPath, name: string): Promise<void>;
 }
@@ -206,6 +210,9 @@ export function createUnion(config: UnionConfig): Union {
     chmod: (p, mode) => change(() => chmod(ctx, p, mode)),
     chown: (p, uid, gid) => change(() => chown(ctx, p, uid, gid)),
     utimens: (p, a, m) => change(() => utimens(ctx, p, a, m)),
+    fchmod: (fh, mode) => fchmod(ctx, fh, mode),
+    fchown: (fh, uid, gid) => fchown(ctx, fh, uid, gid),
+    futimens: (fh, a, m) => futimens(ctx, fh, a, m),
     setxattr: (p, name, value, flags) => change(() => setxattr(ctx, p, name, value, flags)),
     removexattr: (p, name) => change(() => removexattr(ctx, p, name)),
   };

@@ -21,6 +21,7 @@ const c = {
   close: libc.func('int close(int fd)'),
   getdents64: libc.func('long getdents64(int fd, _Out_ uint8_t *buf, size_t size)'),
   utimensat: libc.func('int utimensat(int dirfd, const char *path, const int64_t *times, int flags)'),
+  futimens: libc.func('int futimens(int fd, const int64_t *times)'),
   renameat2: libc.func('int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags)'),
 };
 
@@ -178,6 +179,12 @@ export function setTimes(p: RealPath, atime: TimeSpec, mtime: TimeSpec): void {
   if (isLongPath(p)) return via(p, 'utimensat', (q) => setTimes(q, atime, mtime));
   const times = new BigInt64Array([...timespec(atime), ...timespec(mtime)]);
   if (c.utimensat(AT_FDCWD, p, times, AT_SYMLINK_NOFOLLOW) !== 0) throw lastError('utimensat', p);
+}
+
+/** setTimes through an open fd (futimens): for a file that may have no name left. */
+export function setTimesFd(fd: number, atime: TimeSpec, mtime: TimeSpec): void {
+  const times = new BigInt64Array([...timespec(atime), ...timespec(mtime)]);
+  if (c.futimens(fd, times) !== 0) throw lastError('futimens', `fd ${fd}`);
 }
 
 /** setTimes with exact nanosecond values (copy-up). */

@@ -479,25 +479,37 @@ export class KernelSession {
       if (p === null) throw new FsError('ENOENT', 'setattr');
       return p;
     };
-    if ((valid & Fattr.MODE) !== 0) await this.u.chmod(need(), s.readUInt32LE(68));
+    // A file unlinked while open is changed through a handle (fchmod and kin carry none, but the
+    // node knows the handles open on it); one with a name, by its name.
+    const known = fh !== undefined && this.fileNode.has(fh) ? fh : undefined;
+    const byHandle = p === null ? known ?? n.handles?.values().next().value : undefined;
+    if ((valid & Fattr.MODE) !== 0) {
+      const mode = s.readUInt32LE(68);
+      await (byHandle !== undefined ? this.u.fchmod(byHandle, mode) : this.u.chmod(need(), mode));
+    }
     if ((valid & (Fattr.UID | Fattr.GID)) !== 0) {
-      await this.u.chown(need(), (valid & Fattr.UID) !== 0 ? s.readUInt32LE(76) : 0xffff_ffff, (valid & Fattr.GID) !== 0 ? s.readUInt32LE(80) : 0xffff_ffff);
+      const uid = (valid & Fattr.UID) !== 0 ? s.readUInt32LE(76) : 0xffff_ffff;
+      const gid = (valid & Fattr.GID) !== 0 ? s.readUInt32LE(80) : 0xffff_ffff;
+      await (byHandle !== undefined ? this.u.fchown(byHandle, uid, gid) : this.u.chown(need(), uid, gid));
     }
     if ((valid & Fattr.SIZE) !== 0) {
       const size = Number(s.readBigUInt64LE(16));
-      if (fh !== undefined && this.fileNode.has(fh)) await this.u.ftruncate(fh, size);
-      else await this.u.truncate(need(), size);
+      const by = known ?? byHandle;
+      await (by !== undefined ? this.u.ftruncate(by, size) : this.u.truncate(need(), size));
     }
     if ((valid & (Fattr.ATIME | Fattr.MTIME)) !== 0) {
       const time = (set: number, now: number, sec: number, nsec: number): TimeSpec =>
         (valid & set) === 0 ? 'omit' : (valid & now) !== 0 ? 'now' : s.readBigInt64LE(sec) * 1_000_000_000n + BigInt(s.readUInt32LE(nsec));
-      await this.u.utimens(need(), time(Fattr.ATIME, Fattr.ATIME_NOW, 32, 56), time(Fattr.MTIME, Fattr.MTIME_NOW, 40, 60));
+      const atime = time(Fattr.ATIME, Fattr.ATIME_NOW, 32, 56);
+      const mtime = time(Fattr.MTIME, Fattr.MTIME_NOW, 40, 60);
+      await (byHandle !== undefined ? this.u.futimens(byHandle, atime, mtime) : this.u.utimens(need(), atime, mtime));
     }
     // A truncate by a caller without CAP_FSETID (a chown drops set-ids in the upper by itself).
     if ((valid & Fattr.KILL_SUIDGID) !== 0 && (valid & Fattr.MODE) === 0) {
-      await this.u.dropSetIds(fh !== undefined && this.fileNode.has(fh) ? { fh } : { path: need() }, h);
+      const by = known ?? byHandle;
+      await this.u.dropSetIds(by !== undefined ? { fh: by } : { path: need() }, h);
     }
-    return this.attrOut(h, await this.attrOf(n, fh !== undefined && this.fileNode.has(fh) ? fh : undefined));
+    return this.attrOut(h, await this.attrOf(n, known));
   }
 
   /** rename, and renameat2 with RENAME_NOREPLACE; RENAME_EXCHANGE and RENAME_WHITEOUT: EINVAL. */
