@@ -483,6 +483,8 @@ export class KernelSession {
     // node knows the handles open on it); one with a name, by its name.
     const known = fh !== undefined && this.fileNode.has(fh) ? fh : undefined;
     const byHandle = p === null ? known ?? n.handles?.values().next().value : undefined;
+    // A size change (ftruncate) and a set-id drop also take the request's own handle.
+    const anyHandle = known ?? byHandle;
     if ((valid & Fattr.MODE) !== 0) {
       const mode = s.readUInt32LE(68);
       await (byHandle !== undefined ? this.u.fchmod(byHandle, mode) : this.u.chmod(need(), mode));
@@ -494,8 +496,7 @@ export class KernelSession {
     }
     if ((valid & Fattr.SIZE) !== 0) {
       const size = Number(s.readBigUInt64LE(16));
-      const by = known ?? byHandle;
-      await (by !== undefined ? this.u.ftruncate(by, size) : this.u.truncate(need(), size));
+      await (anyHandle !== undefined ? this.u.ftruncate(anyHandle, size) : this.u.truncate(need(), size));
     }
     if ((valid & (Fattr.ATIME | Fattr.MTIME)) !== 0) {
       const time = (set: number, now: number, sec: number, nsec: number): TimeSpec =>
@@ -506,8 +507,7 @@ export class KernelSession {
     }
     // A truncate by a caller without CAP_FSETID (a chown drops set-ids in the upper by itself).
     if ((valid & Fattr.KILL_SUIDGID) !== 0 && (valid & Fattr.MODE) === 0) {
-      const by = known ?? byHandle;
-      await this.u.dropSetIds(by !== undefined ? { fh: by } : { path: need() }, h);
+      await this.u.dropSetIds(anyHandle !== undefined ? { fh: anyHandle } : { path: need() }, h);
     }
     return this.attrOut(h, await this.attrOf(n, known));
   }
