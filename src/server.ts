@@ -130,7 +130,11 @@ export function kernelPolicyFor(c: ServeConfig, kernelRelease: string = release(
   return {
     // Files: kept as long as names (D29), but not a file with more than one name.
     entrySec: names, attrSecFile: names, attrSecDir: dir, attrSecLinked: 0, negativeSec: names,
-    keepCache: false, cacheDirs: false, cacheSymlinks: false, posixAcl: false, kernelOpens: false, maxWrite: KERNEL_MAX_WRITE,
+    keepCache: false, cacheDirs: false, cacheSymlinks: false, kernelOpens: false, maxWrite: KERNEL_MAX_WRITE,
+    // The kernel enforces and keeps ACLs here too: every change of one goes through a request it
+    // sees (SETXATTR, or a chmod that changes the mask), and what new entries inherit is
+    // layerfs's to give (ops/place.ts). Not with lower_ttl, as above.
+    posixAcl: c.lowerTtl === undefined,
     writable: true,
   };
 }

@@ -3,24 +3,32 @@
 // rename, a directory by exchange, D14); a directory over a whiteout is made opaque, so that a
 // lower directory of that name does not merge back in. Shared by create, mkdir, mknod, symlink
 // and link.
+import { ACL_ACCESS, ACL_DEFAULT, inherit } from '../acl.js';
 import { probeOnDisk } from '../branch-dir.js';
 import type { UnionCtx, UpperCtx } from '../context.js';
 import { EntryStat } from '../entry-stat.js';
 import { FsError } from '../errno.js';
 import * as host from '../host/fs.js';
-import { renameExchange } from '../host/libc.js';
+import { getXattr, renameExchange, setXattr } from '../host/libc.js';
 import { baseName, parentOf, type RealPath, type VPath } from '../path.js';
 import { isMarkerName } from '../whiteout.js';
 
 export interface Owner {
   readonly uid: number;
   readonly gid: number;
+  /**
+   * The caller's umask, where the kernel left it to layerfs (FUSE_DONT_MASK); without it the
+   * mode asked for is already masked.
+   */
+  readonly umask?: number;
 }
 
 /** What a new entry takes from the directory it is made in (see own). */
 export interface Parent {
   readonly mode: number;
   readonly gid: number;
+  /** The directory in the upper, where its default ACL is read. */
+  readonly real: RealPath;
 }
 
 const S_ISGID = 0o2000;
@@ -48,7 +56,7 @@ export async function placeNew<T>(
   const target = up.branch.real(p);
   let result: T;
   try {
-    result = await build(tmp, parent.stat);
+    result = await build(tmp, { mode: parent.stat.mode, gid: parent.stat.gid, real: up.branch.real(dir) });
     if (o.isDir && overWhiteout) await up.whiteouts.makeOpaque(tmp);
     if (o.isDir && (await host.lstatOrUndefined(target)) !== undefined) {
       renameExchange(tmp, target); // the char 0:0 whiteout is now at tmp
@@ -72,14 +80,20 @@ export async function placeNew<T>(
 }
 
 /**
- * Owner, then mode (chown clears set-id bits); symlinks have no mode of their own. The entry is
- * built in the work dir, so what the kernel's inode_init_owner gives a new inode is given here:
- * in a set-group-ID directory it takes the directory's group, and a new directory the
- * set-group-ID bit as well. (The VFS already took set-group-ID off a file made there by a caller
- * outside that group, before the request was sent.)
+ * Owner, then mode (chown clears set-id bits), then ACLs; symlinks have no mode or ACL of their
+ * own. The entry is built in the work dir, so what a new inode gets from its directory is given
+ * here: in a set-group-ID directory the directory's group, and a new directory the set-group-ID
+ * bit as well (inode_init_owner; the VFS already took set-group-ID off a file made there by a
+ * caller outside that group); and from the directory's default ACL, an access ACL and for a
+ * directory the same default ACL, or else the umask (posix_acl_create, acl.ts).
  */
 export async function own(tmp: RealPath, owner: Owner, parent: Parent, mode?: number, isDir = false): Promise<void> {
   const inherits = (parent.mode & S_ISGID) !== 0;
   await host.lchown(tmp, owner.uid, inherits ? parent.gid : owner.gid);
-  if (mode !== undefined) await host.chmod(tmp, (mode & 0o7777) | (inherits && isDir ? S_ISGID : 0));
+  if (mode === undefined) return;
+  const made = inherit(getXattr(parent.real, ACL_DEFAULT), mode & 0o7777, owner.umask, isDir);
+  await host.chmod(tmp, made.mode | (inherits && isDir ? S_ISGID : 0));
+  // The host sets the mode's group bits from the access ACL's mask: the same bits as above.
+  if (made.access !== undefined) setXattr(tmp, ACL_ACCESS, made.access, 0);
+  if (made.defaults !== undefined) setXattr(tmp, ACL_DEFAULT, made.defaults, 0);
 }

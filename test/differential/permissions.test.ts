@@ -92,7 +92,7 @@ test('other users get exactly the access the kernel overlayfs gives them (allow_
 
 // POSIX ACLs in the layers of a read-only union: the kernel enforces them on layerfs's mount as
 // on its own overlayfs (D28: a read-only union lets the kernel enforce and keep ACLs). A writable
-// union does not enforce them yet (README, Limits).
+// union: below (D31).
 test('read-only union: POSIX ACLs in the layers grant and deny other users as on the kernel overlayfs', async (t) => {
   if (!requireMountCapable(t)) return;
   const root = await space.dir('acl');
@@ -214,4 +214,102 @@ test('entries made in a set-group-ID directory take its group and bit as on the 
   t.is(kernel['shared/root-dir/inner'], `0:${GROUP} 644`);
   t.is(kernel['plain/nobody-dir'], `${NOBODY}:${NOBODY} 755`);
   t.deepEqual(ours, kernel);
+});
+
+// POSIX ACLs in a writable union: enforced as in a read-only one, kept in step with chmod and
+// setfacl through the mount (on lower files too, which are copied up first), and inherited by new
+// entries from their directory's default ACL, where the umask then does not apply; elsewhere the
+// umask does. The kernel's overlayfs computes what a new entry inherits from the merged parent.
+const ACL_MAKER = `
+const fs = require('fs'), path = require('path'), cp = require('child_process');
+const [dir, tag] = process.argv.slice(1);
+process.umask(0o022);
+const a = (n) => path.join(dir, tag + '-' + n);
+fs.closeSync(fs.openSync(a('file'), 'wx', 0o666));
+fs.closeSync(fs.openSync(a('file-x'), 'wx', 0o775));
+fs.mkdirSync(a('dir'), 0o777);
+fs.closeSync(fs.openSync(path.join(a('dir'), 'inner'), 'wx', 0o640));
+cp.execFileSync('mkfifo', [a('fifo')]);
+fs.symlinkSync('target', a('link'));
+`;
+
+test('writable union: POSIX ACLs are enforced, kept in step and inherited as on the kernel overlayfs', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const root = await space.dir('acl-rw');
+  const layers = (): LayerSpec[] => [{
+    entries: [
+      f('acl-grant', 0o600), f('acl-deny', 0o644), d('acl-dir', 0o700), f('acl-dir/inner', 0o644),
+      f('world', 0o644), f('masked', 0o644), d('inherit', 0o777), d('plain', 0o777),
+    ],
+  }];
+  const setfacl = (cwd: string, args: string[]): void => {
+    const r = spawnSync('setfacl', args, { cwd, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`setfacl ${args.join(' ')}: ${r.stderr}`);
+  };
+  const prepare = (layer: string): void => {
+    setfacl(layer, ['-m', `u:${NOBODY}:r`, 'acl-grant']);
+    setfacl(layer, ['-m', `u:${NOBODY}:-`, 'acl-deny']);
+    setfacl(layer, ['-m', `u:${NOBODY}:rx`, 'acl-dir']);
+    setfacl(layer, ['-d', '-m', `u:${NOBODY}:rwx,g::r-x,o::-`, 'inherit']);
+  };
+  const names = ['file', 'file-x', 'dir', 'dir/inner', 'fifo', 'link'];
+  const run = async (mnt: string): Promise<Record<string, unknown>> => {
+    // Through the mount, on lower files (copied up first) and on a new directory.
+    setfacl(mnt, ['-m', `u:${NOBODY}:-`, 'world']);
+    setfacl(mnt, ['-m', `u:${NOBODY}:rw`, 'masked']);
+    fs.chmodSync(`${mnt}/masked`, 0o600); // the mask follows the group bits: nobody loses rw
+    // Two names of one file: what nobody was allowed through one name, and the kernel kept,
+    // must not outlive a change made through the other.
+    fs.writeFileSync(`${mnt}/twin`, 'twin\n', { mode: 0o644 });
+    fs.linkSync(`${mnt}/twin`, `${mnt}/twin2`);
+    t.is(spawnSync('cat', [`${mnt}/twin2`], { uid: NOBODY, gid: NOBODY }).status, 0);
+    setfacl(mnt, ['-m', `u:${NOBODY}:-`, 'twin']);
+    fs.mkdirSync(`${mnt}/made`);
+    fs.chmodSync(`${mnt}/made`, 0o777);
+    setfacl(mnt, ['-d', '-m', `u:${NOBODY}:rw`, 'made']);
+    const out: Record<string, unknown> = {};
+    const shown = (p: string): string => {
+      const st = fs.lstatSync(`${mnt}/${p}`);
+      const acl = st.isSymbolicLink() ? '' : spawnSync('getfacl', ['-cnp', p], { cwd: mnt, encoding: 'utf8' }).stdout;
+      return `${st.uid}:${st.gid} ${(st.mode & 0o7777).toString(8)}\n${acl}`;
+    };
+    for (const p of ['world', 'masked', 'made']) out[p] = shown(p);
+    for (const dir of ['inherit', 'plain', 'made']) {
+      for (const [tag, uid] of [['root', 0], ['nobody', NOBODY]] as const) {
+        const r = spawnSync(process.execPath, ['-e', ACL_MAKER, `${mnt}/${dir}`, tag], { uid, gid: uid, cwd: '/', encoding: 'utf8' });
+        if (r.status !== 0) throw new Error(`make in ${dir} as ${tag}: ${r.stderr}`);
+        for (const n of names) out[`${dir}/${tag}-${n}`] = shown(`${dir}/${tag}-${n}`);
+      }
+    }
+    out['nobody'] = await probeAsNobody(mnt, ['acl-grant', 'acl-deny', 'acl-dir', 'acl-dir/inner', 'world', 'masked', 'twin2', 'inherit/root-file', 'inherit/root-dir', 'made/root-file']);
+    return out;
+  };
+  // The ACLs as stored in an upper, every entry, by relative path.
+  const stored = (upper: string): string => {
+    const paths = (fs.readdirSync(upper, { recursive: true }) as string[]).filter((p) => !fs.lstatSync(`${upper}/${p}`).isSymbolicLink()).sort();
+    return spawnSync('getfacl', ['-np', ...paths], { cwd: upper, encoding: 'utf8' }).stdout;
+  };
+  for (const x of ['ku', 'kw', 'lu', 'lw']) fs.mkdirSync(`${root}/${x}`);
+  const k = await buildLayers(await space.dir('acl-rw-k'), layers(), { format: 'kernel' });
+  prepare(k.dirs[0] as string);
+  const kernel = await withKernelOverlay({ lowers: k.dirs, upper: `${root}/ku`, work: `${root}/kw` }, run);
+  const l = await buildLayers(await space.dir('acl-rw-l'), layers(), { format: 'kernel' });
+  prepare(l.dirs[0] as string);
+  const ours = await withLayerfs({ lowers: l.dirs, upper: `${root}/lu`, work: `${root}/lw`, options: ['allow_other'] }, run);
+  // The oracle shows enforcement, the mask at work, inheritance with the umask ignored, and the
+  // umask where nothing is inherited.
+  const probe = kernel['nobody'] as Record<string, Record<string, string>>;
+  t.is(probe['acl-grant']?.read, 'ok');
+  t.is(probe['acl-deny']?.read, 'EACCES');
+  t.is(probe['world']?.read, 'EACCES');
+  t.is(probe['masked']?.write, 'EACCES');
+  t.is(probe['inherit/root-file']?.write, 'ok');
+  t.regex(kernel['inherit/root-file'] as string, /^0:0 660\n.*user:65534:rwx\t#effective:rw-/s);
+  t.regex(kernel['inherit/root-dir'] as string, /^0:0 770\n.*default:user:65534:rwx/s);
+  t.regex(kernel['plain/root-file'] as string, /^0:0 644\n/);
+  t.is(probe['twin2']?.read, 'EACCES');
+  t.deepEqual(ours, kernel);
+  const upper = stored(`${root}/ku`);
+  t.regex(upper, /# file: inherit\/nobody-dir\/inner\n# owner: 65534\n# group: 65534\nuser::rw-\nuser:65534:rwx/);
+  t.is(stored(`${root}/lu`), upper);
 });

@@ -13,6 +13,7 @@ import { FsError, toErrno } from '../../errno.js';
 import type { Log } from '../../log.js';
 import type { MergedEntry } from '../../dir-merge.js';
 import { ROOT, childOf, isName, type Name, type VPath } from '../../path.js';
+import type { Owner } from '../../ops/place.js';
 import type { UnionOps } from '../../union.js';
 import type { TimeSpec } from '../../host/libc.js';
 import { NodeTable, type Node } from './nodes.js';
@@ -48,8 +49,8 @@ export interface KernelPolicy {
   /** The kernel opens files itself and reads by path (D26): OPEN answers ENOSYS. */
   readonly kernelOpens: boolean;
   /**
-   * The kernel enforces POSIX ACLs (and caches them). Only where nothing can change: with it,
-   * inheriting default ACLs on create and keeping ACLs and modes in step would be layerfs's job.
+   * The kernel enforces POSIX ACLs and caches them per node. Then layerfs gives new entries
+   * what they inherit (ops/place.ts), and the host keeps ACL and mode in step on the upper.
    */
   readonly posixAcl: boolean;
   /** Largest WRITE the kernel sends, in bytes (the read buffer is sized from it). */
@@ -228,6 +229,9 @@ export class KernelSession {
     // Dropping set-ids on writes is layerfs's (WRITE_KILL_SUIDGID and kin): the kernel then marks
     // the superblock SB_NOSEC and stops asking for security.capability before every write (D29).
     if (this.policy.writable) want |= Init.HANDLE_KILLPRIV_V2;
+    // A new entry's mode comes as asked, with the umask beside it: where the directory has a
+    // default ACL the umask does not apply (posix_acl_create), and only layerfs can tell.
+    if (this.policy.writable) want |= Init.DONT_MASK;
     if (this.policy.cacheSymlinks) want |= Init.CACHE_SYMLINKS;
     if (this.policy.posixAcl) want |= Init.POSIX_ACL;
     const flags = (want & offered) >>> 0;
@@ -282,8 +286,9 @@ export class KernelSession {
     return this.u.getattr(p);
   }
 
-  private owner(h: Header): { uid: number; gid: number } {
-    return { uid: h.uid, gid: h.gid };
+  /** The caller, and for a new entry its umask: with FUSE_DONT_MASK the mode comes unmasked. */
+  private owner(h: Header, umask?: number): Owner {
+    return umask === undefined ? { uid: h.uid, gid: h.gid } : { uid: h.uid, gid: h.gid, umask: umask & 0o777 };
   }
 
   private opened(n: Node, fh: number): void {
@@ -318,13 +323,13 @@ export class KernelSession {
         const rdev = b.readUInt32LE(at + 4);
         const name = cString(b, at + 16, len)[0];
         const p = this.child(n, name);
-        return this.u.mknod(p, mode, rdev, this.owner(h)).then(() => this.created(h, n, name, p));
+        return this.u.mknod(p, mode, rdev, this.owner(h, b.readUInt32LE(at + 8))).then(() => this.created(h, n, name, p));
       }
       case Op.MKDIR: {
         const mode = b.readUInt32LE(at);
         const name = cString(b, at + 8, len)[0];
         const p = this.child(n, name);
-        return this.u.mkdir(p, mode, this.owner(h)).then(() => this.created(h, n, name, p));
+        return this.u.mkdir(p, mode, this.owner(h, b.readUInt32LE(at + 4))).then(() => this.created(h, n, name, p));
       }
       case Op.UNLINK: {
         const name = cString(b, at, len)[0];
@@ -538,7 +543,7 @@ export class KernelSession {
     const kill = (b.readUInt32LE(at + 12) & OPEN_KILL_SUIDGID) !== 0; // an existing file, O_TRUNC
     const name = cString(b, at + 16, len)[0];
     const p = this.child(parent, name);
-    const fh = await this.u.create(p, mode, flags, this.owner(h));
+    const fh = await this.u.create(p, mode, flags, this.owner(h, b.readUInt32LE(at + 8)));
     let a: Attr;
     try {
       if (kill) await this.u.dropSetIds({ fh }, h);

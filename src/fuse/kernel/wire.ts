@@ -26,6 +26,7 @@ export const enum Op {
 export const Init = {
   ASYNC_READ: 1 << 0,
   BIG_WRITES: 1 << 5,
+  DONT_MASK: 1 << 6,
   DO_READDIRPLUS: 1 << 13,
   READDIRPLUS_AUTO: 1 << 14,
   POSIX_ACL: 1 << 20,
