@@ -53,6 +53,9 @@ Options:
                         to be immutable, and caching them is what makes layerfs fast)
        ro | rw          force read-only / default
        allow_other      let other users in (permissions are always checked, as overlayfs does)
+       engine=kernel|libfuse  who speaks FUSE: layerfs itself (default, Linux 4.20+) or libfuse
+       spin_us=N        keep reading /dev/fuse for N µs after a burst of requests before
+                        sleeping (default 50; 0: never)
        nodev,nosuid,noexec,noatime,...   passed to the kernel
   -h, --help         this text
   -V, --version      the version
@@ -109,6 +112,7 @@ async function mountCommand(args: string[]): Promise<number> {
     serving = await serve({
       lowers: paths.lowers, upper: paths.upper, work: paths.work, whiteout: opts.whiteout, lowerTtl: opts.lowerTtl, mountpoint: paths.mountpoint,
       readOnly: opts.readOnly, allowOther: opts.allowOther, fuseOptions: opts.fuseOptions, engine: opts.engine,
+      spinMicros: opts.spinMicros,
     }, log);
   } catch (e) {
     throw new ConfigError(`cannot mount ${m.mountpoint}: ${(e as Error).message}`);

@@ -72,6 +72,9 @@ function unescape(s: string): string {
   return s.replace(/\\(.)/g, '$1');
 }
 
+/** Longest spin_us=: a millisecond of a CPU per burst is already more than any wake-up costs. */
+const MAX_SPIN_MICROS = 1000;
+
 export interface ParsedOptions {
   lowers: string[];
   upper?: string;
@@ -88,6 +91,8 @@ export interface ParsedOptions {
   fuseOptions: string[];
   /** engine=: who speaks FUSE (D28); undefined: the default (kernel). */
   engine?: 'kernel' | 'libfuse';
+  /** spin_us=: how long the kernel engine reads on after a burst of requests (D32); undefined: the default. */
+  spinMicros?: number;
 }
 
 /** Parse the -o option list(s). Throws ConfigError on the first problem. */
@@ -129,6 +134,13 @@ export function parseOptions(optionStrings: readonly string[]): ParsedOptions {
         const v = need();
         if (v !== 'kernel' && v !== 'libfuse') throw new ConfigError(`engine= takes kernel or libfuse, not ${v}`);
         out.engine = v;
+        break;
+      }
+      case 'spin_us': {
+        const v = need();
+        const n = Number(v);
+        if (!/^\d+$/.test(v) || n > MAX_SPIN_MICROS) throw new ConfigError(`spin_us= takes microseconds from 0 to ${MAX_SPIN_MICROS}, not ${v}`);
+        out.spinMicros = n;
         break;
       }
       case 'ro': out.readOnly = true; break;

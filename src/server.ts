@@ -30,6 +30,8 @@ export interface ServeConfig {
   readonly fuseOptions: readonly string[];
   /** Who speaks FUSE (D28): layerfs itself ('kernel', the default) or libfuse through fuse-native. */
   readonly engine?: Engine | undefined;
+  /** How long the kernel engine reads on after a burst of requests (D32); undefined: its default. */
+  readonly spinMicros?: number | undefined;
 }
 
 export interface Serving {
@@ -209,7 +211,7 @@ export async function serve(c: ServeConfig, log: Log): Promise<Serving> {
   const dirAttrTimeout = dirAttrTimeoutFor(c);
   const mounted = engineFor(c) === 'kernel'
     ? mountKernelFuse(c.mountpoint, union.ops, {
-      options: mountOptionsFor(c), policy: kernelPolicyFor(c), log: opLog, onExit: () => onExit(),
+      options: mountOptionsFor(c), policy: kernelPolicyFor(c), log: opLog, onExit: () => onExit(), spinMicros: c.spinMicros,
       fixedXattrNames: (to) => union.tellFixedXattrNames(to),
     })
     : await mountFuse(c.mountpoint, (caller, xattrKnown) => {

@@ -137,6 +137,12 @@ test('engine= picks who speaks FUSE; the kernel engine keeps in the kernel what 
   t.is(parseOptions(['lowerdir=/l,engine=kernel']).engine, 'kernel');
   t.is(parseOptions(['lowerdir=/l']).engine, undefined);
   t.throws(() => parseOptions(['lowerdir=/l,engine=fast']), { message: /engine= takes kernel or libfuse/ });
+  t.is(parseOptions(['lowerdir=/l,spin_us=0']).spinMicros, 0);
+  t.is(parseOptions(['lowerdir=/l,spin_us=200']).spinMicros, 200);
+  t.is(parseOptions(['lowerdir=/l']).spinMicros, undefined);
+  for (const bad of ['-1', '1.5', '1001', 'x', '']) {
+    t.throws(() => parseOptions([`lowerdir=/l,spin_us=${bad}`]), { message: bad === '' ? /spin_us needs a value/ : /spin_us= takes microseconds from 0 to 1000/ }, bad);
+  }
   const { kernelPolicyFor, mountOptionsFor } = await import('../../src/server.js');
   const base = { lowers: ['/l'], mountpoint: '/m', readOnly: false, allowOther: false, fuseOptions: ['nodev'] };
   const ro = kernelPolicyFor(base, '6.1.0');

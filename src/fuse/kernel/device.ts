@@ -4,12 +4,13 @@
 // replies written back with a plain write(2).
 import { closeSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import koffi from 'koffi';
 
 interface FuseDevAddon {
-  start(fd: number, buffer: Buffer, onRequest: (len: number) => void, onEnd: (errno: number) => void): unknown;
+  start(fd: number, buffer: Buffer, onRequest: (len: number) => void, onEnd: (errno: number) => void, spinMicros: number): unknown;
   stop(handle: unknown): void;
 }
 
@@ -82,10 +83,17 @@ export interface Connection {
 }
 
 /**
+ * How long the reader goes on reading after a burst of requests before the loop sleeps, while
+ * requests come that quickly (D32, native/fuse-dev/fuse_dev.c). Not where this process has one
+ * CPU: the program sending the requests would need it, and every spin would run out.
+ */
+export const SPIN_MICROS = availableParallelism() > 1 ? 50 : 0;
+
+/**
  * Serve `fd`: every request goes to `onRequest` (its buffer is reused for the next), and
  * `onEnd` runs once when the connection is gone (unmounted: ENODEV).
  */
-export function readConnection(fd: number, bufferSize: number, onRequest: (b: Buffer, len: number) => void, onEnd: (errno: number) => void): Connection {
+export function readConnection(fd: number, bufferSize: number, onRequest: (b: Buffer, len: number) => void, onEnd: (errno: number) => void, spinMicros: number): Connection {
   const dev = loadFuseDev();
   const buf = Buffer.alloc(bufferSize);
   let closed = false;
@@ -98,7 +106,7 @@ export function readConnection(fd: number, bufferSize: number, onRequest: (b: Bu
   const handle = dev.start(fd, buf, (len) => onRequest(buf, len), (errno) => {
     close();
     onEnd(errno);
-  });
+  }, spinMicros);
   return { close };
 }
 

@@ -3,7 +3,7 @@ import type { Log } from '../../log.js';
 import type { VPath } from '../../path.js';
 import type { UnionOps } from '../../union.js';
 import { unmountPath, type Mounted } from '../mount.js';
-import { mountConnection, readConnection, writeReply } from './device.js';
+import { SPIN_MICROS, mountConnection, readConnection, writeReply } from './device.js';
 import { KernelSession, type KernelPolicy } from './session.js';
 
 /** Room for a request's header and arguments besides the data of the largest WRITE. */
@@ -16,6 +16,8 @@ export function mountKernelFuse(
     readonly options: readonly string[]; readonly policy: KernelPolicy; readonly log: Log; readonly onExit: () => void;
     /** union.tellFixedXattrNames: where xattr names that never change come from (D20). */
     readonly fixedXattrNames?: (to: (p: VPath, names: readonly string[]) => void) => boolean;
+    /** How long to read on after a burst of requests (D32); undefined: SPIN_MICROS. */
+    readonly spinMicros?: number | undefined;
   },
 ): Mounted {
   const fd = mountConnection(mountpoint, o.options);
@@ -34,6 +36,6 @@ export function mountKernelFuse(
   }, (errno) => {
     if (errno !== 19 /* ENODEV: unmounted */) o.log.info(`the FUSE connection of ${mountpoint} ended with errno ${errno}`);
     o.onExit();
-  });
+  }, o.spinMicros ?? SPIN_MICROS);
   return { mountpoint, unmount: () => unmountPath(mountpoint) };
 }
