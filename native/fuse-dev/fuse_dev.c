@@ -7,12 +7,13 @@
 // answer is at hand (a cache hit), written back in the same turn. Node has no way to poll an
 // arbitrary fd, hence these few lines; everything else (the protocol) is TypeScript.
 //
-//   const h = start(fd, buffer, onRequest, onEnd, spinMicros)
+//   const h = start(fd, buffer, onRequest, onEnd, spinMicros, pending)
 //     fd:        the connection (/dev/fuse), made non-blocking here
 //     buffer:    each request is read into it; valid only during onRequest
 //     onRequest: (length) => void, called once per request, in order
 //     onEnd:     (errno) => void, once, when the connection ends (ENODEV: unmounted)
 //     spinMicros: how long to keep reading after the last request before sleeping (0: never)
+//     pending:   Int32Array; [0] is the number of requests not yet answered (kept by the caller)
 //   stop(h)      stop reading (the fd stays open: the caller closes it)
 //
 // Spinning (DECISIONS D32): a program that works through a mount sends its next request a few
@@ -21,7 +22,8 @@
 // than answering. So after a burst the device is read again for up to spinMicros before the loop
 // sleeps, but only while requests have been coming that quickly: when the last sleep was longer
 // than the spin would have been, the next burst ends in sleep at once. Idle and sparse mounts
-// never spin.
+// never spin. Nor does it spin while a request is still being answered: what comes next is then
+// most likely that answer (a read done in libuv's pool), which only the loop can deliver.
 #include <errno.h>
 #include <fcntl.h>
 #include <node_api.h>
@@ -37,6 +39,8 @@ typedef struct {
   napi_ref on_request;
   napi_ref on_end;
   napi_ref buffer;
+  napi_ref pending_ref;
+  const int32_t *pending;
   void *data;
   size_t size;
   int fd;
@@ -68,6 +72,7 @@ static void on_closed(uv_handle_t *h) {
   napi_delete_reference(r->env, r->on_request);
   napi_delete_reference(r->env, r->on_end);
   napi_delete_reference(r->env, r->buffer);
+  napi_delete_reference(r->env, r->pending_ref);
   // r itself is kept (a few bytes per session): the JS handle may still be passed to stop().
 }
 
@@ -108,7 +113,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     // A burst is read in one go, but not forever: other handles of the loop get their turn.
     for (int i = 0; i < 128 && !r->stopped; i++) {
       ssize_t n = read(r->fd, r->data, r->size);
-      if (n < 0 && errno == EAGAIN && r->quick) n = read_spinning(r);
+      if (n < 0 && errno == EAGAIN && r->quick && *r->pending == 0) n = read_spinning(r);
       if (n >= 0) {
         call(r, r->on_request, (int)n);
         continue;
@@ -136,11 +141,11 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   }
 
 static napi_value start(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 6;
+  napi_value argv[6];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 5) {
-    napi_throw_error(env, NULL, "fuse_dev.start(fd, buffer, onRequest, onEnd, spinMicros)");
+  if (argc != 6) {
+    napi_throw_error(env, NULL, "fuse_dev.start(fd, buffer, onRequest, onEnd, spinMicros, pending)");
     return NULL;
   }
   int fd;
@@ -150,6 +155,14 @@ static napi_value start(napi_env env, napi_callback_info info) {
   CHECK(napi_get_value_int32(env, argv[0], &fd));
   CHECK(napi_get_buffer_info(env, argv[1], &data, &size));
   CHECK(napi_get_value_int64(env, argv[4], &spin_us));
+  napi_typedarray_type pending_type;
+  size_t pending_length;
+  void *pending;
+  CHECK(napi_get_typedarray_info(env, argv[5], &pending_type, &pending_length, &pending, NULL, NULL));
+  if (pending_type != napi_int32_array || pending_length < 1) {
+    napi_throw_error(env, NULL, "fuse_dev: pending must be an Int32Array");
+    return NULL;
+  }
   int fl = fcntl(fd, F_GETFL);
   if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
     napi_throw_error(env, NULL, "fuse_dev: fcntl failed on the connection fd");
@@ -165,6 +178,8 @@ static napi_value start(napi_env env, napi_callback_info info) {
   r->data = data;
   r->size = size;
   r->spin_ns = spin_us > 0 ? spin_us * 1000 : 0;
+  r->pending = (const int32_t *)pending;
+  napi_create_reference(env, argv[5], 1, &r->pending_ref);
   napi_create_reference(env, argv[1], 1, &r->buffer);
   napi_create_reference(env, argv[2], 1, &r->on_request);
   napi_create_reference(env, argv[3], 1, &r->on_end);
@@ -179,6 +194,7 @@ static napi_value start(napi_env env, napi_callback_info info) {
     napi_delete_reference(env, r->buffer);
     napi_delete_reference(env, r->on_request);
     napi_delete_reference(env, r->on_end);
+    napi_delete_reference(env, r->pending_ref);
     free(r);
     napi_throw_error(env, NULL, uv_strerror(err));
     return NULL;

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import koffi from 'koffi';
 
 interface FuseDevAddon {
-  start(fd: number, buffer: Buffer, onRequest: (len: number) => void, onEnd: (errno: number) => void, spinMicros: number): unknown;
+  start(fd: number, buffer: Buffer, onRequest: (len: number) => void, onEnd: (errno: number) => void, spinMicros: number, pending: Int32Array): unknown;
   stop(handle: unknown): void;
 }
 
@@ -91,9 +91,13 @@ export const SPIN_MICROS = availableParallelism() > 1 ? 50 : 0;
 
 /**
  * Serve `fd`: every request goes to `onRequest` (its buffer is reused for the next), and
- * `onEnd` runs once when the connection is gone (unmounted: ENODEV).
+ * `onEnd` runs once when the connection is gone (unmounted: ENODEV). `spin.pending[0]` counts
+ * the requests not yet answered: the reader spins only while it is 0.
  */
-export function readConnection(fd: number, bufferSize: number, onRequest: (b: Buffer, len: number) => void, onEnd: (errno: number) => void, spinMicros: number): Connection {
+export function readConnection(
+  fd: number, bufferSize: number, onRequest: (b: Buffer, len: number) => void, onEnd: (errno: number) => void,
+  spin: { readonly micros: number; readonly pending: Int32Array },
+): Connection {
   const dev = loadFuseDev();
   const buf = Buffer.alloc(bufferSize);
   let closed = false;
@@ -106,7 +110,7 @@ export function readConnection(fd: number, bufferSize: number, onRequest: (b: Bu
   const handle = dev.start(fd, buf, (len) => onRequest(buf, len), (errno) => {
     close();
     onEnd(errno);
-  }, spinMicros);
+  }, spin.micros, spin.pending);
   return { close };
 }
 

@@ -36,6 +36,6 @@ export function mountKernelFuse(
   }, (errno) => {
     if (errno !== 19 /* ENODEV: unmounted */) o.log.info(`the FUSE connection of ${mountpoint} ended with errno ${errno}`);
     o.onExit();
-  }, o.spinMicros ?? SPIN_MICROS);
+  }, { micros: o.spinMicros ?? SPIN_MICROS, pending: session.pending });
   return { mountpoint, unmount: () => unmountPath(mountpoint) };
 }

@@ -82,6 +82,13 @@ const READ_BUFFERS_KEPT = 8;
 
 export class KernelSession {
   readonly nodes = new NodeTable();
+  /**
+   * [0]: requests handed to the union and not yet answered. Read by the device reader (D32): it
+   * spins for the next request only when there are none, as then only the caller can be next.
+   * Its own ArrayBuffer, so that the memory never moves.
+   */
+  readonly pending = new Int32Array(new ArrayBuffer(4));
+  private unanswered = 0;
   private readonly dirs = new Map<number, DirHandle>();
   private nextDir = 1;
   /** File handle -> the node it was opened on. */
@@ -137,8 +144,10 @@ export class KernelSession {
       result = Promise.reject(e);
     }
     const name = opName(h.opcode);
+    this.pending[0] = ++this.unanswered;
     result.then(
       (out) => {
+        this.pending[0] = --this.unanswered;
         const us = (performance.now() - t0) * 1000;
         this.log.stats?.record(name, us);
         if (this.log.tracing) this.log.trace(name, traced, 'ok', us);
@@ -146,6 +155,7 @@ export class KernelSession {
         if (h.opcode === Op.READ && out !== undefined) this.giveBackReadBuffer(out);
       },
       (e: unknown) => {
+        this.pending[0] = --this.unanswered;
         if (!(e instanceof FsError)) this.log.bug(name, e);
         const us = (performance.now() - t0) * 1000;
         const code = e instanceof FsError ? e.code : 'EIO';
