@@ -32,6 +32,8 @@ const MAYBE_LONG = Math.ceil(PATH_MAX / 3);
 const PIECE_MAX = PATH_MAX - 96;
 /** O_PATH (not in Node's constants): a reference to a file that no I/O goes through. */
 export const O_PATH = 0o10000000;
+/** O_ACCMODE (not in Node's constants either): the read/write bits of open flags. */
+export const O_ACCMODE = 3;
 const DIR_REF = O_PATH | fs.constants.O_DIRECTORY; // libuv adds O_CLOEXEC
 
 /** Would the kernel refuse p as one path (ENAMETOOLONG)? For a short path: one comparison. */

@@ -17,12 +17,10 @@ import { fdAttr, getattr } from './getattr.js';
 import { unlink } from './unlink.js';
 
 const { S_IFMT, S_IFREG } = constants;
-// Linux's O_ACCMODE; node:fs does not export it.
-const O_ACCMODE = 3;
 const WRITE_FLAGS = host.O.O_WRONLY | host.O.O_RDWR | host.O.O_TRUNC | host.O.O_APPEND;
 
 /** Flags handed to the host's open(2): O_CREAT/O_EXCL were settled by the kernel's lookup. */
-export const PASSED_FLAGS = O_ACCMODE | host.O.O_APPEND | host.O.O_TRUNC | host.O.O_NOATIME | host.O.O_DIRECT | host.O.O_SYNC | host.O.O_DSYNC;
+export const PASSED_FLAGS = host.O_ACCMODE | host.O.O_APPEND | host.O.O_TRUNC | host.O.O_NOATIME | host.O.O_DIRECT | host.O.O_SYNC | host.O.O_DSYNC;
 
 export async function open(ctx: UnionCtx, p: VPath, flags: number): Promise<number> {
   const r = await ctx.resolver.get(p, 'open');

@@ -15,6 +15,7 @@ import type { MergedEntry } from '../../dir-merge.js';
 import { ROOT, childOf, isName, type Name, type VPath } from '../../path.js';
 import type { Owner } from '../../ops/place.js';
 import type { UnionOps } from '../../union.js';
+import { O_ACCMODE } from '../../host/fs.js';
 import type { TimeSpec } from '../../host/libc.js';
 import { NodeTable, type Node } from './nodes.js';
 import {
@@ -74,7 +75,6 @@ let unlinkedSeq = 0;
 const unlinkedKey = (): Name => `.layerfs-unlinked-${(unlinkedSeq++).toString(16).padStart(8, '0')}` as Name;
 
 const DT_SHIFT = 12;
-const O_ACCMODE = 3;
 const RENAME_NOREPLACE = 1;
 /** Reused READ reply buffers: a header and the largest READ the kernel sends (max_pages 256). */
 const READ_BUFFER_SIZE = 16 + (1 << 20);
