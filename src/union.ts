@@ -20,7 +20,7 @@ import { fgetattr, forgetUnlinked, open, read, release, unlinkOpen, unlinkedAttr
 import { readdir } from './ops/readdir.js';
 import { readlink } from './ops/readlink.js';
 import { statfs } from './ops/statfs.js';
-import { getxattr, listxattr, removexattr, setxattr } from './ops/xattr.js';
+import { fgetxattr, flistxattr, fremovexattr, fsetxattr, getxattr, listxattr, removexattr, setxattr } from './ops/xattr.js';
 import { chmod, chown, fchmod, fchown } from './ops/chmod.js';
 import { create } from './ops/create.js';
 import { mkdir } from './ops/mkdir.js';
@@ -107,6 +107,11 @@ export interface UnionOps {
   futimens(fh: number, atime: TimeSpec, mtime: TimeSpec): Promise<void>;
   setxattr(p: VPath, name: string, value: Buffer, flags: number): Promise<void>;
   removexattr(p: VPath, name: string): Promise<void>;
+  /** The xattr calls through an open handle: for a file with no name left. */
+  fgetxattr(fh: number, name: string): Promise<Buffer | undefined>;
+  flistxattr(fh: number): Promise<string[]>;
+  fsetxattr(fh: number, name: string, value: Buffer, flags: number): Promise<void>;
+  fremovexattr(fh: number, name: string): Promise<void>;
 }
 
 export interface Union {
@@ -215,6 +220,10 @@ export function createUnion(config: UnionConfig): Union {
     futimens: (fh, a, m) => futimens(ctx, fh, a, m),
     setxattr: (p, name, value, flags) => change(() => setxattr(ctx, p, name, value, flags)),
     removexattr: (p, name) => change(() => removexattr(ctx, p, name)),
+    fgetxattr: async (fh, name) => fgetxattr(ctx, fh, name),
+    flistxattr: async (fh) => flistxattr(ctx, fh),
+    fsetxattr: async (fh, name, value, flags) => fsetxattr(ctx, fh, name, value, flags),
+    fremovexattr: async (fh, name) => fremovexattr(ctx, fh, name),
   };
   return {
     ops,

@@ -1,7 +1,8 @@
 // What Node does not have: extended attributes, mknod, and directory entries with their inode
 // numbers (getdents64). They come from libc through koffi
 // (a maintained FFI with prebuilt binaries for Node 20; no compiler needed at install). Every
-// call is l*-variant: a symlink's own xattrs, never its target's. Calls are synchronous: each is
+// call by path is l*-variant: a symlink's own xattrs, never its target's; the f* ones serve files
+// open by fd that have no name left. Calls are synchronous: each is
 // one short syscall, done once per directory and branch on the lookup path (the result is cached),
 // and an async FFI hop through the libuv pool costs more than the syscall (see native-notes).
 import koffi from 'koffi';
@@ -16,6 +17,10 @@ const c = {
   llistxattr: libc.func('long llistxattr(const char *path, _Out_ uint8_t *list, size_t size)'),
   lsetxattr: libc.func('int lsetxattr(const char *path, const char *name, const uint8_t *value, size_t size, int flags)'),
   lremovexattr: libc.func('int lremovexattr(const char *path, const char *name)'),
+  fgetxattr: libc.func('long fgetxattr(int fd, const char *name, _Out_ uint8_t *value, size_t size)'),
+  flistxattr: libc.func('long flistxattr(int fd, _Out_ uint8_t *list, size_t size)'),
+  fsetxattr: libc.func('int fsetxattr(int fd, const char *name, const uint8_t *value, size_t size, int flags)'),
+  fremovexattr: libc.func('int fremovexattr(int fd, const char *name)'),
   mknod: libc.func('int mknod(const char *path, uint32_t mode, uint64_t dev)'),
   open: libc.func('int open(const char *path, int flags)'),
   close: libc.func('int close(int fd)'),
@@ -58,19 +63,28 @@ function lastError(syscall: string, path: string): FsError {
 /** The value of xattr `name`, or undefined when it is not set (or xattrs are unsupported there). */
 export function getXattr(p: RealPath, name: string): Buffer | undefined {
   if (isLongPath(p)) return via(p, 'getxattr', (q) => getXattr(q, name));
+  return readValue((buf, size) => Number(c.lgetxattr(p, name, buf, size)), 'getxattr', p);
+}
+
+/** getXattr through an open fd (a file that may have no name any more). */
+export function fdGetXattr(fd: number, name: string): Buffer | undefined {
+  return readValue((buf, size) => Number(c.fgetxattr(fd, name, buf, size)), 'fgetxattr', `fd ${fd}`);
+}
+
+function readValue(get: (buf: Buffer | null, size: number) => number, syscall: string, where: string): Buffer | undefined {
   // Try a small buffer first: nearly every value layerfs reads (opaque markers) is 1 byte.
   let size = 256;
   for (;;) {
     const buf = Buffer.allocUnsafe(size);
-    const n = Number(c.lgetxattr(p, name, buf, size));
+    const n = get(buf, size);
     if (n >= 0) return buf.subarray(0, n);
     // The errno first: "no such attribute" is the common answer, and an Error (with its stack)
     // costs several µs to make.
     const errno = koffi.errno();
     if (errno === ENODATA || errno === ENOTSUP) return undefined;
-    if (errno !== ERANGE) throw lastError('getxattr', p);
-    const need = Number(c.lgetxattr(p, name, null, 0));
-    if (need < 0) throw lastError('getxattr', p);
+    if (errno !== ERANGE) throw lastError(syscall, where);
+    const need = get(null, 0);
+    if (need < 0) throw lastError(syscall, where);
     size = need;
   }
 }
@@ -78,18 +92,27 @@ export function getXattr(p: RealPath, name: string): Buffer | undefined {
 /** All xattr names of p (empty where the filesystem has none or no xattr support). */
 export function listXattr(p: RealPath): string[] {
   if (isLongPath(p)) return via(p, 'listxattr', listXattr);
+  return readNames((buf, size) => Number(c.llistxattr(p, buf, size)), 'listxattr', p);
+}
+
+/** listXattr through an open fd. */
+export function fdListXattr(fd: number): string[] {
+  return readNames((buf, size) => Number(c.flistxattr(fd, buf, size)), 'flistxattr', `fd ${fd}`);
+}
+
+function readNames(list: (buf: Buffer | null, size: number) => number, syscall: string, where: string): string[] {
   for (;;) {
-    const need = Number(c.llistxattr(p, null, 0));
+    const need = list(null, 0);
     if (need < 0) {
-      const err = lastError('listxattr', p);
+      const err = lastError(syscall, where);
       if (err.code === 'ENOTSUP') return [];
       throw err;
     }
     if (need === 0) return [];
     const buf = Buffer.allocUnsafe(need);
-    const n = Number(c.llistxattr(p, buf, need));
+    const n = list(buf, need);
     if (n < 0) {
-      const err = lastError('listxattr', p);
+      const err = lastError(syscall, where);
       if (err.code === 'ERANGE') continue; // grew between the two calls
       throw err;
     }
@@ -105,6 +128,14 @@ export function setXattr(p: RealPath, name: string, value: Buffer, flags = 0): v
 export function removeXattr(p: RealPath, name: string): void {
   if (isLongPath(p)) return via(p, 'removexattr', (q) => removeXattr(q, name));
   if (c.lremovexattr(p, name) !== 0) throw lastError('removexattr', p);
+}
+
+export function fdSetXattr(fd: number, name: string, value: Buffer, flags = 0): void {
+  if (c.fsetxattr(fd, name, value, value.length, flags) !== 0) throw lastError('fsetxattr', `fd ${fd}`);
+}
+
+export function fdRemoveXattr(fd: number, name: string): void {
+  if (c.fremovexattr(fd, name) !== 0) throw lastError('fremovexattr', `fd ${fd}`);
 }
 
 /** mknod(2); dev is makedev(major, minor) as the kernel encodes it. */

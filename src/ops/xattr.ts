@@ -9,9 +9,10 @@
 import type { Branch } from '../branch.js';
 import { requireUpper, type UnionCtx } from '../context.js';
 import { FsError } from '../errno.js';
-import { getXattr, listXattr, removeXattr, setXattr } from '../host/libc.js';
+import { fdGetXattr, fdListXattr, fdRemoveXattr, fdSetXattr, getXattr, listXattr, removeXattr, setXattr } from '../host/libc.js';
 import type { RealPath, VPath } from '../path.js';
 import { shownXattrName, storedXattrName } from '../whiteout.js';
+import { upperHandle } from './chmod.js';
 
 async function serving(ctx: UnionCtx, p: VPath, syscall: string): Promise<{ real: RealPath; branch: Branch }> {
   const r = await ctx.resolver.get(p, syscall);
@@ -77,4 +78,27 @@ export async function removexattr(ctx: UnionCtx, p: VPath, name: string): Promis
   // Removing what is not there is ENODATA without a copy-up.
   if (!storedNames(ctx, real, branch).includes(stored)) throw new FsError('ENODATA', 'removexattr', p);
   removeXattr(await up.copyUp.ensure(p), stored);
+}
+
+// Through an open handle, for a file unlinked while open (the kernel names it by a node that has
+// no path any more). Reading works on any handle; a change needs one on an upper file, since a
+// file with no name cannot be copied up (as fchmod: chmod.ts).
+
+export function fgetxattr(ctx: UnionCtx, fh: number, name: string): Buffer | undefined {
+  return fdGetXattr(ctx.handles.get(fh, 'getxattr').fd, storedXattrName(name));
+}
+
+export function flistxattr(ctx: UnionCtx, fh: number): string[] {
+  return shownNames(fdListXattr(ctx.handles.get(fh, 'listxattr').fd));
+}
+
+export function fsetxattr(ctx: UnionCtx, fh: number, name: string, value: Buffer, flags: number): void {
+  fdSetXattr(upperHandle(ctx, fh, 'setxattr').fd, storedXattrName(name), value, flags);
+}
+
+export function fremovexattr(ctx: UnionCtx, fh: number, name: string): void {
+  const stored = storedXattrName(name);
+  // Removing what is not there is ENODATA, on any handle (as removexattr above).
+  if (!fdListXattr(ctx.handles.get(fh, 'removexattr').fd).includes(stored)) throw new FsError('ENODATA', 'removexattr');
+  fdRemoveXattr(upperHandle(ctx, fh, 'removexattr').fd, stored);
 }

@@ -297,6 +297,14 @@ export class KernelSession {
   }
 
   /** The caller, and for a new entry its umask: with FUSE_DONT_MASK the mode comes unmasked. */
+  /**
+   * A handle open on n when n has no name any more (unlinked while open): the xattr calls come
+   * without one, as fchmod does (see setattr). Undefined when n has a name.
+   */
+  private namelessHandle(n: Node): number | undefined {
+    return this.nodes.path(n) === null ? n.handles?.values().next().value : undefined;
+  }
+
   private owner(h: Header, umask?: number): Owner {
     return umask === undefined ? { uid: h.uid, gid: h.gid } : { uid: h.uid, gid: h.gid, umask: umask & 0o777 };
   }
@@ -435,21 +443,28 @@ export class KernelSession {
         const flags = b.readUInt32LE(at + 4);
         const [name, next] = cString(b, at + 8, len);
         const value = Buffer.from(b.subarray(next, next + size));
-        return this.u.setxattr(this.path(n), name, value, flags).then(() => undefined);
+        const fh = this.namelessHandle(n);
+        return (fh !== undefined ? this.u.fsetxattr(fh, name, value, flags) : this.u.setxattr(this.path(n), name, value, flags)).then(() => undefined);
       }
       case Op.GETXATTR: {
         const size = b.readUInt32LE(at);
         const name = cString(b, at + 8, len)[0];
-        return this.u.getxattr(this.path(n), name).then((v) => {
+        const fh = this.namelessHandle(n);
+        return (fh !== undefined ? this.u.fgetxattr(fh, name) : this.u.getxattr(this.path(n), name)).then((v) => {
           if (v === undefined) throw new FsError('ENODATA', 'getxattr');
           return sized(h, v, size);
         });
       }
       case Op.LISTXATTR: {
         const size = b.readUInt32LE(at);
-        return this.u.listxattr(this.path(n)).then((names) => sized(h, Buffer.from(names.map((x) => `${x}\0`).join('')), size));
+        const fh = this.namelessHandle(n);
+        return (fh !== undefined ? this.u.flistxattr(fh) : this.u.listxattr(this.path(n))).then((names) => sized(h, Buffer.from(names.map((x) => `${x}\0`).join('')), size));
       }
-      case Op.REMOVEXATTR: return this.u.removexattr(this.path(n), cString(b, at, len)[0]).then(() => undefined);
+      case Op.REMOVEXATTR: {
+        const name = cString(b, at, len)[0];
+        const fh = this.namelessHandle(n);
+        return (fh !== undefined ? this.u.fremovexattr(fh, name) : this.u.removexattr(this.path(n), name)).then(() => undefined);
+      }
       case Op.OPENDIR: {
         this.path(n); // a directory that has no name any more cannot be opened
         const fh = this.nextDir++;
