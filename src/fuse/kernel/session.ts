@@ -290,21 +290,21 @@ export class KernelSession {
   /** Attributes of a node: through a handle when one is given or the node has no name. */
   private async attrOf(n: Node, fh?: number): Promise<Attr> {
     const p = this.nodes.path(n);
-    const handle = fh ?? (p === null ? n.handles?.values().next().value : undefined);
+    const handle = fh ?? this.namelessHandle(n, p);
     if (handle !== undefined && this.fileNode.has(handle)) return (await this.u.fgetattr(handle, p)).attr;
     if (p === null) throw new FsError('ENOENT', 'getattr');
     return this.u.getattr(p);
   }
 
-  /** The caller, and for a new entry its umask: with FUSE_DONT_MASK the mode comes unmasked. */
   /**
-   * A handle open on n when n has no name any more (unlinked while open): the xattr calls come
-   * without one, as fchmod does (see setattr). Undefined when n has a name.
+   * A handle open on n when n has no name any more (unlinked while open): fstat may come without
+   * one, fchmod and kin and the xattr calls always do. Undefined when n has a name (`p`: its path).
    */
-  private namelessHandle(n: Node): number | undefined {
-    return this.nodes.path(n) === null ? n.handles?.values().next().value : undefined;
+  private namelessHandle(n: Node, p: VPath | null = this.nodes.path(n)): number | undefined {
+    return p === null ? n.handles?.values().next().value : undefined;
   }
 
+  /** The caller, and for a new entry its umask: with FUSE_DONT_MASK the mode comes unmasked. */
   private owner(h: Header, umask?: number): Owner {
     return umask === undefined ? { uid: h.uid, gid: h.gid } : { uid: h.uid, gid: h.gid, umask: umask & 0o777 };
   }
@@ -512,7 +512,7 @@ export class KernelSession {
     // A file unlinked while open is changed through a handle (fchmod and kin carry none, but the
     // node knows the handles open on it); one with a name, by its name.
     const known = fh !== undefined && this.fileNode.has(fh) ? fh : undefined;
-    const byHandle = p === null ? known ?? n.handles?.values().next().value : undefined;
+    const byHandle = p === null ? known ?? this.namelessHandle(n, p) : undefined;
     // A size change (ftruncate) and a set-id drop also take the request's own handle.
     const anyHandle = known ?? byHandle;
     if ((valid & Fattr.MODE) !== 0) {
