@@ -22,7 +22,7 @@ import { readlink } from './ops/readlink.js';
 import { statfs } from './ops/statfs.js';
 import { fgetxattr, flistxattr, fremovexattr, fsetxattr, getxattr, listxattr, removexattr, setxattr } from './ops/xattr.js';
 import { chmod, chown, fchmod, fchown } from './ops/chmod.js';
-import { create } from './ops/create.js';
+import { create, type Created } from './ops/create.js';
 import { mkdir } from './ops/mkdir.js';
 import type { Owner } from './ops/place.js';
 import { rename } from './ops/rename.js';
@@ -82,7 +82,8 @@ export interface UnionOps {
   getxattr(p: VPath, name: string): Promise<Buffer | undefined>;
   listxattr(p: VPath): Promise<string[]>;
   // Changes (EROFS when the union has no upper and work dir).
-  create(p: VPath, mode: number, flags: number, owner: Owner): Promise<number>;
+  /** The new handle; and, when the file was made here rather than found, its attributes. */
+  create(p: VPath, mode: number, flags: number, owner: Owner): Promise<Created>;
   write(fh: number, buf: Buffer, len: number, pos: number): Promise<number>;
   truncate(p: VPath, size: number): Promise<void>;
   ftruncate(fh: number, size: number): Promise<void>;

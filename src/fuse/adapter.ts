@@ -161,7 +161,7 @@ export function toFuseOps(u: UnionOps, log: Log, caller: CallerOf = () => null, 
     listxattr: (path, cb) => run(log, 'listxattr', () => path, () => u.listxattr(p(path)), value(cb)),
     create: (path, mode, cb, flags) => {
       const o = owner();
-      run(log, 'create', () => `${path}, 0${mode.toString(8)}`, () => u.create(p(path), mode, flags ?? 0, o), value(cb));
+      run(log, 'create', () => `${path}, 0${mode.toString(8)}`, () => u.create(p(path), mode, flags ?? 0, o).then((c) => c.fh), value(cb));
     },
     write: (path, fh, buf, len, pos, cb) =>
       run(log, 'write', () => `${path}, ${fh}, ${len}, ${pos}`, () => u.write(fh, buf, len, pos), count(cb)),

@@ -2,7 +2,7 @@
 import { requireUpper, type UnionCtx } from '../context.js';
 import * as host from '../host/fs.js';
 import type { VPath } from '../path.js';
-import { own, placeNew, type Owner } from './place.js';
+import { entryFor, own, placeNew, type Owner } from './place.js';
 
 export type { Owner };
 
@@ -10,6 +10,6 @@ export async function mkdir(ctx: UnionCtx, p: VPath, mode: number, owner: Owner)
   const up = requireUpper(ctx, 'mkdir', p);
   await placeNew(ctx, up, p, { syscall: 'mkdir', isDir: true }, async (tmp, parent) => {
     await host.mkdir(tmp, 0o700);
-    await own(tmp, owner, parent, mode, true);
+    await own(tmp, entryFor(owner, parent, mode, true));
   });
 }

@@ -79,21 +79,43 @@ export async function placeNew<T>(
   return result;
 }
 
+/** What a new entry is given: its owner, and but for a symlink its mode and ACLs (see entryFor). */
+export interface NewEntry {
+  readonly uid: number;
+  readonly gid: number;
+  readonly mode?: number;
+  readonly access?: Buffer | undefined;
+  readonly defaults?: Buffer | undefined;
+}
+
 /**
- * Owner, then mode (chown clears set-id bits), then ACLs; symlinks have no mode or ACL of their
- * own. The entry is built in the work dir, so what a new inode gets from its directory is given
- * here: in a set-group-ID directory the directory's group, and a new directory the set-group-ID
- * bit as well (inode_init_owner; the VFS already took set-group-ID off a file made there by a
- * caller outside that group); and from the directory's default ACL, an access ACL and for a
- * directory the same default ACL, or else the umask (posix_acl_create, acl.ts).
+ * What a new entry gets from the caller and the directory it is made in. The entry is built in
+ * the work dir, so what a new inode would get from its directory is worked out here: in a
+ * set-group-ID directory the directory's group, and a new directory the set-group-ID bit as well
+ * (inode_init_owner; the VFS already took set-group-ID off a file made there by a caller outside
+ * that group); and from the directory's default ACL, an access ACL and for a directory the same
+ * default ACL, or else the umask (posix_acl_create, acl.ts). Symlinks have no mode or ACL of their own.
  */
-export async function own(tmp: RealPath, owner: Owner, parent: Parent, mode?: number, isDir = false): Promise<void> {
+export function entryFor(owner: Owner, parent: Parent, mode?: number, isDir = false): NewEntry {
   const inherits = (parent.mode & S_ISGID) !== 0;
-  await host.lchown(tmp, owner.uid, inherits ? parent.gid : owner.gid);
-  if (mode === undefined) return;
+  const uid = owner.uid;
+  const gid = inherits ? parent.gid : owner.gid;
+  if (mode === undefined) return { uid, gid };
   const made = inherit(getXattr(parent.real, ACL_DEFAULT), mode & 0o7777, owner.umask, isDir);
-  await host.chmod(tmp, made.mode | (inherits && isDir ? S_ISGID : 0));
+  return { uid, gid, mode: made.mode | (inherits && isDir ? S_ISGID : 0), access: made.access, defaults: made.defaults };
+}
+
+/**
+ * Give the entry built at tmp what `e` says: owner, then mode (chown clears set-id bits), then
+ * ACLs. `now`: the owner and mode it was made with, where known; then only what differs is
+ * changed (a file made by this process for its own caller is usually right already).
+ */
+export async function own(tmp: RealPath, e: NewEntry, now?: { readonly uid: number; readonly gid: number; readonly mode: number }): Promise<void> {
+  const chown = now === undefined || now.uid !== e.uid || now.gid !== e.gid;
+  if (chown) await host.lchown(tmp, e.uid, e.gid);
+  if (e.mode === undefined) return;
+  if (chown || (now.mode & 0o7777) !== e.mode) await host.chmod(tmp, e.mode);
   // The host sets the mode's group bits from the access ACL's mask: the same bits as above.
-  if (made.access !== undefined) setXattr(tmp, ACL_ACCESS, made.access, 0);
-  if (made.defaults !== undefined) setXattr(tmp, ACL_DEFAULT, made.defaults, 0);
+  if (e.access !== undefined) setXattr(tmp, ACL_ACCESS, e.access, 0);
+  if (e.defaults !== undefined) setXattr(tmp, ACL_DEFAULT, e.defaults, 0);
 }

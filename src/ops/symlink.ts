@@ -7,13 +7,13 @@ import * as host from '../host/fs.js';
 import { mknod as mknodAt } from '../host/libc.js';
 import { baseName, parentOf, type VPath } from '../path.js';
 import { isMarkerName } from '../whiteout.js';
-import { own, placeNew, type Owner } from './place.js';
+import { entryFor, own, placeNew, type Owner } from './place.js';
 
 export async function symlink(ctx: UnionCtx, target: string, p: VPath, owner: Owner): Promise<void> {
   const up = requireUpper(ctx, 'symlink', p);
   await placeNew(ctx, up, p, { syscall: 'symlink', isDir: false }, async (tmp, parent) => {
     await host.symlink(target, tmp);
-    await own(tmp, owner, parent);
+    await own(tmp, entryFor(owner, parent));
   });
 }
 
@@ -21,7 +21,7 @@ export async function mknod(ctx: UnionCtx, p: VPath, mode: number, dev: number, 
   const up = requireUpper(ctx, 'mknod', p);
   await placeNew(ctx, up, p, { syscall: 'mknod', isDir: false }, async (tmp, parent) => {
     mknodAt(tmp, mode, dev);
-    await own(tmp, owner, parent, mode);
+    await own(tmp, entryFor(owner, parent, mode));
   });
 }
 

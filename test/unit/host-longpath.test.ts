@@ -310,7 +310,7 @@ test.serial('a union whose branches themselves lie beyond PATH_MAX: lookups, cop
   await u.ops.unlink(vpath('/gone'));
   t.true(onHost(`${base}/upper/gone`, (q) => fs.lstatSync(q).isCharacterDevice()));
   await u.ops.mkdir(vpath('/new'), 0o755, owner);
-  const fh = await u.ops.create(vpath('/new/file'), 0o644, fs.constants.O_WRONLY, owner);
+  const { fh } = await u.ops.create(vpath('/new/file'), 0o644, fs.constants.O_WRONLY, owner);
   await u.ops.write(fh, Buffer.from('hello'), 5, 0);
   await u.ops.release(fh);
   await u.ops.rename(vpath('/dir'), vpath('/moved'));

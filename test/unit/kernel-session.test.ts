@@ -315,3 +315,29 @@ test('FLUSH answers ENOSYS (every write reached the branch already): the kernel 
   t.is((await c.send(Op.FLUSH, f, u64s(fh), u32s(0, 0), u64s(0n))).error, ENOSYS);
   t.is(fs.readFileSync(path.join(c.upper, 'f'), 'utf8'), 'yz');
 });
+
+test('CREATE of a new file answers what a lookup shows; its security.capability is answered absent without the union until an xattr is set', async (t) => {
+  const c = new Client([{ f: 'x' }]);
+  // fuse_create_in: flags, mode, umask, open_flags; then the name.
+  const made = await c.send(Op.CREATE, ROOT, u32s(fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o100640, 0o022, 0), 'new');
+  t.is(made.error, 0);
+  const id = Number(made.body.readBigUInt64LE(0));
+  const attr = (r: Buffer, at: number) => r.subarray(at, at + 88).toString('hex');
+  const looked = await c.send(Op.GETATTR, id, u32s(0, 0), u64s(0n));
+  t.is(attr(made.body, 40), attr(looked.body, 16), 'entry_out.attr of CREATE = attr_out.attr of GETATTR');
+  t.is(made.body.readUInt32LE(40 + 60), 0o100640);
+  const caps = () => c.send(Op.GETXATTR, id, u32s(64, 0), 'security.capability');
+  t.is((await caps()).error, ENODATA);
+  t.is((await caps()).error, ENODATA);
+  t.is(c.session.known, 2);
+  t.is((await c.send(Op.GETXATTR, id, u32s(64, 0), 'user.other')).error, ENODATA); // other names: the union
+  t.is(c.session.known, 2);
+  t.is((await c.send(Op.SETXATTR, id, u32s(1, 0), 'user.x', Buffer.from('v'))).error, 0);
+  t.is((await caps()).error, ENODATA);
+  t.is(c.session.known, 2, 'asked of the union once an xattr was set');
+  // CREATE of a name that exists opens the file there: nothing is known of it.
+  const found = await c.send(Op.CREATE, ROOT, u32s(fs.constants.O_WRONLY | fs.constants.O_CREAT, 0o100644, 0o022, 0), 'f');
+  t.is(found.error, 0);
+  t.is((await c.send(Op.GETXATTR, Number(found.body.readBigUInt64LE(0)), u32s(64, 0), 'security.capability')).error, ENODATA);
+  t.is(c.session.known, 2);
+});

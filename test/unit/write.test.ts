@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { create } from '../../src/ops/create.js';
+import { getattr } from '../../src/ops/getattr.js';
 import { open, read, release } from '../../src/ops/open.js';
 import { unlink } from '../../src/ops/unlink.js';
 import { ftruncate, truncate, write } from '../../src/ops/write.js';
@@ -63,7 +64,8 @@ test('a read-only handle opened before the copy-up reads the copy afterwards', a
 test('create makes a file owned by the caller; over a whiteout it takes its place', async (t) => {
   const s = setup();
   await unlink(s.ctx, vpath('/d/f'));
-  const fh = await create(s.ctx, vpath('/d/f'), 0o640, fs.constants.O_WRONLY | fs.constants.O_CREAT, { uid: 1234, gid: 5678 });
+  const { fh, made } = await create(s.ctx, vpath('/d/f'), 0o640, fs.constants.O_WRONLY | fs.constants.O_CREAT, { uid: 1234, gid: 5678 });
+  t.deepEqual(made, await getattr(s.ctx, vpath('/d/f')));
   await write(s.ctx, fh, Buffer.from('again'), 5, 0);
   await release(s.ctx, fh);
   const st = fs.lstatSync(path.join(s.upper, 'd/f'));
@@ -72,7 +74,27 @@ test('create makes a file owned by the caller; over a whiteout it takes its plac
   t.deepEqual([st.uid, st.gid], [1234, 5678]);
   t.is(await readAll(s.ctx, '/d/f'), 'again');
   await t.throwsAsync(create(s.ctx, vpath('/d/f'), 0o644, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY, { uid: 0, gid: 0 }), { code: 'EEXIST' });
+  // An existing name is opened, not made: no attributes come with it.
+  const found = await create(s.ctx, vpath('/d/f'), 0o644, fs.constants.O_CREAT | fs.constants.O_WRONLY, { uid: 0, gid: 0 });
+  t.is(found.made, undefined);
+  await release(s.ctx, found.fh);
   t.deepEqual(fs.readdirSync(s.work), []);
+});
+
+// The file is made with the mode asked, then changed only where the host made it otherwise: under
+// this process's umask (022 as a rule), 0777 comes out 0755 and must be set again.
+test('create gives a file made for the server\'s own user the mode asked, whatever the server\'s umask', async (t) => {
+  const s = setup();
+  const self = { uid: process.geteuid!(), gid: process.getegid!() };
+  for (const [name, mode, umask, want] of [['a', 0o666, 0o022, 0o644], ['b', 0o600, 0o022, 0o600], ['c', 0o4755, 0, 0o4755], ['d', 0o777, undefined, 0o777]] as const) {
+    const p = vpath(`/d/${name}`);
+    const { fh, made } = await create(s.ctx, p, mode, fs.constants.O_WRONLY | fs.constants.O_CREAT, umask === undefined ? self : { ...self, umask });
+    await release(s.ctx, fh);
+    const st = fs.lstatSync(path.join(s.upper, 'd', name));
+    t.is(st.mode & 0o7777, want, name);
+    t.deepEqual([st.uid, st.gid], [self.uid, self.gid]);
+    t.is(made?.mode, st.mode, name);
+  }
 });
 
 test('truncate and ftruncate copy up and cut', async (t) => {

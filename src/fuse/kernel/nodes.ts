@@ -17,12 +17,17 @@ export interface Node {
   handles: Set<number> | undefined;
   /** Every xattr name the entry shows, where they can never change (D20); else undefined. */
   xattrs: readonly string[] | undefined;
+  /**
+   * A regular file made through this node (CREATE), with no xattr set through it since and no
+   * second name: it has no security.capability (session.ts, CAPABILITY).
+   */
+  noCapability: boolean;
 }
 
 export const ROOT_ID = 1;
 
 export class NodeTable {
-  readonly root: Node = { id: ROOT_ID, parent: undefined, name: '', lookups: 1, children: undefined, handles: undefined, xattrs: undefined };
+  readonly root: Node = { id: ROOT_ID, parent: undefined, name: '', lookups: 1, children: undefined, handles: undefined, xattrs: undefined, noCapability: false };
   private readonly byId = new Map<number, Node>([[ROOT_ID, this.root]]);
   private next = ROOT_ID + 1;
 
@@ -61,7 +66,7 @@ export class NodeTable {
   lookedUp(parent: Node, name: string): Node {
     let n = parent.children?.get(name);
     if (n === undefined) {
-      n = { id: this.next++, parent, name, lookups: 0, children: undefined, handles: undefined, xattrs: undefined };
+      n = { id: this.next++, parent, name, lookups: 0, children: undefined, handles: undefined, xattrs: undefined, noCapability: false };
       (parent.children ??= new Map()).set(name, n);
       this.byId.set(n.id, n);
     }

@@ -133,7 +133,7 @@ export class KernelSession {
     }
     // An entry whose xattr names can never change (D20): `ls -l` asks two or three absent
     // names of every file, answered here without a round through the union.
-    if (node.xattrs !== undefined && this.knownXattrs(h, node, b, len)) return;
+    if ((node.xattrs !== undefined || node.noCapability) && this.knownXattrs(h, node, b, len)) return;
     const t0 = performance.now();
     // Read now: `b` holds the next request by the time this one is answered.
     const traced = this.log.tracing ? this.describe(node, h, b, len) : '';
@@ -172,13 +172,17 @@ export class KernelSession {
     if (n !== undefined) n.xattrs = names;
   };
 
-  /** Answer GETXATTR of an absent name and LISTXATTR from a node's known names; false: not answered. */
+  /**
+   * Answer GETXATTR of a name known to be absent, and LISTXATTR from a node's known names;
+   * false: not answered.
+   */
   private knownXattrs(h: Header, n: Node, b: Buffer, len: number): boolean {
-    const names = n.xattrs as readonly string[];
+    const names = n.xattrs;
     if (h.opcode === Op.GETXATTR) {
-      if (names.includes(cString(b, IN_HEADER + 8, len)[0])) return false;
+      const name = cString(b, IN_HEADER + 8, len)[0];
+      if (names !== undefined ? names.includes(name) : name !== CAPABILITY) return false;
       this.send(reply(h.unique, E.ENODATA));
-    } else if (h.opcode === Op.LISTXATTR) {
+    } else if (h.opcode === Op.LISTXATTR && names !== undefined) {
       try {
         this.send(sized(h, Buffer.from(names.map((x) => `${x}\0`).join('')), b.readUInt32LE(IN_HEADER)));
       } catch {
@@ -364,6 +368,8 @@ export class KernelSession {
         if (from === undefined) throw new FsError('ENOENT', 'link');
         const name = cString(b, at + 8, len)[0];
         const p = this.child(n, name);
+        // What is known of the source's xattrs would not hold for its other name's node.
+        from.noCapability = false;
         // The source's link count changed: a change the kernel (6.x) does not forget by itself,
         // since to it the new name is another inode (ctime is all it updates).
         return this.u.link(this.path(from), p).then(() => {
@@ -443,6 +449,7 @@ export class KernelSession {
         const flags = b.readUInt32LE(at + 4);
         const [name, next] = cString(b, at + 8, len);
         const value = Buffer.from(b.subarray(next, next + size));
+        n.noCapability = false;
         const fh = this.namelessHandle(n);
         return (fh !== undefined ? this.u.fsetxattr(fh, name, value, flags) : this.u.setxattr(this.path(n), name, value, flags)).then(() => undefined);
       }
@@ -535,8 +542,9 @@ export class KernelSession {
       const mtime = time(Fattr.MTIME, Fattr.MTIME_NOW, 40, 60);
       await (byHandle !== undefined ? this.u.futimens(byHandle, atime, mtime) : this.u.utimens(need(), atime, mtime));
     }
-    // A truncate by a caller without CAP_FSETID (a chown drops set-ids in the upper by itself).
-    if ((valid & Fattr.KILL_SUIDGID) !== 0 && (valid & Fattr.MODE) === 0) {
+    // A truncate by a caller without CAP_FSETID. The kernel asks the same of a chown, which
+    // dropped them in the upper by itself (the host's chown does), and a chmod sets the mode.
+    if ((valid & Fattr.KILL_SUIDGID) !== 0 && (valid & (Fattr.MODE | Fattr.UID | Fattr.GID)) === 0) {
       await this.u.dropSetIds(anyHandle !== undefined ? { fh: anyHandle } : { path: need() }, h);
     }
     return this.attrOut(h, await this.attrOf(n, known));
@@ -568,18 +576,21 @@ export class KernelSession {
     const kill = (b.readUInt32LE(at + 12) & OPEN_KILL_SUIDGID) !== 0; // an existing file, O_TRUNC
     const name = cString(b, at + 16, len)[0];
     const p = this.child(parent, name);
-    const fh = await this.u.create(p, mode, flags, this.owner(h, b.readUInt32LE(at + 8)));
+    const { fh, made } = await this.u.create(p, mode, flags, this.owner(h, b.readUInt32LE(at + 8)));
     let a: Attr;
-    try {
-      if (kill) await this.u.dropSetIds({ fh }, h);
-      // Through the new file's fd: what a lookup of p would show (a new file has no recorded
-      // inode number), without resolving p again.
-      a = (await this.u.fgetattr(fh, null)).attr;
-    } catch (e) {
-      await this.u.release(fh, true).catch(() => {});
-      throw e;
+    if (made !== undefined && !kill) {
+      a = made;
+    } else {
+      try {
+        if (kill) await this.u.dropSetIds({ fh }, h);
+        a = (await this.u.fgetattr(fh, p)).attr;
+      } catch (e) {
+        await this.u.release(fh, true).catch(() => {});
+        throw e;
+      }
     }
     const n = this.nodes.lookedUp(parent, name);
+    n.noCapability = made !== undefined;
     this.opened(n, fh);
     return replyWith(h.unique, ENTRY_OUT + OPEN_OUT, (o, o2) => {
       writeEntry(o, o2, BigInt(n.id), a, this.policy.entrySec, this.attrSec(a));
@@ -635,6 +646,13 @@ export class KernelSession {
     return reply(h.unique, 0, body);
   }
 }
+
+/**
+ * The xattr the kernel asks of a regular file before its first write and at every chown
+ * (cap_inode_need_killpriv), to know whether file capabilities must go. A file this mount just
+ * made has none, and none comes until an xattr is set through the mount (D33).
+ */
+const CAPABILITY = 'security.capability';
 
 /** A failed lookup answered as an absence the kernel may keep: counted as ENOENT, sent as `reply`. */
 class CachedAbsence extends FsError {
