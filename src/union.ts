@@ -16,7 +16,7 @@ import { lstatSync } from './host/fs.js';
 import { InodeNumbers } from './inode.js';
 import { access } from './ops/access.js';
 import { getattr } from './ops/getattr.js';
-import { fgetattr, forgetUnlinked, open, read, release, unlinkOpen, unlinkedAttr } from './ops/open.js';
+import { detachOpen, fgetattr, forgetUnlinked, open, read, release, unlinkOpen, unlinkedAttr } from './ops/open.js';
 import { readdir } from './ops/readdir.js';
 import { readlink } from './ops/readlink.js';
 import { statfs } from './ops/statfs.js';
@@ -98,6 +98,7 @@ export interface UnionOps {
   link(from: VPath, p: VPath): Promise<void>;
   unlink(p: VPath): Promise<void>;
   rmdir(p: VPath): Promise<void>;
+  /** rename(2); handles open by `to` keep the file it replaced (as with unlinkOpen). */
   rename(from: VPath, to: VPath): Promise<void>;
   chmod(p: VPath, mode: number): Promise<void>;
   chown(p: VPath, uid: number, gid: number): Promise<void>;
@@ -141,6 +142,9 @@ function upperCtx(branches: BranchSet, resolver: Resolver, inodes: InodeNumbers,
 /** Heap budget of the cached xattr name lists of lower entries. */
 const XATTR_NAMES_MAX_BYTES = 4 * 1024 * 1024;
 const XATTR_NAMES_MAX_ENTRIES = 32_768;
+
+/** Keys of files renamed over while open (Handles.markUnlinked): unique, never a name on disk. */
+let renamedOver = 0;
 
 export function createUnion(config: UnionConfig): Union {
   if (config.lowers.length === 0) throw new Error('a union needs at least one lower branch');
@@ -210,7 +214,17 @@ export function createUnion(config: UnionConfig): Union {
     unlink: (p) => change(() => unlink(ctx, p)),
     rmdir: (p) => change(() => rmdir(ctx, p)),
     rename: async (from, to) => {
-      await rename(ctx, from, to);
+      // A file open by the target name keeps its handles, as on any filesystem. They let go of
+      // the name only once the rename has replaced it: a rename that fails leaves the target as
+      // it was, and no moment passes, nor a crash can fall, where the name is missing.
+      const over = from === to ? undefined : await detachOpen(ctx, to, 'rename');
+      try {
+        await rename(ctx, from, to);
+      } catch (e) {
+        await over?.cancel();
+        throw e;
+      }
+      over?.commit(`.layerfs-renamed-over-${(renamedOver++).toString(16)}`);
       ctx.handles.moved(from, to); // open files keep their (new) name
     },
     chmod: (p, mode) => change(() => chmod(ctx, p, mode)),

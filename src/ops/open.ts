@@ -95,23 +95,46 @@ export async function release(ctx: UnionCtx, fh: number, nameless = false): Prom
  * is open by p: then it is a plain rename to a name that merely looks like libfuse's.
  */
 export async function unlinkOpen(ctx: UnionCtx, p: VPath, key: Name): Promise<boolean> {
+  if (ctx.handles.unlinkedBy(key) !== undefined) return false;
+  const d = await detachOpen(ctx, p, 'unlink');
+  if (d === undefined) return false;
+  try {
+    await unlink(ctx, p);
+  } catch (e) {
+    await d.cancel();
+    throw e;
+  }
+  d.commit(key);
+  return true;
+}
+
+/** What keeps an open file for its handles once its name is gone (see detachOpen). */
+export interface Detached {
+  /** The name is gone: the handles go on with the file, known as `key`. */
+  commit(key: string): void;
+  /** The name stays (the change failed): nothing is kept. */
+  cancel(): Promise<void>;
+}
+
+/**
+ * Ready the handles open by p to outlive its name (an unlink, a rename over it), changing
+ * nothing yet: their reads go to the copy they should read, and a pin (an O_PATH fd) and the
+ * inode number the union showed keep what fstat shows. Undefined when no handle is open by p.
+ */
+export async function detachOpen(ctx: UnionCtx, p: VPath, syscall: string): Promise<Detached | undefined> {
   const handles = ctx.handles.openBy(p);
-  if (handles.length === 0 || ctx.handles.unlinkedBy(key) !== undefined) return false;
-  const r = await ctx.resolver.get(p, 'unlink');
-  if (r.kind === 'dir') return false;
+  if (handles.length === 0) return undefined;
+  const r = await ctx.resolver.get(p, syscall);
+  if (r.kind === 'dir') return undefined;
   // Handles opened on the lower of a file copied up since read the copy from now on: with the
   // name gone, they could not find it any more.
   for (const h of handles) await readFd(ctx, h);
   const { ino } = await getattr(ctx, p);
   const pin = await host.open(r.real, host.O_PATH);
-  try {
-    await unlink(ctx, p);
-  } catch (e) {
-    await host.close(pin);
-    throw e;
-  }
-  ctx.handles.markUnlinked(key, pin, ino, handles, childOf(parentOf(p), key));
-  return true;
+  return {
+    commit: (key) => void ctx.handles.markUnlinked(key, pin, ino, handles, childOf(parentOf(p), key as Name)),
+    cancel: () => host.close(pin),
+  };
 }
 
 /** The attributes of a file unlinked while open, by the hidden name libfuse gave it. */

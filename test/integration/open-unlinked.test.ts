@@ -430,3 +430,56 @@ test('a file unlinked while open: its xattrs read, set and removed through the f
   t.is(r.kernel['hard link, seen by its name'], '# file: F\nuser.b="B"');
   t.deepEqual(diffSnapshots(r.upperKernel, r.upperLayerfs, ['kernel', 'layerfs']), []);
 });
+
+/**
+ * A rename over an open file that fails (here: the upper is full, so the lower source cannot be
+ * copied up) changes nothing: the target keeps its name and data, and its open handle reads and
+ * writes it as before. Until 2026-12-05 layerfs let go of the target's name before the rename,
+ * and a failed rename lost the target.
+ */
+test('a rename over an open file that fails leaves the target and its handle as they were', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const scenario = async (base: string, mountOn: (d: Dirs, fn: (mnt: string) => Promise<Record<string, unknown>>) => Promise<Record<string, unknown>>) => {
+    fs.mkdirSync(path.join(base, 'lower'));
+    fs.mkdirSync(path.join(base, 'small'));
+    // An upper too small for the source: 1 MiB of tmpfs, the source 4 MiB.
+    const m = await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'layerfs-small', path.join(base, 'small')]);
+    if (m.code !== 0) throw new Error(`mount tmpfs: ${m.stderr}`);
+    try {
+      for (const n of ['upper', 'work']) fs.mkdirSync(path.join(base, 'small', n));
+      fs.writeFileSync(path.join(base, 'lower/big'), Buffer.alloc(4 << 20, 'b'));
+      fs.writeFileSync(path.join(base, 'lower/target-lower'), 'lower target');
+      fs.writeFileSync(path.join(base, 'small/upper/target-upper'), 'upper target');
+      return await mountOn({ lower: path.join(base, 'lower'), upper: path.join(base, 'small/upper'), work: path.join(base, 'small/work') }, async (mnt) => {
+        const out: Record<string, unknown> = {};
+        for (const name of ['target-lower', 'target-upper']) {
+          const target = path.join(mnt, name);
+          const fh = await fsp.open(target, 'r+');
+          try {
+            out[`${name}: rename`] = await attempt(() => fsp.rename(path.join(mnt, 'big'), target));
+            out[`${name}: by name`] = await attempt(() => fsp.readFile(target, 'utf8'));
+            out[`${name}: fstat nlink`] = (await fh.stat()).nlink;
+            const b = Buffer.alloc(64);
+            const { bytesRead } = await fh.read(b, 0, 64, 0);
+            out[`${name}: by fd`] = b.toString('utf8', 0, bytesRead);
+            await fh.write('W', 0);
+            out[`${name}: written by fd, read by name`] = await attempt(() => fsp.readFile(target, 'utf8'));
+          } finally {
+            await fh.close();
+          }
+          out[`${name}: after close`] = await attempt(() => fsp.readFile(target, 'utf8'));
+        }
+        out['names'] = (await fsp.readdir(mnt)).sort();
+        return out;
+      });
+    } finally {
+      await run('umount', ['-l', path.join(base, 'small')]);
+    }
+  };
+  const kernel = await scenario(await space.dir('rename-fail-k'), (d, fn) => withKernelOverlay({ lowers: [d.lower], upper: d.upper, work: d.work }, fn));
+  const layerfs = await scenario(await space.dir('rename-fail-l'), (d, fn) => withLayerfs({ lowers: [d.lower], upper: d.upper, work: d.work }, fn));
+  // The oracle: the rename failed for want of space, and nothing was lost.
+  t.is(kernel['target-lower: rename'], 'ERR ENOSPC');
+  t.is(kernel['target-upper: after close'], 'Wpper target');
+  t.deepEqual(layerfs, kernel);
+});

@@ -561,9 +561,7 @@ export class KernelSession {
     const dest = this.child(to, newName);
     // (The kernel's locks on both directories keep other requests from making dest meanwhile.)
     if ((flags & RENAME_NOREPLACE) !== 0 && (await this.u.getattr(dest).then(() => true, () => false))) throw new FsError('EEXIST', 'rename');
-    // Renaming over a file that is open: its handles keep it, as they would on any filesystem
-    // (the kernel's overlayfs too); the union is told so before the name is taken over.
-    if ((to.children?.get(newName)?.handles?.size ?? 0) > 0) await this.u.unlinkOpen(dest, unlinkedKey());
+    // (Handles open on a file renamed over keep it: the union's rename sees to that.)
     await this.u.rename(src, dest);
     this.nodes.renamed(from, oldName, to, newName);
     return undefined;
