@@ -14,15 +14,20 @@ export interface MountRecord {
   readonly mountpoint: string;
 }
 
-/** Start time of a process, or undefined when it does not exist. */
-export function startTicks(pid: number): string | undefined {
+/** The fields of /proc/PID/stat from the state on (field 3), or undefined when there is no such process. */
+function statFields(pid: number): string[] | undefined {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) may hold spaces and parentheses: count from the last ")".
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return undefined;
   }
+}
+
+/** Start time of a process, or undefined when it does not exist. */
+export function startTicks(pid: number): string | undefined {
+  return statFields(pid)?.[19];
 }
 
 export function stateDir(): string {
@@ -79,11 +84,16 @@ export function isServing(r: MountRecord): boolean {
   return startTicks(r.pid) === r.startTicks;
 }
 
+/**
+ * Is the process still running? One that has exited is not, though until its parent reaps it (a
+ * zombie) it still takes signals: a server started by `layerfs mount` belongs to init once that
+ * command has left, and an init may reap late (here: 1.5 s), or, a container's shell, never.
+ */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return hasCode(e, 'EPERM');
   }
+  return statFields(pid)?.[0] !== 'Z';
 }
