@@ -82,7 +82,7 @@ export async function mount(mountpoint: string, options: MountOptions): Promise<
   const opts = optionString(options);
   let real: string;
   try {
-    real = checkMount([opts], mountpoint).paths.mountpoint;
+    real = (await checkMount([opts], mountpoint)).paths.mountpoint;
   } catch (e) {
     if (e instanceof ConfigError) throw new LayerfsError('CONFIG', e.message, { cause: e });
     throw e;

@@ -11,12 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError } from './config.js';
 import { realpathSync } from './host/fs.js';
 import { isAlive, isServing, readRecord, removeRecord } from './host/runtime.js';
-import { containerCommand, imageCommand, type CommandIO } from './image/commands.js';
-import { LayerUsageError, applyCommand, commitCommand, diffCommand, type LayerIO } from './layer/commands.js';
-import { createLog } from './log.js';
+import type { CommandIO } from './image/commands.js';
+import type { LayerIO } from './layer/commands.js';
 import { LayerfsError, checkMount, requestStats, startServer, stopMount } from './mount-process.js';
-import { serve } from './server.js';
-import { formatStats } from './stats.js';
 
 const HELP = `layerfs: a union filesystem in user space, on-disk compatible with overlayfs
 
@@ -97,13 +94,16 @@ function version(): string {
 
 async function mountCommand(args: string[]): Promise<number> {
   const m = parseMountArgs(args);
-  const { opts, paths } = checkMount(m.options, m.mountpoint);
+  const { opts, paths } = await checkMount(m.options, m.mountpoint);
   if (!m.foreground) {
     // The server runs on, detached, after this command returns (src/mount-process.ts).
     await startServer(args, { persist: true });
     return 0;
   }
 
+  // Loaded only here: a command loads what it uses (the server and the union are ~150 ms of
+  // module loading, which a background mount, umount or stats need not wait for).
+  const [{ createLog }, { serve }] = await Promise.all([import('./log.js'), import('./server.js')]);
   const log = createLog({ tracing: m.debug });
   const notify = process.env.LAYERFS_NOTIFY === 'ipc' && process.send !== undefined;
   process.title = `layerfs ${paths.mountpoint}`;
@@ -162,7 +162,7 @@ async function statsCommand(args: string[]): Promise<number> {
     if (!(e instanceof LayerfsError) || real === undefined || real === resolvePath(given)) throw e;
     stats = await requestStats(real, given);
   }
-  process.stdout.write(json ? `${JSON.stringify(stats, null, 2)}\n` : formatStats(stats));
+  process.stdout.write(json ? `${JSON.stringify(stats, null, 2)}\n` : (await import('./stats.js')).formatStats(stats));
   return 0;
 }
 
@@ -214,11 +214,19 @@ export async function main(argv: string[]): Promise<number> {
     if (cmd === 'mount') return await mountCommand(rest);
     if (cmd === 'umount' || cmd === 'unmount') return await umountCommand(rest);
     if (cmd === 'stats') return await statsCommand(rest);
-    if (cmd === 'image') return await imageCommand(rest, STDIO, { mount: mountCommand, umount: umountCommand });
-    if (cmd === 'container') return await containerCommand(rest, STDIO, { mount: mountCommand, umount: umountCommand });
-    if (cmd === 'diff') return await diffCommand(rest, LAYER_IO);
-    if (cmd === 'commit') return await commitCommand(rest, LAYER_IO);
-    if (cmd === 'apply') return await applyCommand(rest, LAYER_IO);
+    if (cmd === 'image' || cmd === 'container') {
+      const image = await import('./image/commands.js');
+      return await (cmd === 'image' ? image.imageCommand : image.containerCommand)(rest, STDIO, { mount: mountCommand, umount: umountCommand });
+    }
+    if (cmd === 'diff' || cmd === 'commit' || cmd === 'apply') {
+      const layer = await import('./layer/commands.js');
+      const run = { diff: layer.diffCommand, commit: layer.commitCommand, apply: layer.applyCommand }[cmd];
+      try {
+        return await run(rest, LAYER_IO);
+      } catch (e) {
+        throw e instanceof layer.LayerUsageError ? new UsageError(e.message) : e;
+      }
+    }
     // mount.fuse form: `layerfs SOURCE MOUNTPOINT -o OPTIONS`; SOURCE names nothing for layerfs.
     if (!cmd.startsWith('-') && rest.length >= 1) return await mountCommand(rest);
     throw new UsageError(`unknown command: ${cmd} (see layerfs --help)`);
@@ -229,7 +237,7 @@ export async function main(argv: string[]): Promise<number> {
     } else {
       process.stderr.write(`layerfs: ${msg}\n`);
     }
-    return e instanceof UsageError || e instanceof LayerUsageError ? 2 : 1;
+    return e instanceof UsageError ? 2 : 1;
   }
 }
 

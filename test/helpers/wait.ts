@@ -1,12 +1,22 @@
 // Waiting on another process from a test: whether a pid lives, and polling for a condition.
+import * as fs from 'node:fs';
 
-/** Does a process with this pid exist (signal 0 checks without sending anything)? */
+/**
+ * Is a process with this pid running (signal 0 checks without sending anything)? One that has
+ * exited is not, though until its parent reaps it (a zombie) it still takes signals: a server
+ * whose starter has left belongs to init, which may reap it late.
+ */
 export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false; // gone meanwhile
   }
 }
 

@@ -204,10 +204,14 @@ test('npm install -g of the packed tarball; an fstab line mounts through mount -
     t.is(mountedFsType(mnt), 'fuse.layerfs');
     serverPid = readRecord(mnt)?.pid;
     t.truthy(serverPid !== undefined && alive(serverPid), 'the server is recorded and running');
-    // The server is the installed package, on the addon its postinstall built.
+    // The server is the installed package, on the addon its postinstall built (the default
+    // engine's); the patched fuse-native that engine=libfuse loads was built there too.
     const maps = serverPid !== undefined ? fs.readFileSync(`/proc/${serverPid}/maps`, 'utf8') : '';
-    t.true(maps.includes(path.join(fs.realpathSync(installed), 'node_modules', 'fuse-native', 'build', 'Release', 'fuse.node')),
-      'the server loaded the installed package\'s patched build of fuse-native');
+    const installedAt = fs.realpathSync(installed);
+    t.true(maps.includes(path.join(installedAt, 'native', 'fuse-dev', 'build', 'Release', 'fuse_dev.node')),
+      'the server loaded the installed package\'s build of its /dev/fuse reader');
+    t.true(fs.existsSync(path.join(installedAt, 'node_modules', 'fuse-native', 'build', 'Release', 'fuse.node')),
+      'the installed package holds its patched build of fuse-native');
 
     // The merged tree: a file from each layer; changes land in the upper, the lowers stay as they were.
     t.is(fs.readFileSync(path.join(mnt, 'hello'), 'utf8'), 'top\n');

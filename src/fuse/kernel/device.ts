@@ -55,6 +55,12 @@ function loadLibfuse(): LibFuse {
   return libfuse;
 }
 
+/** Load what this engine needs (libfuse.so.2 for the mount, the addon), or say what is missing. */
+export function checkKernelEngine(): void {
+  loadLibfuse();
+  loadFuseDev();
+}
+
 /**
  * Mount an empty FUSE connection at `mountpoint` with kernel mount options (ro, allow_other,
  * default_permissions, fsname=, subtype=, ...): the /dev/fuse fd, whose first request will be INIT.
