@@ -7,6 +7,7 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createLog } from '../../src/log.js';
+import { OpCounters } from '../../src/stats.js';
 import { KernelSession, type KernelPolicy } from '../../src/fuse/kernel/session.js';
 import { IN_HEADER, Op } from '../../src/fuse/kernel/wire.js';
 import { createUnion, type Union } from '../../src/union.js';
@@ -34,6 +35,8 @@ class Client {
   readonly upper: string;
 
   readonly traces: string[] = [];
+  /** What `layerfs stats` would show of this session. */
+  readonly stats = new OpCounters();
   /** Notifications sent to the kernel (unique 0): their code (in the error field) and body. */
   readonly notes: Reply[] = [];
   private readonly wire = Buffer.alloc(1 << 17);
@@ -44,7 +47,7 @@ class Client {
     const work = s.dir('work');
     const u = writable ? createUnion({ lowers: roots, upper: this.upper, work, whiteout: 'overlay' }) : createUnion({ lowers: roots });
     unions.push(u);
-    const log = createLog({ tracing: true, write: (line) => this.traces.push(line) });
+    const log = { ...createLog({ tracing: true, write: (line) => this.traces.push(line) }), stats: this.stats };
     this.session = new KernelSession(u.ops, policy, log, (b) => {
       const unique = b.readBigUInt64LE(8);
       if (unique === 0n) this.notes.push({ error: b.readInt32LE(4), body: b.subarray(16, b.readUInt32LE(0)) });
@@ -330,6 +333,7 @@ test('CREATE of a new file answers what a lookup shows; its security.capability 
   t.is((await caps()).error, ENODATA);
   t.is((await caps()).error, ENODATA);
   t.is(c.session.known, 2);
+  t.like(c.stats.snapshot()['getxattr'], { count: 2, errorCodes: { ENODATA: 2 } }, 'counted in the stats all the same');
   t.is((await c.send(Op.GETXATTR, id, u32s(64, 0), 'user.other')).error, ENODATA); // other names: the union
   t.is(c.session.known, 2);
   t.is((await c.send(Op.SETXATTR, id, u32s(1, 0), 'user.x', Buffer.from('v'))).error, 0);

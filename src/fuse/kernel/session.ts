@@ -177,21 +177,29 @@ export class KernelSession {
    * false: not answered.
    */
   private knownXattrs(h: Header, n: Node, b: Buffer, len: number): boolean {
+    const t0 = performance.now();
     const names = n.xattrs;
+    let out: Buffer;
+    let error: string | undefined;
     if (h.opcode === Op.GETXATTR) {
       const name = cString(b, IN_HEADER + 8, len)[0];
       if (names !== undefined ? names.includes(name) : name !== CAPABILITY) return false;
-      this.send(reply(h.unique, E.ENODATA));
+      out = reply(h.unique, E.ENODATA);
+      error = 'ENODATA';
     } else if (h.opcode === Op.LISTXATTR && names !== undefined) {
       try {
-        this.send(sized(h, Buffer.from(names.map((x) => `${x}\0`).join('')), b.readUInt32LE(IN_HEADER)));
+        out = sized(h, Buffer.from(names.map((x) => `${x}\0`).join('')), b.readUInt32LE(IN_HEADER));
       } catch {
-        this.send(reply(h.unique, E.ERANGE));
+        out = reply(h.unique, E.ERANGE);
+        error = 'ERANGE';
       }
     } else {
       return false;
     }
     this.known++;
+    // Counted as the union's answers are (layerfs stats): the time to the reply, not its write.
+    this.log.stats?.record(opName(h.opcode), (performance.now() - t0) * 1000, error);
+    this.send(out);
     return true;
   }
 
