@@ -17,7 +17,11 @@ export interface PathReadsIO {
 }
 
 const HOST_IO: PathReadsIO = {
-  open: (real) => host.open(real, host.O.O_RDONLY),
+  // On the calling thread, as every metadata call (D21): a cold `cat` of small files is one
+  // open and one read each, and a trip through libuv's pool for the open cost as much as the
+  // read. Only regular files are read by path (the kernel serves fifos and devices itself);
+  // O_NONBLOCK keeps a fifo that appeared underneath from holding the thread for a writer.
+  open: (real) => host.openFile(real, host.O.O_RDONLY | host.O.O_NONBLOCK),
   read: host.read,
   close: host.close,
 };

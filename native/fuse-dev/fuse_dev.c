@@ -15,6 +15,7 @@
 //     spinMicros: how long to keep reading after the last request before sleeping (0: never)
 //     pending:   Int32Array; [0] is the number of requests not yet answered (kept by the caller)
 //   stop(h)      stop reading (the fd stays open: the caller closes it)
+//   readCached(fd, buffer, position)  file data from the page cache, never waiting (D34; below)
 //
 // Spinning (DECISIONS D32): a program that works through a mount sends its next request a few
 // microseconds after it gets its answer. Going to sleep in epoll in between makes the kernel
@@ -24,11 +25,15 @@
 // than the spin would have been, the next burst ends in sleep at once. Idle and sparse mounts
 // never spin. Nor does it spin while a request is still being answered: what comes next is then
 // most likely that answer (a read done in libuv's pool), which only the loop can deliver.
+#define _GNU_SOURCE // preadv2, RWF_NOWAIT
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <node_api.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/uio.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -214,11 +219,49 @@ static napi_value stop(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// readCached(fd, buffer, position): read into buffer (all of it, a Buffer or a view of one) from
+// the page cache only (preadv2 RWF_NOWAIT), on the calling thread. Bytes read (fewer than asked:
+// at the end of the file, or only so much was cached), or -errno: -EAGAIN when nothing asked for
+// is cached, -EOPNOTSUPP where the filesystem cannot tell. The caller then reads the rest on a
+// thread that may wait for the disk (src/host/fs.ts). tmpfs and ramfs cannot tell (Linux 6.18),
+// but their files are memory: those are read as they are.
+static napi_value read_cached(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 3) {
+    napi_throw_error(env, NULL, "fuse_dev.readCached(fd, buffer, position)");
+    return NULL;
+  }
+  int32_t fd;
+  void *data;
+  size_t size;
+  int64_t pos;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(napi_get_buffer_info(env, argv[1], &data, &size));
+  CHECK(napi_get_value_int64(env, argv[2], &pos));
+  struct iovec iov = {.iov_base = data, .iov_len = size};
+  ssize_t n = preadv2(fd, &iov, 1, pos, RWF_NOWAIT);
+  if (n < 0 && errno == EOPNOTSUPP) {
+    struct statfs fs;
+    if (fstatfs(fd, &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC)) {
+      n = pread(fd, data, size, pos);
+    } else {
+      errno = EOPNOTSUPP;
+    }
+  }
+  napi_value out;
+  napi_create_int64(env, n < 0 ? -(int64_t)errno : (int64_t)n, &out);
+  return out;
+}
+
 NAPI_MODULE_INIT() {
   napi_value f;
   napi_create_function(env, "start", NAPI_AUTO_LENGTH, start, NULL, &f);
   napi_set_named_property(env, exports, "start", f);
   napi_create_function(env, "stop", NAPI_AUTO_LENGTH, stop, NULL, &f);
   napi_set_named_property(env, exports, "stop", f);
+  napi_create_function(env, "readCached", NAPI_AUTO_LENGTH, read_cached, NULL, &f);
+  napi_set_named_property(env, exports, "readCached", f);
   return exports;
 }

@@ -3,31 +3,9 @@
 // its /dev/fuse fd read on the JavaScript thread by layerfs's small addon (native/fuse-dev), and
 // replies written back with a plain write(2).
 import { closeSync, writeSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import koffi from 'koffi';
-
-interface FuseDevAddon {
-  start(fd: number, buffer: Buffer, onRequest: (len: number) => void, onEnd: (errno: number) => void, spinMicros: number, pending: Int32Array): unknown;
-  stop(handle: unknown): void;
-}
-
-let addon: FuseDevAddon | undefined;
-
-/** The addon, built by scripts/build-native.sh into native/fuse-dev/build/Release. */
-export function loadFuseDev(): FuseDevAddon {
-  if (addon !== undefined) return addon;
-  const root = join(dirname(fileURLToPath(import.meta.url)), '../../../..');
-  const file = join(root, 'native/fuse-dev/build/Release/fuse_dev.node');
-  try {
-    addon = createRequire(import.meta.url)(file) as FuseDevAddon;
-  } catch (e) {
-    throw new Error(`cannot load ${file} (${(e as Error).message.split('\n')[0]}): it is built on install; in a checkout run npm install (or bash scripts/build-native.sh)`);
-  }
-  return addon;
-}
+import { loadFuseDev } from '../../host/addon.js';
 
 interface LibFuse {
   addArg(args: unknown, arg: string): number;

@@ -1,0 +1,28 @@
+// layerfs's own native addon (native/fuse-dev, built on install by scripts/build-native.sh): the
+// /dev/fuse reader of the kernel engine (src/fuse/kernel/device.ts), and reads from the page
+// cache on the calling thread (src/host/fs.ts).
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface FuseDevAddon {
+  start(fd: number, buffer: Buffer, onRequest: (len: number) => void, onEnd: (errno: number) => void, spinMicros: number, pending: Int32Array): unknown;
+  stop(handle: unknown): void;
+  /** Bytes read from the page cache only (0: the end of the file), or -errno (-EAGAIN: not cached). */
+  readCached(fd: number, buffer: Buffer, position: number): number;
+}
+
+let addon: FuseDevAddon | undefined;
+
+/** The addon, or an error that says how to build it. */
+export function loadFuseDev(): FuseDevAddon {
+  if (addon !== undefined) return addon;
+  const root = join(dirname(fileURLToPath(import.meta.url)), '../../..');
+  const file = join(root, 'native/fuse-dev/build/Release/fuse_dev.node');
+  try {
+    addon = createRequire(import.meta.url)(file) as FuseDevAddon;
+  } catch (e) {
+    throw new Error(`cannot load ${file} (${(e as Error).message.split('\n')[0]}): it is built on install; in a checkout run npm install (or bash scripts/build-native.sh)`);
+  }
+  return addon;
+}
