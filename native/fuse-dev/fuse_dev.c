@@ -145,20 +145,28 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     return NULL;                                                      \
   }
 
-static napi_value start(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 6) {
-    napi_throw_error(env, NULL, "fuse_dev.start(fd, buffer, onRequest, onEnd, spinMicros, pending)");
-    return NULL;
+// The call's n arguments, the first an fd and the second a Buffer; 0 (with an error thrown that
+// shows `usage`) when they are not.
+static int fd_and_buffer(napi_env env, napi_callback_info info, size_t n, napi_value *argv, const char *usage,
+                         int32_t *fd, void **data, size_t *size) {
+  size_t argc = n;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != n ||
+      napi_get_value_int32(env, argv[0], fd) != napi_ok || napi_get_buffer_info(env, argv[1], data, size) != napi_ok) {
+    napi_throw_error(env, NULL, usage);
+    return 0;
   }
-  int fd;
+  return 1;
+}
+
+static napi_value start(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  int32_t fd;
   void *data;
   size_t size;
+  if (!fd_and_buffer(env, info, 6, argv, "fuse_dev.start(fd, buffer, onRequest, onEnd, spinMicros, pending)", &fd, &data, &size)) {
+    return NULL;
+  }
   int64_t spin_us;
-  CHECK(napi_get_value_int32(env, argv[0], &fd));
-  CHECK(napi_get_buffer_info(env, argv[1], &data, &size));
   CHECK(napi_get_value_int64(env, argv[4], &spin_us));
   napi_typedarray_type pending_type;
   size_t pending_length;
@@ -226,19 +234,12 @@ static napi_value stop(napi_env env, napi_callback_info info) {
 // thread that may wait for the disk (src/host/fs.ts). tmpfs and ramfs cannot tell (Linux 6.18),
 // but their files are memory: those are read as they are.
 static napi_value read_cached(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 3) {
-    napi_throw_error(env, NULL, "fuse_dev.readCached(fd, buffer, position)");
-    return NULL;
-  }
   int32_t fd;
   void *data;
   size_t size;
+  if (!fd_and_buffer(env, info, 3, argv, "fuse_dev.readCached(fd, buffer, position)", &fd, &data, &size)) return NULL;
   int64_t pos;
-  CHECK(napi_get_value_int32(env, argv[0], &fd));
-  CHECK(napi_get_buffer_info(env, argv[1], &data, &size));
   CHECK(napi_get_value_int64(env, argv[2], &pos));
   struct iovec iov = {.iov_base = data, .iov_len = size};
   ssize_t n = preadv2(fd, &iov, 1, pos, RWF_NOWAIT);
