@@ -278,7 +278,7 @@ export function open(p: RealPath, flags: number, mode = 0o666): Promise<number> 
  */
 export function read(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
   let got = 0;
-  const cached = readCached();
+  const cached = len <= CACHED_READ_MAX ? readCached() : undefined;
   if (cached !== undefined) {
     while (got < len) {
       const n = cached(fd, buf.subarray(got, len), pos + got);
@@ -295,6 +295,14 @@ export function read(fd: number, buf: Buffer, len: number, pos: number): Promise
     });
   });
 }
+
+/**
+ * The largest read made on the calling thread. The kernel reads a large file ahead in several
+ * large READs at once (up to 1 MiB each): those are copied side by side on the pool's threads,
+ * where one thread would copy them one after the other. A small file's READ is its size, rounded
+ * up to pages.
+ */
+const CACHED_READ_MAX = 64 * 1024;
 
 let readCachedFn: FuseDevAddon['readCached'] | null | undefined = null;
 
