@@ -620,7 +620,10 @@ print(len(bad))
     }
     console.log('     (thread-locals buffers after each burst: ' + sizes.join(', ') + ')')
     assert.ok(sizes[0] >= 20, 'burst did not create many workers: ' + sizes[0])
-    assert.ok(sizes[2] <= sizes[0] + 5, 'grew: ' + sizes.join(','))
+    // Bounded by one burst's width (40 lookups at once), not by the first burst's count: on a
+    // loaded machine the first burst may start fewer workers (34, then 40, 41 in a CI run),
+    // while a leak would keep growing by a burst each time (~80, ~120).
+    assert.ok(sizes[2] <= 40 + 5, 'grew: ' + sizes.join(','))
   })
 
   await test('a handler calling back twice does not answer the next request', async () => {
