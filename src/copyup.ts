@@ -11,8 +11,8 @@ import type { BranchSet } from './branch.js';
 import { EntryStat } from './entry-stat.js';
 import { FsError } from './errno.js';
 import * as host from './host/fs.js';
-import { getXattr, listXattr, mknod, setTimesNs, setXattr } from './host/libc.js';
-import { markImpure, recordIno } from './origin.js';
+import { copyRange, fdGetXattr, fdListXattr, fdSetXattr, getXattr, listXattr, mknod, setTimesFd, setTimesNs, setXattr } from './host/libc.js';
+import { markImpure, recordIno, recordInoFd } from './origin.js';
 import { ROOT, parentOf, type RealPath, type VPath } from './path.js';
 import type { Resolver } from './resolve.js';
 import { SingleFlight } from './single-flight.js';
@@ -70,7 +70,7 @@ export class CopyUp {
     }
     const ino = this.inoOf(r.stat.dev, r.stat.ino);
     try {
-      await copyEntry(from, tmp, ino);
+      await copyEntry(from, tmp, ino, r.kind === 'file' ? r.stat : undefined);
       await host.rename(tmp, to);
     } catch (e) {
       await host.rmTree(tmp).catch(() => undefined);
@@ -91,9 +91,10 @@ export class CopyUp {
 
 /**
  * Build a copy of `from` (one entry, not a directory's contents) at `to`, which will show the
- * inode number `ino` (origin.ts).
+ * inode number `ino` (origin.ts). `known`: what the resolution knows of `from`.
  */
-export async function copyEntry(from: RealPath, to: RealPath, ino: number): Promise<void> {
+export async function copyEntry(from: RealPath, to: RealPath, ino: number, known?: EntryStat): Promise<void> {
+  if (known !== undefined && known.isFile() && known.size <= host.SMALL_WRITE && copySmallFile(from, to, ino)) return;
   const st = await host.lstatNs(from);
   const mode = Number(st.mode);
   const perm = mode & 0o7777;
@@ -106,13 +107,56 @@ export async function copyEntry(from: RealPath, to: RealPath, ino: number): Prom
   // security.capability, which must survive the copy.
   await host.lchown(to, Number(st.uid), Number(st.gid));
   if (type !== constants.S_IFLNK) await host.chmod(to, perm);
-  for (const name of listXattr(from)) {
-    if (name.startsWith(XATTR_PREFIX)) continue; // the overlay's own bookkeeping is per-branch
-    const v = getXattr(from, name);
-    if (v !== undefined) setXattr(to, name, v);
-  }
+  copyXattrs(listXattr(from), (name) => getXattr(from, name), (name, v) => setXattr(to, name, v));
   recordIno(to, ino);
   setTimesNs(to, st.atimeNs, st.mtimeNs);
+}
+
+/**
+ * copyEntry of a small regular file (D35): on the calling thread, and through fds from the open
+ * on, so that nothing walks a path twice: 10 syscalls where the general way (lstat, libuv's
+ * copyfile, then each attribute by path) makes 14. False, with nothing made, where `from` is no
+ * longer a regular file of that size (a lower changed under the mount) or a path is too long for
+ * one syscall: the general way then copies it.
+ */
+function copySmallFile(from: RealPath, to: RealPath, ino: number): boolean {
+  if (host.isLongPath(from) || host.isLongPath(to)) return false;
+  // O_NONBLOCK: were it a FIFO now, the open must not wait for a writer.
+  const src = host.openFileNow(from, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = host.fstatNsNow(src);
+    const mode = Number(st.mode);
+    const size = Number(st.size);
+    if ((mode & constants.S_IFMT) !== constants.S_IFREG || size > host.SMALL_WRITE) return false;
+    const perm = mode & 0o7777;
+    const dst = host.openFileNow(to, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, perm & 0o777);
+    try {
+      copyRange(src, dst, size);
+      // The owner and mode the host gave the copy (the server's, its umask, the work dir's
+      // default ACL): changed only where they differ. Owner before mode: chown clears set-id bits.
+      const made = host.fstatNsNow(dst);
+      const chown = made.uid !== st.uid || made.gid !== st.gid;
+      if (chown) host.fchownNow(dst, Number(st.uid), Number(st.gid));
+      if (chown || Number(made.mode & 0o7777n) !== perm) host.fchmodNow(dst, perm);
+      copyXattrs(fdListXattr(src), (name) => fdGetXattr(src, name), (name, v) => fdSetXattr(dst, name, v));
+      recordInoFd(dst, ino);
+      setTimesFd(dst, st.atimeNs, st.mtimeNs);
+    } finally {
+      host.closeNow(dst);
+    }
+    return true;
+  } finally {
+    host.closeNow(src);
+  }
+}
+
+/** Copy the xattrs listed (security.capability and ACLs too), after owner and mode. */
+function copyXattrs(names: readonly string[], get: (name: string) => Buffer | undefined, set: (name: string, v: Buffer) => void): void {
+  for (const name of names) {
+    if (name.startsWith(XATTR_PREFIX)) continue; // the overlay's own bookkeeping is per-branch
+    const v = get(name);
+    if (v !== undefined) set(name, v);
+  }
 }
 
 /** Remove what an interrupted copy-up left in the work dir (at mount, before serving). */

@@ -8,7 +8,7 @@
 // escaped, so none can collide with it).
 import type { Branch } from './branch.js';
 import { hasCode } from './errno.js';
-import { getXattr, setXattr } from './host/libc.js';
+import { fdSetXattr, getXattr, setXattr } from './host/libc.js';
 import type { InodeNumbers } from './inode.js';
 import type { RealPath } from './path.js';
 
@@ -38,6 +38,11 @@ export function recordedIno(real: RealPath): number | undefined {
  */
 export function recordIno(real: RealPath, ino: number): void {
   bestEffort(() => setXattr(real, XATTR_ORIGIN_INO, Buffer.from(String(ino), 'latin1')));
+}
+
+/** recordIno through the copy's open fd. */
+export function recordInoFd(fd: number, ino: number): void {
+  bestEffort(() => fdSetXattr(fd, XATTR_ORIGIN_INO, Buffer.from(String(ino), 'latin1')));
 }
 
 function bestEffort(set: () => void): void {

@@ -246,11 +246,6 @@ export async function readlink(p: RealPath): Promise<string> {
 }
 
 /**
- * open(2) that never follows a symlink in the last component: layers are untrusted, and a link
- * inside a branch must not open a host file. Earlier components are known directories of the
- * branch (resolution checked them), so O_NOFOLLOW on the last one is enough.
- */
-/**
  * open(2) of what is known to be a regular file, or O_CREAT|O_EXCL of a new one, on the calling
  * thread: only the open of a FIFO or a device can wait (for a peer, for hardware), which is why
  * `open` goes through libuv's pool (D21, D29).
@@ -260,6 +255,20 @@ export function openFile(p: RealPath, flags: number, mode = 0o666): Promise<numb
   return onThread('open', p, () => fs.openSync(p, flags | O.O_NOFOLLOW, mode));
 }
 
+/** openFile for a caller that goes on synchronously (a short path only: see isLongPath). */
+export function openFileNow(p: RealPath, flags: number, mode = 0o666): number {
+  try {
+    return fs.openSync(p, flags | O.O_NOFOLLOW, mode);
+  } catch (e) {
+    throw fromNodeError(e, 'open', p);
+  }
+}
+
+/**
+ * open(2) that never follows a symlink in the last component: layers are untrusted, and a link
+ * inside a branch must not open a host file. Earlier components are known directories of the
+ * branch (resolution checked them), so O_NOFOLLOW on the last one is enough.
+ */
 export function open(p: RealPath, flags: number, mode = 0o666): Promise<number> {
   if (isLongPath(p)) return via(p, 'open', (q) => open(q, flags, mode));
   return new Promise((resolve, reject) => {
@@ -517,7 +526,7 @@ async function rmDeep(p: RealPath): Promise<void> {
  * libuv's pool (D29). Larger ones go to the pool, so that one of them does not hold up every
  * other request.
  */
-const SMALL_WRITE = 128 * 1024;
+export const SMALL_WRITE = 128 * 1024;
 
 /**
  * Copy a regular file's data with the kernel's fastest means: a reflink where the filesystem
@@ -572,6 +581,31 @@ export async function ensureDir(p: RealPath): Promise<void> {
 /** fstat with nanosecond times: the attributes of an open file, whether or not a name still leads to it. */
 export function fstatNs(fd: number): Promise<fs.BigIntStats> {
   return onThread('fstat', undefined, () => fs.fstatSync(fd, { bigint: true }));
+}
+
+/** fstatNs for a caller that goes on synchronously. */
+export function fstatNsNow(fd: number): fs.BigIntStats {
+  return now('fstat', () => fs.fstatSync(fd, { bigint: true }));
+}
+
+export function fchownNow(fd: number, uid: number, gid: number): void {
+  now('fchown', () => fs.fchownSync(fd, uid, gid));
+}
+
+export function fchmodNow(fd: number, mode: number): void {
+  now('fchmod', () => fs.fchmodSync(fd, mode));
+}
+
+export function closeNow(fd: number): void {
+  now('close', () => fs.closeSync(fd));
+}
+
+function now<T>(syscall: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw fromNodeError(e, syscall);
+  }
 }
 
 // --- Streams and fd calls for layer tars (src/layer/) ---------------------------------------

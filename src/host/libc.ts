@@ -28,6 +28,8 @@ const c = {
   utimensat: libc.func('int utimensat(int dirfd, const char *path, const int64_t *times, int flags)'),
   futimens: libc.func('int futimens(int fd, const int64_t *times)'),
   renameat2: libc.func('int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags)'),
+  copy_file_range: libc.func('long copy_file_range(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, size_t len, unsigned int flags)'),
+  sendfile: libc.func('long sendfile(int out_fd, int in_fd, int64_t *offset, size_t count)'),
 };
 
 const RENAME_EXCHANGE = 2;
@@ -137,6 +139,30 @@ export function fdSetXattr(fd: number, name: string, value: Buffer, flags = 0): 
 export function fdRemoveXattr(fd: number, name: string): void {
   if (c.fremovexattr(fd, name) !== 0) throw lastError('fremovexattr', `fd ${fd}`);
 }
+
+/**
+ * Copy up to `len` bytes from fd `from` to fd `to`, each at its file offset, inside the kernel:
+ * copy_file_range (a reflink where the filesystem can: btrfs, XFS), or sendfile where the two
+ * files are on filesystems that cannot copy between each other. Stops early at the source's end.
+ */
+export function copyRange(from: number, to: number, len: number): void {
+  let left = len;
+  let viaSendfile = false;
+  while (left > 0) {
+    const n = Number(viaSendfile ? c.sendfile(to, from, null, left) : c.copy_file_range(from, null, to, null, left, 0));
+    if (n > 0) {
+      left -= n;
+      continue;
+    }
+    if (n === 0) return;
+    const err = lastError(viaSendfile ? 'sendfile' : 'copy_file_range', `fd ${to}`);
+    if (viaSendfile || !CROSS_FS.has(err.code)) throw err;
+    viaSendfile = true;
+  }
+}
+
+/** What copy_file_range answers where sendfile can still copy (filesystems of different kinds). */
+const CROSS_FS = new Set<string>(['EXDEV', 'EINVAL', 'EOPNOTSUPP', 'ENOTSUP', 'ENOSYS']);
 
 /** mknod(2); dev is makedev(major, minor) as the kernel encodes it. */
 export function mknod(p: RealPath, mode: number, dev: number): void {

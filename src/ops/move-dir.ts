@@ -99,11 +99,11 @@ async function copyMerged(m: Move, p: VPath, to: RealPath, opaque = false): Prom
         const at = await first;
         return m.slot(() => host.link(at, to));
       }
-      m.links.set(key, m.slot(() => copyEntry(r.real, to, ctx.inodes.of(r.stat.dev, r.stat.ino))).then(() => to));
+      m.links.set(key, m.slot(() => copyEntry(r.real, to, ctx.inodes.of(r.stat.dev, r.stat.ino), r.stat)).then(() => to));
       await m.links.get(key);
       return;
     }
-    return m.slot(() => copyEntry(r.real, to, ctx.inodes.of(r.stat.dev, r.stat.ino)));
+    return m.slot(() => copyEntry(r.real, to, ctx.inodes.of(r.stat.dev, r.stat.ino), r.stat));
   }
   const top = r.stack[0];
   if (top === undefined) return;
