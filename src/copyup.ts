@@ -21,8 +21,17 @@ import { XATTR_PREFIX } from './whiteout.js';
 /** Prefix of layerfs's temporary names in the work dir (all cleared at mount). */
 export const WORK_PREFIX = '#layerfs-';
 
+/**
+ * What a copy-up found or made: the entry's upper path, and for a file copied by this copy-up
+ * (not found there already) the xattr names it was given.
+ */
+export interface Copied {
+  readonly real: RealPath;
+  readonly xattrs?: readonly string[];
+}
+
 export class CopyUp {
-  readonly #inflight = new SingleFlight<VPath, RealPath>();
+  readonly #inflight = new SingleFlight<VPath, Copied>();
   #seq = 0;
   /** Entries copied up (parents included) and the bytes of file data copied, for stats. */
   readonly counts = { copies: 0, bytes: 0 };
@@ -42,17 +51,22 @@ export class CopyUp {
   }
 
   /** Make p exist in the upper (copying it from the lower that serves it); its upper path. */
-  ensure(p: VPath): Promise<RealPath> {
+  async ensure(p: VPath): Promise<RealPath> {
+    return (await this.copy(p)).real;
+  }
+
+  /** ensure, telling also what a copy made now was given. */
+  copy(p: VPath): Promise<Copied> {
     return this.#inflight.run(p, () => this.#ensure(p));
   }
 
-  async #ensure(p: VPath): Promise<RealPath> {
+  async #ensure(p: VPath): Promise<Copied> {
     const upper = this.branches.upper;
     if (upper === undefined) throw new FsError('EROFS', 'copyup', p);
     const r = await this.resolver.get(p, 'copyup');
     const source = r.kind === 'file' ? r.branch : r.stack[0];
     if (source === undefined) throw new FsError('EIO', 'copyup', p);
-    if (source === upper) return upper.real(p);
+    if (source === upper) return { real: upper.real(p) };
     if (p !== ROOT) await this.ensure(parentOf(p));
     const from = source.real(p);
     const to = upper.real(p);
@@ -69,8 +83,9 @@ export class CopyUp {
       if (pr.kind === 'dir' && pr.stack[0] === upper) pr.impure = true;
     }
     const ino = this.inoOf(r.stat.dev, r.stat.ino);
+    let xattrs: readonly string[];
     try {
-      await copyEntry(from, tmp, ino, r.kind === 'file' ? r.stat : undefined);
+      xattrs = await copyEntry(from, tmp, ino, r.kind === 'file' ? r.stat : undefined);
       await host.rename(tmp, to);
     } catch (e) {
       await host.rmTree(tmp).catch(() => undefined);
@@ -85,16 +100,20 @@ export class CopyUp {
     else this.resolver.invalidate(p);
     this.counts.copies++;
     if (r.kind === 'file' && r.stat.isFile()) this.counts.bytes += r.stat.size;
-    return to;
+    return r.kind === 'file' ? { real: to, xattrs } : { real: to };
   }
 }
 
 /**
  * Build a copy of `from` (one entry, not a directory's contents) at `to`, which will show the
- * inode number `ino` (origin.ts). `known`: what the resolution knows of `from`.
+ * inode number `ino` (origin.ts). `known`: what the resolution knows of `from`. The names of the
+ * xattrs the copy was given.
  */
-export async function copyEntry(from: RealPath, to: RealPath, ino: number, known?: EntryStat): Promise<void> {
-  if (known !== undefined && known.isFile() && known.size <= host.SMALL_WRITE && copySmallFile(from, to, ino)) return;
+export async function copyEntry(from: RealPath, to: RealPath, ino: number, known?: EntryStat): Promise<readonly string[]> {
+  if (known !== undefined && known.isFile() && known.size <= host.SMALL_WRITE) {
+    const copied = copySmallFile(from, to, ino);
+    if (copied !== undefined) return copied;
+  }
   const st = await host.lstatNs(from);
   const mode = Number(st.mode);
   const perm = mode & 0o7777;
@@ -107,27 +126,28 @@ export async function copyEntry(from: RealPath, to: RealPath, ino: number, known
   // security.capability, which must survive the copy.
   await host.lchown(to, Number(st.uid), Number(st.gid));
   if (type !== constants.S_IFLNK) await host.chmod(to, perm);
-  copyXattrs(listXattr(from), (name) => getXattr(from, name), (name, v) => setXattr(to, name, v));
+  const xattrs = copyXattrs(listXattr(from), (name) => getXattr(from, name), (name, v) => setXattr(to, name, v));
   recordIno(to, ino);
   setTimesNs(to, st.atimeNs, st.mtimeNs);
+  return xattrs;
 }
 
 /**
  * copyEntry of a small regular file (D35): on the calling thread, and through fds from the open
  * on, so that nothing walks a path twice: 10 syscalls where the general way (lstat, libuv's
- * copyfile, then each attribute by path) makes 14. False, with nothing made, where `from` is no
- * longer a regular file of that size (a lower changed under the mount) or a path is too long for
- * one syscall: the general way then copies it.
+ * copyfile, then each attribute by path) makes 14. Undefined, with nothing made, where `from` is
+ * no longer a regular file of that size (a lower changed under the mount) or a path is too long
+ * for one syscall: the general way then copies it.
  */
-function copySmallFile(from: RealPath, to: RealPath, ino: number): boolean {
-  if (host.isLongPath(from) || host.isLongPath(to)) return false;
+function copySmallFile(from: RealPath, to: RealPath, ino: number): readonly string[] | undefined {
+  if (host.isLongPath(from) || host.isLongPath(to)) return undefined;
   // O_NONBLOCK: were it a FIFO now, the open must not wait for a writer.
   const src = host.openFileNow(from, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
     const st = host.fstatNsNow(src);
     const mode = Number(st.mode);
     const size = Number(st.size);
-    if ((mode & constants.S_IFMT) !== constants.S_IFREG || size > host.SMALL_WRITE) return false;
+    if ((mode & constants.S_IFMT) !== constants.S_IFREG || size > host.SMALL_WRITE) return undefined;
     const perm = mode & 0o7777;
     const dst = host.openFileNow(to, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, perm & 0o777);
     try {
@@ -138,25 +158,29 @@ function copySmallFile(from: RealPath, to: RealPath, ino: number): boolean {
       const chown = made.uid !== st.uid || made.gid !== st.gid;
       if (chown) host.fchownNow(dst, Number(st.uid), Number(st.gid));
       if (chown || Number(made.mode & 0o7777n) !== perm) host.fchmodNow(dst, perm);
-      copyXattrs(fdListXattr(src), (name) => fdGetXattr(src, name), (name, v) => fdSetXattr(dst, name, v));
+      const xattrs = copyXattrs(fdListXattr(src), (name) => fdGetXattr(src, name), (name, v) => fdSetXattr(dst, name, v));
       recordInoFd(dst, ino);
       setTimesFd(dst, st.atimeNs, st.mtimeNs);
+      return xattrs;
     } finally {
       host.closeNow(dst);
     }
-    return true;
   } finally {
     host.closeNow(src);
   }
 }
 
-/** Copy the xattrs listed (security.capability and ACLs too), after owner and mode. */
-function copyXattrs(names: readonly string[], get: (name: string) => Buffer | undefined, set: (name: string, v: Buffer) => void): void {
+/** Copy the xattrs listed (security.capability and ACLs too), after owner and mode; the names copied. */
+function copyXattrs(names: readonly string[], get: (name: string) => Buffer | undefined, set: (name: string, v: Buffer) => void): string[] {
+  const copied: string[] = [];
   for (const name of names) {
     if (name.startsWith(XATTR_PREFIX)) continue; // the overlay's own bookkeeping is per-branch
     const v = get(name);
-    if (v !== undefined) set(name, v);
+    if (v === undefined) continue;
+    set(name, v);
+    copied.push(name);
   }
+  return copied;
 }
 
 /** Remove what an interrupted copy-up left in the work dir (at mount, before serving). */

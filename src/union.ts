@@ -16,7 +16,7 @@ import { lstatSync } from './host/fs.js';
 import { InodeNumbers } from './inode.js';
 import { access } from './ops/access.js';
 import { getattr } from './ops/getattr.js';
-import { detachOpen, fgetattr, forgetUnlinked, open, read, release, unlinkOpen, unlinkedAttr } from './ops/open.js';
+import { detachOpen, fgetattr, forgetUnlinked, open, read, release, unlinkOpen, unlinkedAttr, type Opened } from './ops/open.js';
 import { readdir } from './ops/readdir.js';
 import { readlink } from './ops/readlink.js';
 import { statfs } from './ops/statfs.js';
@@ -54,7 +54,8 @@ export interface UnionOps {
   access(p: VPath, mode: number): Promise<void>;
   readlink(p: VPath): Promise<string>;
   readdir(p: VPath): Promise<MergedEntry[]>;
-  open(p: VPath, flags: number): Promise<number>;
+  /** The new handle; and where the open copied the file up, the xattr names the copy was given. */
+  open(p: VPath, flags: number): Promise<Opened>;
   read(fh: number, buf: Buffer, len: number, pos: number): Promise<number>;
   /**
    * A read that names its file instead of a handle: what the kernel sends once a read-only

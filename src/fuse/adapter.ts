@@ -147,7 +147,7 @@ export function toFuseOps(u: UnionOps, log: Log, caller: CallerOf = () => null, 
     // The kernel asks once per connection (or a few times at once, before the first answer).
     open: opening === 'kernel'
       ? (path, flags, cb) => run(log, 'open', () => `${path}, 0x${flags.toString(16)}`, () => Promise.reject(new FsError('ENOSYS', 'open')), value(cb))
-      : (path, flags, cb) => run(log, 'open', () => `${path}, 0x${flags.toString(16)}`, () => u.open(p(path), flags), value(cb)),
+      : (path, flags, cb) => run(log, 'open', () => `${path}, 0x${flags.toString(16)}`, () => u.open(p(path), flags).then((o) => o.fh), value(cb)),
     read: opening === 'kernel'
       ? (path, fh, buf, len, pos, cb) => run(log, 'read', () => `${path}, ${fh}, ${len}, ${pos}`, () => u.readByPath(p(path), buf, len, pos), count(cb))
       : (path, fh, buf, len, pos, cb) => run(log, 'read', () => `${path}, ${fh}, ${len}, ${pos}`, () => u.read(fh, buf, len, pos), count(cb)),

@@ -19,7 +19,7 @@ export async function create(ctx: UnionCtx, p: VPath, mode: number, flags: numbe
   const up = requireUpper(ctx, 'create', p);
   if ((await ctx.resolver.resolve(p)).kind !== 'absent') {
     if ((flags & constants.O_EXCL) !== 0) throw new FsError('EEXIST', 'create', p);
-    return { fh: await open(ctx, p, flags) };
+    return { fh: (await open(ctx, p, flags)).fh };
   }
   let fd = -1; // closed again if the new file does not take its name
   try {

@@ -103,7 +103,8 @@ async function copyMerged(m: Move, p: VPath, to: RealPath, opaque = false): Prom
       await m.links.get(key);
       return;
     }
-    return m.slot(() => copyEntry(r.real, to, ctx.inodes.of(r.stat.dev, r.stat.ino), r.stat));
+    await m.slot(() => copyEntry(r.real, to, ctx.inodes.of(r.stat.dev, r.stat.ino), r.stat));
+    return;
   }
   const top = r.stack[0];
   if (top === undefined) return;

@@ -22,21 +22,29 @@ const WRITE_FLAGS = host.O.O_WRONLY | host.O.O_RDWR | host.O.O_TRUNC | host.O.O_
 /** Flags handed to the host's open(2): O_CREAT/O_EXCL were settled by the kernel's lookup. */
 export const PASSED_FLAGS = host.O_ACCMODE | host.O.O_APPEND | host.O.O_TRUNC | host.O.O_NOATIME | host.O.O_DIRECT | host.O.O_SYNC | host.O.O_DSYNC;
 
-export async function open(ctx: UnionCtx, p: VPath, flags: number): Promise<number> {
+/** An opened file; `copied`: the xattr names it was given, where this open copied it up. */
+export interface Opened {
+  readonly fh: number;
+  readonly copied?: readonly string[];
+}
+
+export async function open(ctx: UnionCtx, p: VPath, flags: number): Promise<Opened> {
   const r = await ctx.resolver.get(p, 'open');
   if (r.kind === 'dir') throw new FsError('EISDIR', 'open', p);
   let { real, branch } = r;
+  let copied: readonly string[] | undefined;
   if ((flags & WRITE_FLAGS) !== 0 && !branch.writable) {
     // Opening a lower file for writing copies it up first (EROFS without an upper).
     const up = requireUpper(ctx, 'open', p);
-    real = await up.copyUp.ensure(p);
+    ({ real, xattrs: copied } = await up.copyUp.copy(p));
     branch = up.branch;
   }
   // O_NOFOLLOW is added by the host layer. A regular file's open cannot wait: the calling thread
   // makes it; a FIFO's or a device's goes through the pool.
   const regular = (r.stat.mode & S_IFMT) === S_IFREG;
   const fd = await (regular ? host.openFile : host.open)(real, flags & PASSED_FLAGS);
-  return ctx.handles.add({ fd, path: p, branch, flags });
+  const fh = ctx.handles.add({ fd, path: p, branch, flags });
+  return copied === undefined ? { fh } : { fh, copied };
 }
 
 export async function read(ctx: UnionCtx, fh: number, buf: Buffer, len: number, pos: number): Promise<number> {

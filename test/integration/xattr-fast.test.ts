@@ -155,9 +155,11 @@ test('read-only union with lower_ttl: an xattr added underneath shows within the
 /**
  * What file capabilities a program sees on files made through a writable mount, step by step:
  * the kernel asks security.capability of such a file before its first write and at every chown,
- * and layerfs answers that from the node while nothing has been set (D33). Each step would show
- * an answer kept too long: a capability set by name, set through a second name, removed, and
- * dropped by the host on a write by a user or on a chown.
+ * and layerfs answers that from the node while nothing has been set (D33), as for a lower file
+ * copied up by an open for writing (D35). Each step would show an answer kept too long: a
+ * capability set by name, set through a second name, removed, dropped by the host on a write by a
+ * user or on a chown; set on a copied-up file; and a lower file's, copied up with it by an open
+ * and dropped by the write that follows.
  */
 const CAPS_SCRIPT = `
 cap=0x0100000200040000000000000000000000000000
@@ -171,6 +173,8 @@ setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'echo more >> c'; show 
 echo one > d; setfattr -n security.capability -v $cap d; setfattr -x security.capability d; show d
 setfattr -n security.capability -v $cap d; chown 65534 d; show d
 echo one > e; chown 65534:65534 e; show e; echo two >> e; show e
+echo more >> old; show old; setfattr -n security.capability -v $cap old; show old; echo again >> old; show old
+: >> capped; show capped; echo more >> capped; show capped
 `;
 
 test('writable union: file capabilities of files made through the mount come and go as on the kernel overlayfs', async (t) => {
@@ -179,6 +183,8 @@ test('writable union: file capabilities of files made through the mount come and
     const root = await space.dir(name);
     for (const n of ['lower', 'upper', 'work']) fs.mkdirSync(path.join(root, n));
     fs.writeFileSync(path.join(root, 'lower/old'), 'old');
+    fs.writeFileSync(path.join(root, 'lower/capped'), 'capped');
+    must('setfattr', ['-n', 'security.capability', '-v', '0x0100000200040000000000000000000000000000', path.join(root, 'lower/capped')]);
     return fn({ lowers: [path.join(root, 'lower')], upper: path.join(root, 'upper'), work: path.join(root, 'work') }, async (mnt) => sh('bash', ['-c', CAPS_SCRIPT], mnt));
   };
   const kernel = await run('caps-k', (dirs, go) => withKernelOverlay(dirs, go));
@@ -186,5 +192,7 @@ test('writable union: file capabilities of files made through the mount come and
   // The oracle must show a capability that came and one that went, or the comparison proves little.
   t.regex(kernel, /^b: =0x0100000200040000000000000000000000000000\nb2: =0x01000002/m, kernel);
   t.regex(kernel, /^c: No such attribute$/m, kernel);
+  t.regex(kernel, /^capped: =0x01000002.*\ncapped: No such attribute$/m, kernel);
+  t.regex(kernel, /^old: No such attribute\nold: =0x01000002.*\nold: No such attribute$/m, kernel);
   t.is(layerfs, kernel);
 });

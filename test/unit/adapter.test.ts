@@ -170,7 +170,7 @@ test('successful replies carry the value, once, with 0 as the error', async (t) 
     access: rec('access', undefined),
     readlink: rec('readlink', '../target'),
     readdir: rec('readdir', [{ name: '.', type: S_IFDIR, ino: 1 }, { name: '..', type: S_IFDIR, ino: 0 }, { name: 'f', type: S_IFREG, ino: 77 }]),
-    open: rec('open', 42),
+    open: rec('open', { fh: 42 }),
     read: rec('read', 5),
     release: rec('release', undefined),
     statfs: rec('statfs', sfs),

@@ -331,7 +331,7 @@ test.serial('a union with a tree deeper than PATH_MAX inside a lower: read, copi
   const u = createUnion({ lowers: [`${root}/lower`], upper: `${root}/upper`, work: `${root}/work` });
   const p: VPath = vpath(`/${rel}/f`);
   t.is((await u.ops.getattr(p)).size, 10);
-  const fh = await u.ops.open(p, fs.constants.O_RDWR); // copy-up of every directory on the way
+  const fh = (await u.ops.open(p, fs.constants.O_RDWR)).fh; // copy-up of every directory on the way
   await u.ops.write(fh, Buffer.from('DEEP'), 4, 0);
   await u.ops.release(fh);
   t.is(onHost(`${root}/upper/${rel}/f`, (q) => fs.readFileSync(q, 'utf8')), 'DEEP lower');

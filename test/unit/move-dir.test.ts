@@ -91,7 +91,7 @@ test('a move over a deleted or emptied lower directory makes the copy opaque', a
 
 test('entries the upper already holds move with their inode: an open file keeps writing into the moved one', async (t) => {
   const { d, ctx } = setup();
-  const fh = await open(ctx, vpath('/a/one'), fs.constants.O_WRONLY); // copies it up
+  const fh = (await open(ctx, vpath('/a/one'), fs.constants.O_WRONLY)).fh; // copies it up
   const ino = fs.lstatSync(d('upper/a/one')).ino;
   await rename(ctx, vpath('/a'), vpath('/c'));
   await write(ctx, fh, Buffer.from('ONE'), 3, 0);

@@ -47,7 +47,7 @@ function unionOf(lowers: string[], upper?: string): UnionOps {
 
 /** The whole content of p, read through open/read/release. */
 async function cat(ops: UnionOps, p: string): Promise<string> {
-  const fh = await ops.open(vpath(p), O_RDONLY);
+  const fh = (await ops.open(vpath(p), O_RDONLY)).fh;
   try {
     const chunks: Buffer[] = [];
     for (let pos = 0; ; ) {
@@ -322,7 +322,7 @@ test('reads at offsets past 4 GiB of a sparse file are exact', async (t) => {
   fs.closeSync(fd);
   const ops = unionOf([root]);
   t.is((await ops.getattr(vpath('/big'))).size, 5 * GiB);
-  const fh = await ops.open(vpath('/big'), O_RDONLY);
+  const fh = (await ops.open(vpath('/big'), O_RDONLY)).fh;
   const readAt = async (pos: number, len: number): Promise<Buffer> => {
     const buf = Buffer.alloc(len);
     const n = await ops.read(fh, buf, len, pos);
@@ -348,7 +348,7 @@ test('open refuses writes and directories; read after release is EBADF', async (
   t.is(await code(ops.open(vpath('/d'), O_RDONLY)), 'EISDIR');
   t.is(await code(ops.open(vpath('/'), O_RDONLY)), 'EISDIR');
   t.is(await code(ops.open(vpath('/none'), O_RDONLY)), 'ENOENT');
-  const fh = await ops.open(vpath('/f'), O_RDONLY);
+  const fh = (await ops.open(vpath('/f'), O_RDONLY)).fh;
   const buf = Buffer.alloc(8);
   t.is(await ops.read(fh, buf, 8, 0), 2);
   t.is(await ops.read(fh, buf, 8, 1), 1, 'reads are positional');
@@ -361,8 +361,8 @@ test('open refuses writes and directories; read after release is EBADF', async (
 test('two handles on one file read independently; close() releases every handle', async (t) => {
   const roots = s.branches({ f: '0123456789' });
   const u = createUnion({ lowers: roots });
-  const a = await u.ops.open(vpath('/f'), O_RDONLY);
-  const b = await u.ops.open(vpath('/f'), O_RDONLY);
+  const a = (await u.ops.open(vpath('/f'), O_RDONLY)).fh;
+  const b = (await u.ops.open(vpath('/f'), O_RDONLY)).fh;
   t.not(a, b);
   const ba = Buffer.alloc(3);
   const bb = Buffer.alloc(3);

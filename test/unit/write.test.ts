@@ -10,7 +10,8 @@ import { getattr } from '../../src/ops/getattr.js';
 import { open, read, release } from '../../src/ops/open.js';
 import { unlink } from '../../src/ops/unlink.js';
 import { ftruncate, truncate, write } from '../../src/ops/write.js';
-import { vpath } from '../../src/path.js';
+import { setXattr } from '../../src/host/libc.js';
+import { vpath, type RealPath } from '../../src/path.js';
 import { createUnion } from '../../src/union.js';
 
 const roots: string[] = [];
@@ -29,7 +30,7 @@ function setup() {
 }
 
 async function readAll(ctx: ReturnType<typeof setup>['ctx'], p: string): Promise<string> {
-  const fh = await open(ctx, vpath(p), fs.constants.O_RDONLY);
+  const fh = (await open(ctx, vpath(p), fs.constants.O_RDONLY)).fh;
   const buf = Buffer.alloc(1024);
   const n = await read(ctx, fh, buf, buf.length, 0);
   await release(ctx, fh);
@@ -38,7 +39,7 @@ async function readAll(ctx: ReturnType<typeof setup>['ctx'], p: string): Promise
 
 test('opening a lower file for writing copies it up; the write lands in the upper only', async (t) => {
   const s = setup();
-  const fh = await open(s.ctx, vpath('/d/f'), fs.constants.O_WRONLY);
+  const fh = (await open(s.ctx, vpath('/d/f'), fs.constants.O_WRONLY)).fh;
   t.is(await write(s.ctx, fh, Buffer.from('UPPER'), 5, 0), 5);
   await release(s.ctx, fh);
   t.is(fs.readFileSync(path.join(s.upper, 'd/f'), 'utf8'), 'UPPER data');
@@ -46,12 +47,24 @@ test('opening a lower file for writing copies it up; the write lands in the uppe
   t.is(await readAll(s.ctx, '/d/f'), 'UPPER data');
 });
 
+test('an open that copies a file up tells the xattr names the copy got; a later open tells none', async (t) => {
+  const s = setup();
+  setXattr(path.join(s.lower, 'd/f') as RealPath, 'user.kept', Buffer.from('v'));
+  setXattr(path.join(s.lower, 'd/f') as RealPath, 'trusted.overlay.origin', Buffer.from('bookkeeping'));
+  const first = await open(s.ctx, vpath('/d/f'), fs.constants.O_WRONLY);
+  t.deepEqual(first.copied, ['user.kept'], 'the overlay\'s own names are not copied');
+  const again = await open(s.ctx, vpath('/d/f'), fs.constants.O_WRONLY);
+  t.is(again.copied, undefined, 'already in the upper: nothing copied');
+  await release(s.ctx, first.fh);
+  await release(s.ctx, again.fh);
+});
+
 // As the kernel's overlayfs (6.x) does: a read-only fd opened before a copy-up reads the upper
 // copy afterwards (test/integration/copyup.test.ts checks the kernel does so).
 test('a read-only handle opened before the copy-up reads the copy afterwards', async (t) => {
   const s = setup();
-  const ro = await open(s.ctx, vpath('/d/f'), fs.constants.O_RDONLY);
-  const rw = await open(s.ctx, vpath('/d/f'), fs.constants.O_RDWR | fs.constants.O_TRUNC);
+  const ro = (await open(s.ctx, vpath('/d/f'), fs.constants.O_RDONLY)).fh;
+  const rw = (await open(s.ctx, vpath('/d/f'), fs.constants.O_RDWR | fs.constants.O_TRUNC)).fh;
   await write(s.ctx, rw, Buffer.from('new'), 3, 0);
   const buf = Buffer.alloc(64);
   const n = await read(s.ctx, ro, buf, 64, 0);
@@ -101,7 +114,7 @@ test('truncate and ftruncate copy up and cut', async (t) => {
   const s = setup();
   await truncate(s.ctx, vpath('/d/f'), 5);
   t.is(fs.readFileSync(path.join(s.upper, 'd/f'), 'utf8'), 'lower');
-  const fh = await open(s.ctx, vpath('/d/f'), fs.constants.O_RDWR);
+  const fh = (await open(s.ctx, vpath('/d/f'), fs.constants.O_RDWR)).fh;
   await ftruncate(s.ctx, fh, 2);
   await release(s.ctx, fh);
   t.is(await readAll(s.ctx, '/d/f'), 'lo');

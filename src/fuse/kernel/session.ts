@@ -389,13 +389,16 @@ export class KernelSession {
         if (this.policy.kernelOpens) throw new FsError('ENOSYS', 'open');
         const flags = b.readUInt32LE(at);
         const kill = (b.readUInt32LE(at + 4) & OPEN_KILL_SUIDGID) !== 0;
-        return this.u.open(this.path(n), flags).then(async (fh) => {
+        return this.u.open(this.path(n), flags).then(async ({ fh, copied }) => {
           // A failed open must leave no handle behind: the kernel will never release it.
           if (kill) await this.u.dropSetIds({ fh }, h).catch(async (e: unknown) => {
             await this.u.release(fh, true).catch(() => {});
             throw e;
           });
           this.opened(n, fh);
+          // Copied up just now: the kernel asks for its capability before the first write, and
+          // the copy has one only if its lower file had one (until an xattr is set, as after CREATE).
+          if (copied !== undefined && !copied.includes(CAPABILITY)) n.noCapability = true;
           // Opening for writing may have copied the file up: a new ctime and block count that
           // the kernel, keeping the lower's, would show until its attributes time out.
           if ((flags & O_ACCMODE) !== fsc.O_RDONLY && this.policy.attrSecFile > 0) this.invalidateAttrs(n);
