@@ -72,6 +72,60 @@ test('symlinks and empty files copy up as themselves', async (t) => {
   t.is(fs.statSync(path.join(s.upper, 'empty')).size, 0);
 });
 
+test('a copy keeps its lower mode whatever mode the host gives a new file there, with and without a change of owner', async (t) => {
+  const s = setup();
+  const mine = path.join(s.lower, 'mine');
+  const theirs = path.join(s.lower, 'theirs');
+  fs.writeFileSync(mine, 'm');
+  fs.chmodSync(mine, 0o666);
+  fs.writeFileSync(theirs, 't');
+  fs.chownSync(theirs, 4321, 4321);
+  fs.chmodSync(theirs, 0o2775);
+  // A default ACL u::r--,g::---,o::--- on the work dir: every file made there starts 0400,
+  // whatever mode was asked and whatever the umask (POSIX ACL xattr: version 2, then tag, perm, id).
+  const acl = Buffer.alloc(4 + 3 * 8);
+  acl.writeUInt32LE(2, 0);
+  [[0x01, 4], [0x04, 0], [0x20, 0]].forEach(([tag, perm], i) => {
+    acl.writeUInt16LE(tag!, 4 + i * 8);
+    acl.writeUInt16LE(perm!, 6 + i * 8);
+    acl.writeUInt32LE(0xffffffff, 8 + i * 8);
+  });
+  setXattr(s.work as RealPath, 'system.posix_acl_default', acl);
+  fs.writeFileSync(path.join(s.work, 'probe'), '', { mode: 0o666 });
+  t.is(fs.statSync(path.join(s.work, 'probe')).mode & 0o777, 0o400, 'the host gives new files 0400 here');
+  fs.unlinkSync(path.join(s.work, 'probe'));
+
+  await s.copyUp.ensure(vpath('/mine'));
+  await s.copyUp.ensure(vpath('/theirs'));
+  const a = fs.lstatSync(path.join(s.upper, 'mine'));
+  t.is(a.mode & 0o7777, 0o666, 'the mode is put back where the host gave another');
+  t.deepEqual([a.uid, a.gid], [process.getuid!(), process.getgid!()]);
+  const b = fs.lstatSync(path.join(s.upper, 'theirs'));
+  t.is(b.mode & 0o7777, 0o2775, 'set-group-ID survives the chown');
+  t.deepEqual([b.uid, b.gid], [4321, 4321]);
+});
+
+test('a lower file on another kind of filesystem is copied exactly (sendfile where copy_file_range cannot)', async (t) => {
+  // /dev/shm is a tmpfs; the temp dir (the upper) is another filesystem: copy_file_range answers
+  // EXDEV between them.
+  const s = setup();
+  const other = fs.mkdtempSync('/dev/shm/layerfs-copyup-');
+  roots.push(other);
+  t.not(fs.statSync(other).dev, fs.statSync(s.upper).dev, 'the test needs two filesystems');
+  const branches = new BranchSet([other as RealPath], s.upper as RealPath);
+  const resolver = new Resolver(branches);
+  const copyUp = new CopyUp(branches, s.work as RealPath, resolver, (_dev, ino) => ino);
+  const data = Buffer.from(Array.from({ length: 100_000 }, (_, i) => (i * 7) & 0xff));
+  fs.writeFileSync(path.join(other, 'f'), data);
+  setTimesNs(path.join(other, 'f') as RealPath, 1_000_000_000_123n, 2_000_000_000_456n);
+  fs.writeFileSync(path.join(other, 'empty'), '');
+  await copyUp.ensure(vpath('/f'));
+  await copyUp.ensure(vpath('/empty'));
+  t.true(fs.readFileSync(path.join(s.upper, 'f')).equals(data));
+  t.is(fs.lstatSync(path.join(s.upper, 'f'), { bigint: true }).mtimeNs, 2_000_000_000_456n);
+  t.is(fs.statSync(path.join(s.upper, 'empty')).size, 0);
+});
+
 test('concurrent copy-ups of one path make one copy', async (t) => {
   const s = setup();
   fs.writeFileSync(path.join(s.lower, 'big'), Buffer.alloc(8 << 20, 1));
