@@ -3,6 +3,7 @@
 //   layerfs SOURCE MOUNTPOINT -o OPTS      (the form mount.fuse / fstab use; SOURCE is ignored)
 //   layerfs umount MOUNTPOINT
 //   layerfs stats [--json] MOUNTPOINT   (asks the running server: src/mount-process.ts)
+//   layerfs daemon [-d]                 (serves the mounts made with -o daemon: src/daemon.ts)
 // Without -f, `mount` starts the server as a detached child and returns once it serves (or
 // prints why it could not). -d traces every operation and, as in libfuse, implies -f.
 import { readFileSync } from 'node:fs';
@@ -13,7 +14,10 @@ import { realpathSync } from './host/fs.js';
 import { isAlive, isServing, readRecord, removeRecord } from './host/runtime.js';
 import type { CommandIO } from './image/commands.js';
 import type { LayerIO } from './layer/commands.js';
-import { LayerfsError, checkMount, requestStats, startServer, stopMount } from './mount-process.js';
+import { LayerfsError, checkMount, requestStats, startDaemonMount, startServer, stopMount } from './mount-process.js';
+import type { ParsedOptions } from './config.js';
+import type { CheckedPaths } from './preflight.js';
+import type { ServeConfig } from './server.js';
 
 const HELP = `layerfs: a union filesystem in user space, on-disk compatible with overlayfs
 
@@ -21,6 +25,7 @@ Usage:
   layerfs mount [-f] [-d] -o lowerdir=DIR[:DIR...][,upperdir=DIR,workdir=DIR][,OPTION...] MOUNTPOINT
   layerfs umount MOUNTPOINT
   layerfs stats [--json] MOUNTPOINT   operation counts and latencies, cache hits, copy-ups of a mount
+  layerfs daemon [-d]                 serve, in the foreground, every mount made with -o daemon
   layerfs image mount [--name NAME] [--platform OS/ARCH] [--allow-devices] [-o OPTIONS] IMAGE MOUNTPOINT
   layerfs image ls
   layerfs container ls | rm NAME | commit NAME -o LAYER.tar[.gz] [--reproducible]
@@ -53,6 +58,9 @@ Options:
        engine=kernel|libfuse  who speaks FUSE: layerfs itself (default, Linux 4.20+) or libfuse
        spin_us=N        keep reading /dev/fuse for N µs after a burst of requests before
                         sleeping (default 50; 0: never)
+       daemon           have the running \`layerfs daemon\` serve the mount, with its other
+                        mounts, instead of a server of its own (faster from its first
+                        request; one process for all: a crash ends every mount it serves)
        nodev,nosuid,noexec,noatime,...   passed to the kernel
   -h, --help         this text
   -V, --version      the version
@@ -92,9 +100,24 @@ function version(): string {
   return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
 }
 
+/** What a server is given for a checked mount. */
+function serveConfig(opts: ParsedOptions, paths: CheckedPaths): ServeConfig {
+  return {
+    lowers: paths.lowers, upper: paths.upper, work: paths.work, whiteout: opts.whiteout, lowerTtl: opts.lowerTtl, mountpoint: paths.mountpoint,
+    readOnly: opts.readOnly, allowOther: opts.allowOther, fuseOptions: opts.fuseOptions, engine: opts.engine,
+    spinMicros: opts.spinMicros,
+  };
+}
+
 async function mountCommand(args: string[]): Promise<number> {
   const m = parseMountArgs(args);
   const { opts, paths } = await checkMount(m.options, m.mountpoint);
+  if (opts.daemon === true) {
+    if (m.foreground) throw new UsageError('-o daemon hands the mount to the running daemon: -f and -d do not apply (run `layerfs daemon -d` to trace)');
+    if (opts.engine === 'libfuse') throw new ConfigError('-o daemon serves with the kernel engine only (engine=libfuse needs a server of its own)');
+    await startDaemonMount(serveConfig(opts, paths));
+    return 0;
+  }
   if (!m.foreground) {
     // The server runs on, detached, after this command returns (src/mount-process.ts).
     await startServer(args, { persist: true });
@@ -109,11 +132,7 @@ async function mountCommand(args: string[]): Promise<number> {
   process.title = `layerfs ${paths.mountpoint}`;
   let serving;
   try {
-    serving = await serve({
-      lowers: paths.lowers, upper: paths.upper, work: paths.work, whiteout: opts.whiteout, lowerTtl: opts.lowerTtl, mountpoint: paths.mountpoint,
-      readOnly: opts.readOnly, allowOther: opts.allowOther, fuseOptions: opts.fuseOptions, engine: opts.engine,
-      spinMicros: opts.spinMicros,
-    }, log);
+    serving = await serve(serveConfig(opts, paths), log);
   } catch (e) {
     throw new ConfigError(`cannot mount ${m.mountpoint}: ${(e as Error).message}`);
   }
@@ -136,9 +155,23 @@ async function umountCommand(args: string[]): Promise<number> {
   // Not realpath: the mount may be dead ("Transport endpoint is not connected").
   const mountpoint = resolvePath(args[0]!);
   const record = readRecord(mountpoint);
-  const server = record !== undefined && isServing(record) ? { pid: record.pid, gone: () => !isAlive(record.pid) } : undefined;
+  let server;
+  if (record !== undefined && isServing(record)) {
+    // The daemon lets the mount go and lives on; any other server exits.
+    server = record.daemon === true
+      ? { pid: record.pid, daemon: true, gone: () => readRecord(mountpoint) === undefined || !isAlive(record.pid) }
+      : { pid: record.pid, gone: () => !isAlive(record.pid) };
+  }
   await stopMount(mountpoint, args[0]!, server);
   if (record !== undefined) removeRecord(mountpoint, record.pid);
+  return 0;
+}
+
+async function daemonCommand(args: string[]): Promise<number> {
+  if (args.some((a) => a !== '-d')) throw new UsageError('daemon takes only -d (trace every operation)');
+  const [{ createLog }, { runDaemon }] = await Promise.all([import('./log.js'), import('./daemon.js')]);
+  process.title = 'layerfs daemon';
+  await runDaemon(createLog({ tracing: args.includes('-d') }));
   return 0;
 }
 
@@ -214,6 +247,7 @@ export async function main(argv: string[]): Promise<number> {
     if (cmd === 'mount') return await mountCommand(rest);
     if (cmd === 'umount' || cmd === 'unmount') return await umountCommand(rest);
     if (cmd === 'stats') return await statsCommand(rest);
+    if (cmd === 'daemon') return await daemonCommand(rest);
     if (cmd === 'image' || cmd === 'container') {
       const image = await import('./image/commands.js');
       return await (cmd === 'image' ? image.imageCommand : image.containerCommand)(rest, STDIO, { mount: mountCommand, umount: umountCommand });

@@ -93,6 +93,8 @@ export interface ParsedOptions {
   engine?: 'kernel' | 'libfuse';
   /** spin_us=: how long the kernel engine reads on after a burst of requests (D32); undefined: the default. */
   spinMicros?: number;
+  /** daemon: served by the host's running `layerfs daemon` instead of a server of its own (D36). */
+  daemon?: boolean;
 }
 
 /** Parse the -o option list(s). Throws ConfigError on the first problem. */
@@ -146,6 +148,10 @@ export function parseOptions(optionStrings: readonly string[]): ParsedOptions {
       case 'ro': out.readOnly = true; break;
       case 'rw': out.readOnly = false; break;
       case 'allow_other': out.allowOther = true; break;
+      case 'daemon':
+        if (value !== undefined) throw new ConfigError(`option daemon takes no value (${raw})`);
+        out.daemon = true;
+        break;
       // layerfs always checks permissions in the kernel, as overlayfs does; accepted for compatibility.
       case 'default_permissions': break;
       // Kernel overlayfs tuning that has no effect on layerfs's behaviour; accepted so that an

@@ -10,8 +10,10 @@ import { parseOptions, type ParsedOptions } from './config.js';
 import { loadFuse, unmountPath } from './fuse/mount.js';
 import { ControlUnavailable, requestControl } from './host/control.js';
 import { canOpenReadWrite, statSyncOrUndefined } from './host/fs.js';
-import { socketFor } from './host/runtime.js';
+import { daemonSocket, socketFor } from './host/runtime.js';
+import type { MountReply, MountRequest } from './daemon.js';
 import { checkPaths, mountPoints, type CheckedPaths } from './preflight.js';
+import type { ServeConfig } from './server.js';
 import type { MountStats } from './stats.js';
 
 /**
@@ -132,6 +134,22 @@ export function startServer(args: readonly string[], o: StartOptions): Promise<S
   });
 }
 
+/**
+ * Hand a checked mount to the running host daemon (D36) and wait until it serves it; throws
+ * MOUNT_FAILED with the daemon's reason, or with how to start one where none answers.
+ */
+export async function startDaemonMount(config: ServeConfig): Promise<void> {
+  let reply: MountReply;
+  try {
+    // A mount may clear a work dir full of leftovers first: no short timeout.
+    reply = (await requestControl(daemonSocket(), { request: 'mount', config } satisfies MountRequest, 600_000)) as MountReply;
+  } catch (e) {
+    if (!(e instanceof ControlUnavailable)) throw e;
+    throw new LayerfsError('MOUNT_FAILED', `no layerfs daemon answers on ${daemonSocket()} (${e.code}): start one with \`layerfs daemon\``, { cause: e });
+  }
+  if ('error' in reply) throw new LayerfsError('MOUNT_FAILED', reply.error);
+}
+
 async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
@@ -143,9 +161,10 @@ async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
 
 /**
  * Unmount `mountpoint` (absolute; named `name` in messages) and stop its server, waiting until it
- * has exited. Also clears a mount whose server died, and stops a server whose mount is gone.
+ * has exited (the daemon: until it has let the mount go). Also clears a mount whose server died,
+ * and stops a server whose mount is gone.
  */
-export async function stopMount(mountpoint: string, name: string, server: { pid: number; gone(): boolean } | undefined): Promise<void> {
+export async function stopMount(mountpoint: string, name: string, server: { pid: number; gone(): boolean; daemon?: boolean } | undefined): Promise<void> {
   if (mountPoints().has(mountpoint)) {
     try {
       await unmountPath(mountpoint);
@@ -156,6 +175,12 @@ export async function stopMount(mountpoint: string, name: string, server: { pid:
     throw new LayerfsError('NOT_MOUNTED', `${name}: not mounted`);
   }
   if (server === undefined || server.gone()) return;
+  if (server.daemon === true) {
+    // The daemon serves other mounts: it lets this one go by itself once it is unmounted (and
+    // removes its record, which is what `gone` watches).
+    if (!(await waitFor(server.gone, 15_000))) throw new LayerfsError('UNMOUNT_FAILED', `the daemon (pid ${server.pid}) did not let ${name} go after the unmount`);
+    return;
+  }
   // The server ends by itself once its mount is gone; the signal covers a server that was
   // serving a mount someone else already detached.
   try {

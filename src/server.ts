@@ -199,7 +199,11 @@ async function prepareWork(c: ServeConfig, log: Log): Promise<string> {
  */
 const HEAP_GROWING_PERCENT = 30;
 
-export async function serve(c: ServeConfig, log: Log): Promise<Serving> {
+/**
+ * Serve one mount from this process. `daemon`: this process is the host daemon (D36), which
+ * serves other mounts too and lives on after this one.
+ */
+export async function serve(c: ServeConfig, log: Log, o: { readonly daemon?: boolean } = {}): Promise<Serving> {
   // Read by V8 at every full collection, so setting it here, before the first, is in time.
   setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
   const work = isWritable(c) ? await prepareWork(c, log) : undefined;
@@ -226,7 +230,7 @@ export async function serve(c: ServeConfig, log: Log): Promise<Serving> {
       ...(dirAttrTimeout === undefined ? {} : { attrTimeoutDir: dirAttrTimeout }),
       onExit: () => onExit(),
     });
-  writeRecord({ pid: process.pid, startTicks: startTicks(process.pid) ?? '', mountpoint: c.mountpoint });
+  writeRecord({ pid: process.pid, startTicks: startTicks(process.pid) ?? '', mountpoint: c.mountpoint, ...(o.daemon === true ? { daemon: true as const } : {}) });
   const started = Date.now();
   let control: ControlServer | undefined;
   try {

@@ -1,10 +1,12 @@
 // The control socket of a running server: a unix socket in the runtime directory on which the
 // server answers one JSON request per connection with one JSON line (`layerfs stats`, the API's
-// stats()). It lives on the event loop beside the FUSE requests, so asking never stops service,
-// and it is a socket, not the mount, so a client never enters the filesystem it asks about.
+// stats(); the daemon's mount requests, D36). It lives on the event loop beside the FUSE
+// requests, so asking never stops service, and it is a socket, not the mount, so a client never
+// enters the filesystem it asks about.
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 
+/** The reply to one request (or a promise of it: a mount request takes a while). */
 export type ControlHandler = (request: unknown) => unknown;
 
 export interface ControlServer {
@@ -19,22 +21,28 @@ export function listenControl(path: string, handle: ControlHandler): Promise<Con
     open.add(sock);
     sock.on('close', () => open.delete(sock));
     let buf = '';
+    let taken = false; // one request per connection: whatever follows it is not read
     sock.setEncoding('utf8');
     sock.on('error', () => undefined); // a client that went away
     sock.on('data', (chunk: string) => {
+      if (taken) return;
       buf += chunk;
       const nl = buf.indexOf('\n');
       if (nl < 0) {
         if (buf.length > 64 * 1024) sock.destroy();
         return;
       }
-      let reply: unknown;
-      try {
-        reply = handle(JSON.parse(buf.slice(0, nl)));
-      } catch (e) {
-        reply = { error: (e as Error).message };
-      }
-      sock.end(`${JSON.stringify(reply)}\n`);
+      const line = buf.slice(0, nl);
+      taken = true;
+      void (async () => {
+        let reply: unknown;
+        try {
+          reply = await handle(JSON.parse(line));
+        } catch (e) {
+          reply = { error: (e as Error).message };
+        }
+        if (!sock.destroyed) sock.end(`${JSON.stringify(reply)}\n`);
+      })();
     });
   });
   return new Promise((resolve, reject) => {

@@ -12,6 +12,11 @@ export interface MountRecord {
   /** The process's start time in clock ticks (/proc/PID/stat field 22): tells a reused pid apart. */
   readonly startTicks: string;
   readonly mountpoint: string;
+  /**
+   * Served by the host daemon (D36), with other mounts: `layerfs umount` unmounts it and waits
+   * for the daemon to let it go, and never signals the process.
+   */
+  readonly daemon?: true;
 }
 
 /** The fields of /proc/PID/stat from the state on (field 3), or undefined when there is no such process. */
@@ -53,6 +58,11 @@ function fileFor(mountpoint: string): string {
  */
 export function socketFor(mountpoint: string): string {
   return join(stateDir(), `${createHash('sha256').update(mountpoint).digest('hex').slice(0, 32)}.sock`);
+}
+
+/** Where `layerfs daemon` takes mount requests (D36). */
+export function daemonSocket(): string {
+  return join(stateDir(), 'daemon.sock');
 }
 
 export function writeRecord(r: MountRecord): void {
