@@ -17,8 +17,8 @@ export interface CmdResult {
 }
 
 /** Runs a program synchronously (no shell). Never throws. */
-export function run(file: string, args: readonly string[], timeoutMs = 120_000): CmdResult {
-  const r = spawnSync(file, args, { encoding: 'utf8', env: CMD_ENV, timeout: timeoutMs, killSignal: 'SIGKILL' });
+export function run(file: string, args: readonly string[], timeoutMs = 120_000, env: NodeJS.ProcessEnv = CMD_ENV): CmdResult {
+  const r = spawnSync(file, args, { encoding: 'utf8', env, timeout: timeoutMs, killSignal: 'SIGKILL' });
   const res: CmdResult = { ok: r.status === 0 && !r.error, status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
   if (r.error) res.error = r.error.message;
   return res;

@@ -3,16 +3,21 @@
  * view of a layer stack (read-only, or writable with a fresh upper) at a directory, and knows
  * how to mount and unmount it.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { CmdResult } from './sys.js';
-import { describe, findServerPid, isMounted, mountAt, run, unmountWith, waitPidExit, which } from './sys.js';
+import { CMD_ENV, describe, findServerPid, isMounted, mountAt, run, sleepMs, unmountWith, waitPidExit, which } from './sys.js';
 
 // layerfs-libfuse: layerfs served through fuse-native and libfuse (engine=libfuse), the engine
 // before D28, to compare the two in one run.
-export const VARIANT_NAMES = ['plain', 'kernel', 'fuse-overlayfs', 'unionfs-fuse', 'layerfs', 'layerfs-libfuse'] as const;
+// layerfs-daemon: layerfs mounted with -o daemon, every mount served by one `layerfs daemon`
+// that the bench starts at its first mount and stops at the end (D36): from its second mount on,
+// what a host daemon that has served earlier containers gives; its peak RSS is the daemon's
+// whole life's.
+export const VARIANT_NAMES = ['plain', 'kernel', 'fuse-overlayfs', 'unionfs-fuse', 'layerfs', 'layerfs-daemon', 'layerfs-libfuse'] as const;
 export type VariantName = (typeof VARIANT_NAMES)[number];
-export const FUSE_VARIANTS: readonly VariantName[] = ['fuse-overlayfs', 'unionfs-fuse', 'layerfs', 'layerfs-libfuse'];
+export const FUSE_VARIANTS: readonly VariantName[] = ['fuse-overlayfs', 'unionfs-fuse', 'layerfs', 'layerfs-daemon', 'layerfs-libfuse'];
 
 /** Tools each variant needs, with the Debian package that has them. */
 export const VARIANT_TOOLS: Partial<Record<VariantName, ReadonlyArray<{ cmd: string; pkg: string }>>> = {
@@ -55,6 +60,8 @@ export class Variant {
   /** Server process of the current FUSE mount (found read-only in /proc). */
   pid: number | undefined;
   private readonly cfg: VariantConfig;
+  /** layerfs-daemon: the daemon this bench started, and its private runtime directory. */
+  private daemon: { child: ChildProcess; env: NodeJS.ProcessEnv; runtime: string } | undefined;
 
   constructor(name: VariantName, cfg: VariantConfig) {
     this.name = name;
@@ -82,6 +89,7 @@ export class Variant {
         if (!fs.existsSync('/dev/fuse')) return '/dev/fuse missing';
         return which(this.name) ? undefined : `${this.name} not installed`;
       case 'layerfs':
+      case 'layerfs-daemon':
       case 'layerfs-libfuse':
         if (!fs.existsSync('/dev/fuse')) return '/dev/fuse missing';
         return fs.existsSync(this.cfg.layerfsBin) ? undefined : `${this.cfg.layerfsBin} does not exist`;
@@ -132,9 +140,12 @@ export class Variant {
         break;
       }
       case 'layerfs':
+      case 'layerfs-daemon':
       case 'layerfs-libfuse': {
-        const extra = (this.cfg.layerfsOpts ? `,${this.cfg.layerfsOpts}` : '') + (this.name === 'layerfs-libfuse' ? ',engine=libfuse' : '');
-        r = run(process.execPath, [this.cfg.layerfsBin, 'mount', '-o', `lowerdir=${lowerdir}${rw}${extra}`, this.root], 120_000);
+        const extra = (this.cfg.layerfsOpts ? `,${this.cfg.layerfsOpts}` : '') +
+          (this.name === 'layerfs-libfuse' ? ',engine=libfuse' : this.name === 'layerfs-daemon' ? ',daemon' : '');
+        const env = this.name === 'layerfs-daemon' ? this.startDaemon().env : undefined;
+        r = run(process.execPath, [this.cfg.layerfsBin, 'mount', '-o', `lowerdir=${lowerdir}${rw}${extra}`, this.root], 120_000, env);
         break;
       }
       default:
@@ -149,10 +160,45 @@ export class Variant {
     return ms;
   }
 
+  /** The daemon of layerfs-daemon, started at the first mount (the same one serves every later mount). */
+  private startDaemon(): { env: NodeJS.ProcessEnv } {
+    if (this.daemon !== undefined && this.daemon.child.exitCode === null && this.daemon.child.signalCode === null) return this.daemon;
+    // A runtime directory of its own (a short path: a unix socket's must fit in 108 bytes), so
+    // that it meets no daemon of the host's.
+    const runtime = fs.mkdtempSync('/tmp/lfbench-');
+    const env = { ...CMD_ENV, LAYERFS_RUNTIME_DIR: runtime };
+    const child = spawn(process.execPath, [this.cfg.layerfsBin, 'daemon'], { env, stdio: 'ignore' });
+    this.daemon = { child, env, runtime };
+    const socket = path.join(runtime, 'daemon.sock');
+    const end = Date.now() + 20_000;
+    while (!fs.existsSync(socket) && Date.now() < end) sleepMs(25);
+    if (!fs.existsSync(socket)) throw new Error('layerfs daemon did not start within 20 s');
+    return this.daemon;
+  }
+
+  /** Stops what the variant keeps between mounts (layerfs-daemon's daemon). */
+  close(): string[] {
+    const d = this.daemon;
+    this.daemon = undefined;
+    if (d?.child.pid === undefined) return [];
+    const problems: string[] = [];
+    d.child.kill('SIGTERM');
+    if (!waitPidExit(d.child.pid, 15_000)) {
+      problems.push(`layerfs daemon pid ${d.child.pid} still running 15 s after SIGTERM; killed`);
+      d.child.kill('SIGKILL');
+    }
+    fs.rmSync(d.runtime, { recursive: true, force: true });
+    return problems;
+  }
+
   /** Looks up (read-only) the FUSE server pid of the current mount; returns a problem, if any. */
   async locateServer(): Promise<string | undefined> {
     this.pid = undefined;
     if (!this.fuse || !this.mounted) return undefined;
+    if (this.name === 'layerfs-daemon') {
+      this.pid = this.daemon?.child.pid;
+      return this.pid === undefined ? 'no daemon' : undefined;
+    }
     const r = await findServerPid(this.root);
     if (r.pid !== undefined) this.pid = r.pid;
     return r.problem;
@@ -166,9 +212,12 @@ export class Variant {
       let primary: string[] | undefined;
       if (this.name === 'kernel') primary = ['umount', this.root];
       else if (this.name === 'layerfs' || this.name === 'layerfs-libfuse') primary = [process.execPath, this.cfg.layerfsBin, 'umount', this.root];
+      else if (this.name === 'layerfs-daemon') primary = ['env', `LAYERFS_RUNTIME_DIR=${this.daemon?.runtime ?? ''}`, process.execPath, this.cfg.layerfsBin, 'umount', this.root];
       else primary = which('fusermount3') ? ['fusermount3', '-u', this.root] : ['umount', this.root];
       problems.push(...unmountWith(this.root, primary));
     }
+    // The daemon lives on after each of its mounts.
+    if (this.name === 'layerfs-daemon') this.pid = undefined;
     if (this.pid !== undefined) {
       if (!waitPidExit(this.pid, 15_000)) problems.push(`${this.name} server pid ${this.pid} still running 15 s after unmount`);
       this.pid = undefined;
