@@ -345,3 +345,24 @@ test('CREATE of a new file answers what a lookup shows; its security.capability 
   t.is((await c.send(Op.GETXATTR, Number(found.body.readBigUInt64LE(0)), u32s(64, 0), 'security.capability')).error, ENODATA);
   t.is(c.session.known, 2);
 });
+
+test('an OPEN that copies a file up answers its security.capability in the session, unless an xattr was set while the copy was made', async (t) => {
+  const c = new Client([{ f: 'x', g: 'y' }]);
+  const f = await c.lookup(ROOT, 'f');
+  const caps = (id: number) => c.send(Op.GETXATTR, id, u32s(64, 0), 'security.capability');
+  await c.open(f.nodeid, fs.constants.O_WRONLY); // copies f up: its lower file has no capability
+  t.is((await caps(f.nodeid)).error, ENODATA);
+  t.is(c.session.known, 1, 'answered in the session');
+
+  // A capability set on g while its OPEN is still copying it up: the open must not mark it.
+  const g = await c.lookup(ROOT, 'g');
+  const cap = Buffer.from('0100000200040000000000000000000000000000', 'hex'); // cap_net_bind_service=ep
+  const opening = c.open(g.nodeid, fs.constants.O_WRONLY);
+  const setting = c.send(Op.SETXATTR, g.nodeid, u32s(cap.length, 0), 'security.capability', cap);
+  await opening;
+  t.is((await setting).error, 0);
+  const got = await caps(g.nodeid);
+  t.is(got.error, 0, 'the capability set meanwhile is there');
+  t.is(got.body.subarray(0, cap.length).toString('hex'), cap.toString('hex'));
+  t.is(c.session.known, 1, 'asked of the union');
+});

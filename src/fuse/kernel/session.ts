@@ -94,6 +94,11 @@ export class KernelSession {
   /** File handle -> the node it was opened on. */
   private readonly fileNode = new Map<number, Node>();
   private proto = 0;
+  /**
+   * SETXATTRs and LINKs so far: an OPEN that copied a file up marks its node as having no
+   * capability only if none came meanwhile (one may have set it on the copy while it was made).
+   */
+  private xattrChanges = 0;
 
   constructor(
     private readonly u: UnionOps,
@@ -378,6 +383,7 @@ export class KernelSession {
         const p = this.child(n, name);
         // What is known of the source's xattrs would not hold for its other name's node.
         from.noCapability = false;
+        this.xattrChanges++;
         // The source's link count changed: a change the kernel (6.x) does not forget by itself,
         // since to it the new name is another inode (ctime is all it updates).
         return this.u.link(this.path(from), p).then(() => {
@@ -389,6 +395,7 @@ export class KernelSession {
         if (this.policy.kernelOpens) throw new FsError('ENOSYS', 'open');
         const flags = b.readUInt32LE(at);
         const kill = (b.readUInt32LE(at + 4) & OPEN_KILL_SUIDGID) !== 0;
+        const changes = this.xattrChanges;
         return this.u.open(this.path(n), flags).then(async ({ fh, copied }) => {
           // A failed open must leave no handle behind: the kernel will never release it.
           if (kill) await this.u.dropSetIds({ fh }, h).catch(async (e: unknown) => {
@@ -398,7 +405,7 @@ export class KernelSession {
           this.opened(n, fh);
           // Copied up just now: the kernel asks for its capability before the first write, and
           // the copy has one only if its lower file had one (until an xattr is set, as after CREATE).
-          if (copied !== undefined && !copied.includes(CAPABILITY)) n.noCapability = true;
+          if (copied !== undefined && !copied.includes(CAPABILITY) && changes === this.xattrChanges) n.noCapability = true;
           // Opening for writing may have copied the file up: a new ctime and block count that
           // the kernel, keeping the lower's, would show until its attributes time out.
           if ((flags & O_ACCMODE) !== fsc.O_RDONLY && this.policy.attrSecFile > 0) this.invalidateAttrs(n);
@@ -461,6 +468,7 @@ export class KernelSession {
         const [name, next] = cString(b, at + 8, len);
         const value = Buffer.from(b.subarray(next, next + size));
         n.noCapability = false;
+        this.xattrChanges++;
         const fh = this.namelessHandle(n);
         return (fh !== undefined ? this.u.fsetxattr(fh, name, value, flags) : this.u.setxattr(this.path(n), name, value, flags)).then(() => undefined);
       }
