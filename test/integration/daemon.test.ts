@@ -153,3 +153,29 @@ test('one daemon serves two mounts; each unmounts alone; SIGTERM unmounts the re
     await cleanup(s, daemon);
   }
 });
+
+test('after a SIGKILL of the daemon, layerfs umount clears each dead mount, and a new daemon starts on its socket', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const s = await setup('killed');
+  let daemon: ChildProcess | undefined;
+  try {
+    daemon = (await startDaemon(s)).child;
+    for (const mnt of [s.ro, s.rw]) t.is((await layerfsCli(['mount', '-o', `lowerdir=${s.top}:${s.base},daemon`, mnt], { env: s.env })).code, 0);
+    daemon.kill('SIGKILL');
+    t.true(await until(() => !alive(daemon!.pid!), 10_000));
+    // (ECONNABORTED while the kernel is still aborting the connection.)
+    const err = t.throws(() => fs.readdirSync(s.ro), undefined, 'one crash ends every mount the daemon served') as NodeJS.ErrnoException | undefined;
+    t.regex(err?.code ?? '', /^(ENOTCONN|ECONNABORTED)$/);
+    for (const mnt of [s.ro, s.rw]) {
+      const u = await layerfsCli(['umount', mnt], { env: s.env });
+      t.is(u.code, 0, u.stderr);
+      t.is(mountedFsType(mnt), undefined);
+      t.is(record(s, mnt), undefined);
+    }
+    daemon = (await startDaemon(s)).child;
+    t.is((await layerfsCli(['mount', '-o', `lowerdir=${s.top}:${s.base},daemon`, s.ro], { env: s.env })).code, 0);
+    t.is(fs.readFileSync(path.join(s.ro, 'hello'), 'utf8'), 'top\n');
+  } finally {
+    await cleanup(s, daemon);
+  }
+});
