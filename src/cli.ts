@@ -17,7 +17,7 @@ import type { LayerIO } from './layer/commands.js';
 import { LayerfsError, checkMount, requestStats, startDaemonMount, startServer, stopMount } from './mount-process.js';
 import type { ParsedOptions } from './config.js';
 import type { CheckedPaths } from './preflight.js';
-import type { ServeConfig } from './server.js';
+import type { ServeConfig } from './serve-config.js';
 
 const HELP = `layerfs: a union filesystem in user space, on-disk compatible with overlayfs
 

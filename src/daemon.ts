@@ -8,16 +8,9 @@ import { ControlUnavailable, listenControl, requestControl } from './host/contro
 import { daemonSocket } from './host/runtime.js';
 import type { Log } from './log.js';
 import { mountPoints } from './preflight.js';
-import { serve, type ServeConfig, type Serving } from './server.js';
-
-/** What `layerfs mount -o daemon` sends: the mount, checked and with real paths (cli.ts). */
-export interface MountRequest {
-  readonly request: 'mount';
-  readonly config: ServeConfig;
-}
-
-/** The daemon's answer to a mount request. */
-export type MountReply = { readonly ready: true; readonly pid: number } | { readonly error: string };
+import type { MountReply } from './mount-process.js';
+import type { ServeConfig } from './serve-config.js';
+import { serve, type Serving } from './server.js';
 
 /** Where a path lies inside a mount this daemon serves: the mountpoint, else undefined. */
 function servedAbove(p: string, served: Iterable<string>): string | undefined {

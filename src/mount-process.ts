@@ -11,9 +11,8 @@ import { loadFuse, unmountPath } from './fuse/mount.js';
 import { ControlUnavailable, requestControl } from './host/control.js';
 import { canOpenReadWrite, statSyncOrUndefined } from './host/fs.js';
 import { daemonSocket, socketFor } from './host/runtime.js';
-import type { MountReply, MountRequest } from './daemon.js';
 import { checkPaths, mountPoints, type CheckedPaths } from './preflight.js';
-import type { ServeConfig } from './server.js';
+import type { ServeConfig } from './serve-config.js';
 import type { MountStats } from './stats.js';
 
 /**
@@ -133,6 +132,15 @@ export function startServer(args: readonly string[], o: StartOptions): Promise<S
     child.on('error', (e) => fail(`cannot start the server: ${e.message}`, child.pid !== undefined));
   });
 }
+
+/** What `layerfs mount -o daemon` sends the daemon (src/daemon.ts): the mount, checked, with real paths. */
+export interface MountRequest {
+  readonly request: 'mount';
+  readonly config: ServeConfig;
+}
+
+/** The daemon's answer to a mount request. */
+export type MountReply = { readonly ready: true; readonly pid: number } | { readonly error: string };
 
 /**
  * Hand a checked mount to the running host daemon (D36) and wait until it serves it; throws

@@ -15,24 +15,10 @@ import { ensureDir } from './host/fs.js';
 import type { RealPath } from './path.js';
 import { OpCounters, mountStats } from './stats.js';
 import { createUnion } from './union.js';
-import { canWriteKernelWhiteouts, type WhiteoutFormat } from './whiteout-writer.js';
+import { canWriteKernelWhiteouts } from './whiteout-writer.js';
+import type { Engine, ServeConfig } from './serve-config.js';
 
-export interface ServeConfig {
-  readonly lowers: readonly string[];
-  readonly upper?: string | undefined;
-  readonly work?: string | undefined;
-  readonly whiteout?: WhiteoutFormat;
-  /** Seconds a change underneath in a lower may stay unseen; undefined: until remount. */
-  readonly lowerTtl?: number | undefined;
-  readonly mountpoint: string;
-  readonly readOnly: boolean;
-  readonly allowOther: boolean;
-  readonly fuseOptions: readonly string[];
-  /** Who speaks FUSE (D28): layerfs itself ('kernel', the default) or libfuse through fuse-native. */
-  readonly engine?: Engine | undefined;
-  /** How long the kernel engine reads on after a burst of requests (D32); undefined: its default. */
-  readonly spinMicros?: number | undefined;
-}
+export type { Engine, ServeConfig };
 
 export interface Serving {
   /** Unmount (lazily when busy, so a stop always ends the mount) and release everything. */
@@ -41,8 +27,6 @@ export interface Serving {
   readonly ended: Promise<void>;
 }
 
-/** Who speaks FUSE: 'kernel' (layerfs reads /dev/fuse itself, D28) or 'libfuse' (fuse-native). */
-export type Engine = 'kernel' | 'libfuse';
 
 /**
  * The engine of a mount: as asked (engine=), else the kernel engine where the kernel speaks FUSE
