@@ -10,7 +10,7 @@ import { getattr } from '../../src/ops/getattr.js';
 import { open, read, release } from '../../src/ops/open.js';
 import { unlink } from '../../src/ops/unlink.js';
 import { ftruncate, truncate, write } from '../../src/ops/write.js';
-import { setXattr } from '../../src/host/libc.js';
+import { mknod, setXattr } from '../../src/host/libc.js';
 import { vpath, type RealPath } from '../../src/path.js';
 import { createUnion } from '../../src/union.js';
 
@@ -108,6 +108,27 @@ test('create gives a file made for the server\'s own user the mode asked, whatev
     t.deepEqual([st.uid, st.gid], [self.uid, self.gid]);
     t.is(made?.mode, st.mode, name);
   }
+});
+
+// D37: a file for the server's own user where no lower has the name is made at its name; a
+// whiteout left there (a lower that had the name is gone, say) makes that fail, and the general
+// way puts the file in its place.
+test('create where no lower has the name: made at its name, also over a whiteout left there', async (t) => {
+  const s = setup();
+  const self = { uid: process.geteuid!(), gid: process.getegid!() };
+  fs.mkdirSync(path.join(s.upper, 'd'));
+  mknod(path.join(s.upper, 'd/ghost') as RealPath, fs.constants.S_IFCHR | 0o000, 0);
+  for (const name of ['fresh', 'ghost']) {
+    const { fh, made } = await create(s.ctx, vpath(`/d/${name}`), 0o640, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, self);
+    t.deepEqual(made, await getattr(s.ctx, vpath(`/d/${name}`)), name);
+    await write(s.ctx, fh, Buffer.from(name), name.length, 0);
+    await release(s.ctx, fh);
+    const st = fs.lstatSync(path.join(s.upper, 'd', name));
+    t.true(st.isFile(), name);
+    t.is(st.mode & 0o7777, 0o640, name);
+    t.is(await readAll(s.ctx, `/d/${name}`), name);
+  }
+  t.deepEqual(fs.readdirSync(s.work), [], 'nothing left in the work dir');
 });
 
 test('truncate and ftruncate copy up and cut', async (t) => {
