@@ -1,28 +1,25 @@
 // symlink, mknod and link: new non-directories in the upper (place.ts). mknod makes fifos and
 // sockets, and devices as root. link copies the source up first (as the kernel's overlayfs does),
 // so both names are one upper inode.
+import { constants } from 'node:fs';
 import { requireUpper, type UnionCtx } from '../context.js';
 import { FsError } from '../errno.js';
 import * as host from '../host/fs.js';
 import { mknod as mknodAt } from '../host/libc.js';
 import { baseName, parentOf, type VPath } from '../path.js';
 import { isMarkerName } from '../whiteout.js';
-import { entryFor, own, placeNew, type Owner } from './place.js';
+import { placeNew, type Owner } from './place.js';
+
+const { S_IFMT } = constants;
 
 export async function symlink(ctx: UnionCtx, target: string, p: VPath, owner: Owner): Promise<void> {
   const up = requireUpper(ctx, 'symlink', p);
-  await placeNew(ctx, up, p, { syscall: 'symlink', isDir: false }, async (tmp, parent) => {
-    await host.symlink(target, tmp);
-    await own(tmp, entryFor(owner, parent));
-  });
+  await placeNew(ctx, up, p, { syscall: 'symlink', isDir: false, owner }, async (at) => ({ value: await host.symlink(target, at) }));
 }
 
 export async function mknod(ctx: UnionCtx, p: VPath, mode: number, dev: number, owner: Owner): Promise<void> {
   const up = requireUpper(ctx, 'mknod', p);
-  await placeNew(ctx, up, p, { syscall: 'mknod', isDir: false }, async (tmp, parent) => {
-    mknodAt(tmp, mode, dev);
-    await own(tmp, entryFor(owner, parent, mode));
-  });
+  await placeNew(ctx, up, p, { syscall: 'mknod', isDir: false, owner, mode }, async (at, perm) => ({ value: mknodAt(at, (mode & S_IFMT) | perm, dev) }));
 }
 
 export async function link(ctx: UnionCtx, from: VPath, p: VPath): Promise<void> {
@@ -35,6 +32,6 @@ export async function link(ctx: UnionCtx, from: VPath, p: VPath): Promise<void> 
   if (parent.kind !== 'dir') throw new FsError('ENOTDIR', 'link', p);
   if ((await ctx.resolver.resolve(p)).kind !== 'absent') throw new FsError('EEXIST', 'link', p);
   const source = await up.copyUp.ensure(from);
-  await placeNew(ctx, up, p, { syscall: 'link', isDir: false }, (tmp) => host.link(source, tmp));
+  await placeNew(ctx, up, p, { syscall: 'link', isDir: false }, async (at) => ({ value: await host.link(source, at) }));
   ctx.resolver.invalidate(from); // its link count changed
 }

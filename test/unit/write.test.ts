@@ -131,6 +131,62 @@ test('create where no lower has the name: made at its name, also over a whiteout
   t.deepEqual(fs.readdirSync(s.work), [], 'nothing left in the work dir');
 });
 
+// D37 for every new entry: mkdir, mknod, symlink and link make the server's own entries at their
+// names where no lower has them. The host's umask (022 as a rule) cuts 0777 to 0755 there, and a
+// set-group-ID parent gives its group and, to a directory, its bit: what the entry ends up with
+// must be what was asked all the same. A whiteout left at a name makes the make fail, and the
+// work-dir way replaces it.
+test('mkdir, mknod, symlink and link where no lower has the name: the mode and owner asked, also over a whiteout left there', async (t) => {
+  const s = setup();
+  const { mkdir } = await import('../../src/ops/mkdir.js');
+  const { symlink, mknod: mknodOp, link } = await import('../../src/ops/symlink.js');
+  const self = { uid: process.geteuid!(), gid: process.getegid!() };
+  const sg = path.join(s.lower, 'sg');
+  fs.mkdirSync(sg);
+  fs.chownSync(sg, self.uid, 4321);
+  fs.chmodSync(sg, 0o2775);
+  // The umask the host applies to what the server makes: this process's (022 as a rule).
+  t.not(process.umask() & 0o022, 0, 'this test needs a umask that cuts group and other write');
+  {
+    for (const dir of ['/d', '/sg']) {
+      const wantGid = dir === '/sg' ? 4321 : self.gid;
+      // The upper's directory, as a copy-up makes it, to hold the whiteouts left there.
+      fs.mkdirSync(path.join(s.upper, dir), { recursive: true });
+      const lowerDir = fs.lstatSync(path.join(s.lower, dir));
+      fs.chownSync(path.join(s.upper, dir), lowerDir.uid, lowerDir.gid);
+      fs.chmodSync(path.join(s.upper, dir), lowerDir.mode & 0o7777);
+      mknod(path.join(s.upper, dir, 'ghost-dir') as RealPath, fs.constants.S_IFCHR, 0);
+      mknod(path.join(s.upper, dir, 'ghost-fifo') as RealPath, fs.constants.S_IFCHR, 0);
+      mknod(path.join(s.upper, dir, 'ghost-link') as RealPath, fs.constants.S_IFCHR, 0);
+      mknod(path.join(s.upper, dir, 'ghost-hard') as RealPath, fs.constants.S_IFCHR, 0);
+      for (const pre of ['new', 'ghost']) {
+        const at = (n: string) => vpath(`${dir}/${pre}-${n}`);
+        const real = (n: string) => path.join(s.upper, dir, `${pre}-${n}`);
+        await mkdir(s.ctx, at('dir'), 0o777, self);
+        await mknodOp(s.ctx, at('fifo'), fs.constants.S_IFIFO | 0o666, 0, self);
+        await symlink(s.ctx, 'somewhere', at('link'), self);
+        await link(s.ctx, vpath('/d/f'), at('hard'));
+        const d = fs.lstatSync(real('dir'));
+        t.true(d.isDirectory(), `${dir} ${pre}`);
+        t.is(d.mode & 0o7777, dir === '/sg' ? 0o2777 : 0o777, `${dir} ${pre}: the directory's mode, not cut by the umask`);
+        t.deepEqual([d.uid, d.gid], [self.uid, wantGid], `${dir} ${pre}`);
+        const f = fs.lstatSync(real('fifo'));
+        t.true(f.isFIFO(), `${dir} ${pre}`);
+        t.is(f.mode & 0o7777, 0o666, `${dir} ${pre}: the fifo's mode, not cut by the umask`);
+        t.deepEqual([f.uid, f.gid], [self.uid, wantGid], `${dir} ${pre}`);
+        t.is(fs.readlinkSync(real('link')), 'somewhere');
+        t.is(fs.lstatSync(real('hard')).ino, fs.lstatSync(path.join(s.upper, 'd/f')).ino, `${dir} ${pre}: one inode`);
+        // What a lookup shows is what is on disk.
+        t.is((await getattr(s.ctx, at('dir'))).mode, d.mode);
+        t.is((await getattr(s.ctx, at('fifo'))).mode, f.mode);
+        t.true(((await getattr(s.ctx, at('link'))).mode & fs.constants.S_IFMT) === fs.constants.S_IFLNK);
+      }
+    }
+    t.is((await getattr(s.ctx, vpath('/d/f'))).nlink, 5, 'four new names of one file');
+  }
+  t.deepEqual(fs.readdirSync(s.work), [], 'nothing left in the work dir');
+});
+
 test('truncate and ftruncate copy up and cut', async (t) => {
   const s = setup();
   await truncate(s.ctx, vpath('/d/f'), 5);
