@@ -58,6 +58,8 @@ Options:
        engine=kernel|libfuse  who speaks FUSE: layerfs itself (default, Linux 4.20+) or libfuse
        spin_us=N        keep reading /dev/fuse for N µs after a burst of requests before
                         sleeping (default 50; 0: never)
+       readahead=KIB    how far the kernel reads ahead in files (default 1024; the kernel's
+                        own default is 128). Set through sysfs, as root only
        daemon           have the running \`layerfs daemon\` serve the mount, with its other
                         mounts, instead of a server of its own (faster from its first
                         request; one process for all: a crash ends every mount it serves)
@@ -105,7 +107,7 @@ function serveConfig(opts: ParsedOptions, paths: CheckedPaths): ServeConfig {
   return {
     lowers: paths.lowers, upper: paths.upper, work: paths.work, whiteout: opts.whiteout, lowerTtl: opts.lowerTtl, mountpoint: paths.mountpoint,
     readOnly: opts.readOnly, allowOther: opts.allowOther, fuseOptions: opts.fuseOptions, engine: opts.engine,
-    spinMicros: opts.spinMicros,
+    spinMicros: opts.spinMicros, readaheadKiB: opts.readaheadKiB,
   };
 }
 

@@ -72,6 +72,9 @@ function unescape(s: string): string {
   return s.replace(/\\(.)/g, '$1');
 }
 
+/** Largest readahead=: 64 MiB, far past where larger requests stop paying (max_pages is 1 MiB). */
+const MAX_READAHEAD_KIB = 65536;
+
 /** Longest spin_us=: a millisecond of a CPU per burst is already more than any wake-up costs. */
 const MAX_SPIN_MICROS = 1000;
 
@@ -95,6 +98,8 @@ export interface ParsedOptions {
   spinMicros?: number;
   /** daemon: served by the host's running `layerfs daemon` instead of a server of its own (D36). */
   daemon?: boolean;
+  /** readahead=: KiB the kernel reads ahead in the mount's files (D38); undefined: the default. */
+  readaheadKiB?: number;
 }
 
 /** Parse the -o option list(s). Throws ConfigError on the first problem. */
@@ -143,6 +148,13 @@ export function parseOptions(optionStrings: readonly string[]): ParsedOptions {
         const n = Number(v);
         if (!/^\d+$/.test(v) || n > MAX_SPIN_MICROS) throw new ConfigError(`spin_us= takes microseconds from 0 to ${MAX_SPIN_MICROS}, not ${v}`);
         out.spinMicros = n;
+        break;
+      }
+      case 'readahead': {
+        const v = need();
+        const n = Number(v);
+        if (!/^\d+$/.test(v) || n > MAX_READAHEAD_KIB) throw new ConfigError(`readahead= takes KiB from 0 to ${MAX_READAHEAD_KIB}, not ${v}`);
+        out.readaheadKiB = n;
         break;
       }
       case 'ro': out.readOnly = true; break;

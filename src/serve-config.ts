@@ -21,4 +21,6 @@ export interface ServeConfig {
   readonly engine?: Engine | undefined;
   /** How long the kernel engine reads on after a burst of requests (D32); undefined: its default. */
   readonly spinMicros?: number | undefined;
+  /** KiB the kernel reads ahead in the mount's files (D38); undefined: the default. */
+  readonly readaheadKiB?: number | undefined;
 }

@@ -5,6 +5,7 @@ import { setFlagsFromString } from 'node:v8';
 import { toFuseOps, type Opening } from './fuse/adapter.js';
 import { mountFuse, unmountPath } from './fuse/mount.js';
 import { mountKernelFuse } from './fuse/kernel/mount.js';
+import { DEFAULT_READAHEAD_KIB } from './fuse/kernel/readahead.js';
 import type { KernelPolicy } from './fuse/kernel/session.js';
 import { listenControl, type ControlServer } from './host/control.js';
 import { isServing, readRecord, removeRecord, socketFor, startTicks, writeRecord } from './host/runtime.js';
@@ -200,6 +201,7 @@ export async function serve(c: ServeConfig, log: Log, o: { readonly daemon?: boo
   const mounted = engineFor(c) === 'kernel'
     ? mountKernelFuse(c.mountpoint, union.ops, {
       options: mountOptionsFor(c), policy: kernelPolicyFor(c), log: opLog, onExit: () => onExit(), spinMicros: c.spinMicros,
+      readaheadKiB: c.readaheadKiB ?? DEFAULT_READAHEAD_KIB,
       fixedXattrNames: (to) => union.tellFixedXattrNames(to),
     })
     : await mountFuse(c.mountpoint, (caller, xattrKnown) => {

@@ -68,6 +68,31 @@ test('mount returns once serving; umount leaves no mount and no process', async 
   }
 });
 
+// D38: the kernel reads ahead 1 MiB in a layerfs mount by default (its own default for FUSE is
+// 128 KiB), or what readahead= says; what is read is the file all the same.
+test('a mount reads ahead 1 MiB, or what readahead= says', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const l = await layers('readahead');
+  const data = Buffer.alloc(3 << 20);
+  for (let i = 0; i < data.length; i += 4) data.writeUInt32LE(i, i);
+  fs.writeFileSync(path.join(l.base, 'big'), data);
+  const readaheadKiB = (): number => {
+    const dev = spawnSync('mountpoint', ['-d', l.mnt], { encoding: 'utf8' }).stdout.trim();
+    return Number(fs.readFileSync(`/sys/class/bdi/${dev}/read_ahead_kb`, 'utf8'));
+  };
+  try {
+    for (const [opt, want] of [['', 1024], [',readahead=256', 256]] as const) {
+      const m = await layerfsCli(['mount', '-o', `lowerdir=${l.top}:${l.base}${opt}`, l.mnt]);
+      t.is(m.code, 0, m.stderr);
+      t.is(readaheadKiB(), want, opt);
+      t.true(fs.readFileSync(path.join(l.mnt, 'big')).equals(data), opt);
+      t.is((await layerfsCli(['umount', l.mnt])).code, 0);
+    }
+  } finally {
+    await cleanup(l.mnt);
+  }
+});
+
 test('a mountpoint too long to name a runtime record after it mounts and unmounts', async (t) => {
   if (!requireMountCapable(t)) return;
   const l = await layers('long-mountpoint');

@@ -143,6 +143,12 @@ test('engine= picks who speaks FUSE; the kernel engine keeps in the kernel what 
   for (const bad of ['-1', '1.5', '1001', 'x', '']) {
     t.throws(() => parseOptions([`lowerdir=/l,spin_us=${bad}`]), { message: bad === '' ? /spin_us needs a value/ : /spin_us= takes microseconds from 0 to 1000/ }, bad);
   }
+  t.is(parseOptions(['lowerdir=/l,readahead=0']).readaheadKiB, 0);
+  t.is(parseOptions(['lowerdir=/l,readahead=4096']).readaheadKiB, 4096);
+  t.is(parseOptions(['lowerdir=/l']).readaheadKiB, undefined);
+  for (const bad of ['-1', '1.5', '65537', '1M', '']) {
+    t.throws(() => parseOptions([`lowerdir=/l,readahead=${bad}`]), { message: bad === '' ? /readahead needs a value/ : /readahead= takes KiB from 0 to 65536/ }, bad);
+  }
   const { kernelPolicyFor, mountOptionsFor } = await import('../../src/server.js');
   const base = { lowers: ['/l'], mountpoint: '/m', readOnly: false, allowOther: false, fuseOptions: ['nodev'] };
   const ro = kernelPolicyFor(base, '6.1.0');
@@ -164,4 +170,23 @@ test('the kernel engine is the default where the kernel speaks FUSE 7.28 (Linux 
   t.is(engineFor(base, '4.19.0-26-amd64'), 'libfuse');
   t.is(engineFor({ ...base, engine: 'libfuse' }, '6.1.0'), 'libfuse');
   t.is(engineFor({ ...base, engine: 'kernel' }, '4.9.0'), 'kernel');
+});
+
+// D38: the mount's backing device is found in the mount table, never by a stat of the mountpoint
+// (that would ask the server that is looking). The topmost FUSE mount at the path is the one.
+test('fuseDeviceOf finds the device of the topmost FUSE mount at a path, escapes decoded', async (t) => {
+  const { fuseDeviceOf } = await import('../../src/fuse/kernel/readahead.js');
+  const info = [
+    '22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw',
+    '40 22 0:35 / /mnt/a\\040b rw,nosuid - tmpfs tmpfs rw',
+    '41 40 0:52 / /mnt/a\\040b rw,nosuid,nodev,relatime shared:9 - fuse.layerfs layerfs rw,user_id=0,group_id=0',
+    '42 22 0:53 / /mnt/plain rw - fuse /dev/fuse rw,user_id=0',
+    '43 41 0:54 / /mnt/a\\040b rw - fuse.layerfs layerfs rw,user_id=0',
+    '',
+  ].join('\n');
+  t.is(fuseDeviceOf(info, '/mnt/a b'), '0:54', 'the last of two stacked FUSE mounts');
+  t.is(fuseDeviceOf(info, '/mnt/plain'), '0:53', 'fstype fuse');
+  t.is(fuseDeviceOf(info, '/'), undefined, 'not FUSE');
+  t.is(fuseDeviceOf(info, '/mnt/a\\040b'), undefined, 'the escaped form is not the path');
+  t.is(fuseDeviceOf(info, '/mnt'), undefined);
 });

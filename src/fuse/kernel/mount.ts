@@ -4,6 +4,7 @@ import type { VPath } from '../../path.js';
 import type { UnionOps } from '../../union.js';
 import { unmountPath, type Mounted } from '../mount.js';
 import { SPIN_MICROS, mountConnection, readConnection, writeReply } from './device.js';
+import { setReadahead } from './readahead.js';
 import { KernelSession, type KernelPolicy } from './session.js';
 
 /** Room for a request's header and arguments besides the data of the largest WRITE. */
@@ -18,12 +19,17 @@ export function mountKernelFuse(
     readonly fixedXattrNames?: (to: (p: VPath, names: readonly string[]) => void) => boolean;
     /** How long to read on after a burst of requests (D32); undefined: SPIN_MICROS. */
     readonly spinMicros?: number | undefined;
+    /** Readahead to set once INIT is answered (D38), in KiB. */
+    readonly readaheadKiB: number;
   },
 ): Mounted {
   const fd = mountConnection(mountpoint, o.options);
   const session = new KernelSession(ops, o.policy, o.log, (reply) => {
     const err = writeReply(fd, reply);
     if (err !== undefined) o.log.bug('reply', new Error(`writing a reply to /dev/fuse failed: ${err}`));
+  }, () => {
+    const problem = setReadahead(mountpoint, o.readaheadKiB);
+    if (problem !== undefined) o.log.info(`readahead stays the kernel's default: ${problem}`);
   });
   o.fixedXattrNames?.(session.knowXattrs);
   readConnection(fd, o.policy.maxWrite + HEADER_ROOM, (b, len) => {

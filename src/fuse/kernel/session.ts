@@ -105,6 +105,8 @@ export class KernelSession {
     private readonly policy: KernelPolicy,
     private readonly log: Log,
     private readonly send: Send,
+    /** Runs once INIT is answered: the mount is then set up in the kernel (readahead.ts). */
+    private readonly afterInit?: () => void,
   ) {}
 
   /** Handle one request, read into `b` (valid only during this call). */
@@ -124,9 +126,12 @@ export class KernelSession {
       }
       case Op.INTERRUPT:
         return; // layerfs's operations are short or must not be cut off (copy-up): let them finish
-      case Op.INIT:
-        this.send(this.init(h, b));
+      case Op.INIT: {
+        const r = this.init(h, b);
+        this.send(r);
+        if (r.readInt32LE(4) === 0) this.afterInit?.();
         return;
+      }
       case Op.DESTROY:
         this.send(reply(h.unique, 0));
         return;
