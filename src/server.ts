@@ -201,7 +201,8 @@ export async function serve(c: ServeConfig, log: Log, o: { readonly daemon?: boo
   const mounted = engineFor(c) === 'kernel'
     ? mountKernelFuse(c.mountpoint, union.ops, {
       options: mountOptionsFor(c), policy: kernelPolicyFor(c), log: opLog, onExit: () => onExit(), spinMicros: c.spinMicros,
-      readaheadKiB: c.readaheadKiB ?? DEFAULT_READAHEAD_KIB,
+      // Only root may write sysfs: elsewhere the default would fail at every mount and say so.
+      readaheadKiB: c.readaheadKiB ?? (process.geteuid?.() === 0 ? DEFAULT_READAHEAD_KIB : undefined),
       fixedXattrNames: (to) => union.tellFixedXattrNames(to),
     })
     : await mountFuse(c.mountpoint, (caller, xattrKnown) => {

@@ -19,16 +19,17 @@ export function mountKernelFuse(
     readonly fixedXattrNames?: (to: (p: VPath, names: readonly string[]) => void) => boolean;
     /** How long to read on after a burst of requests (D32); undefined: SPIN_MICROS. */
     readonly spinMicros?: number | undefined;
-    /** Readahead to set once INIT is answered (D38), in KiB. */
-    readonly readaheadKiB: number;
+    /** Readahead to set once INIT is answered (D38), in KiB; undefined: the kernel's. */
+    readonly readaheadKiB?: number | undefined;
   },
 ): Mounted {
   const fd = mountConnection(mountpoint, o.options);
+  const kib = o.readaheadKiB;
   const session = new KernelSession(ops, o.policy, o.log, (reply) => {
     const err = writeReply(fd, reply);
     if (err !== undefined) o.log.bug('reply', new Error(`writing a reply to /dev/fuse failed: ${err}`));
-  }, () => {
-    const problem = setReadahead(mountpoint, o.readaheadKiB);
+  }, kib === undefined ? undefined : () => {
+    const problem = setReadahead(mountpoint, kib);
     if (problem !== undefined) o.log.info(`readahead stays the kernel's default: ${problem}`);
   });
   o.fixedXattrNames?.(session.knowXattrs);
