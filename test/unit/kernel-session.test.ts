@@ -319,6 +319,14 @@ test('FLUSH answers ENOSYS (every write reached the branch already): the kernel 
   t.is(fs.readFileSync(path.join(c.upper, 'f'), 'utf8'), 'yz');
 });
 
+test('INTERRUPT is answered ENOSYS, so that the kernel sends no more; serving goes on', async (t) => {
+  const c = new Client([{ f: 'x' }]);
+  const { ENOSYS } = (await import('node:os')).constants.errno;
+  // fuse_interrupt_in: the unique of the request to interrupt.
+  t.is((await c.send(Op.INTERRUPT, 0, u64s(1n))).error, ENOSYS);
+  t.true((await c.lookup(ROOT, 'f')).nodeid > 0);
+});
+
 test('CREATE of a new file answers what a lookup shows; its security.capability is answered absent without the union until an xattr is set', async (t) => {
   const c = new Client([{ f: 'x' }]);
   // fuse_create_in: flags, mode, umask, open_flags; then the name.

@@ -125,7 +125,11 @@ export class KernelSession {
         return;
       }
       case Op.INTERRUPT:
-        return; // layerfs's operations are short or must not be cut off (copy-up): let them finish
+        // layerfs does not cut an operation short (a copy-up must finish or be undone): the
+        // interrupted request is answered when it is done. ENOSYS says so to the kernel, which
+        // then sends no more INTERRUPTs on this connection (fc->no_interrupt).
+        this.send(reply(h.unique, E.ENOSYS));
+        return;
       case Op.INIT: {
         const r = this.init(h, b);
         this.send(r);
