@@ -102,6 +102,13 @@ export interface ParsedOptions {
   readaheadKiB?: number;
 }
 
+/** A whole number from 0 to max, in `unit`, or a ConfigError that says so. */
+function wholeNumber(key: string, v: string, unit: string, max: number): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n > max) throw new ConfigError(`${key}= takes ${unit} from 0 to ${max}, not ${v}`);
+  return n;
+}
+
 /** Parse the -o option list(s). Throws ConfigError on the first problem. */
 export function parseOptions(optionStrings: readonly string[]): ParsedOptions {
   const out: ParsedOptions = { lowers: [], whiteout: 'overlay', readOnly: false, allowOther: false, fuseOptions: [] };
@@ -143,20 +150,8 @@ export function parseOptions(optionStrings: readonly string[]): ParsedOptions {
         out.engine = v;
         break;
       }
-      case 'spin_us': {
-        const v = need();
-        const n = Number(v);
-        if (!/^\d+$/.test(v) || n > MAX_SPIN_MICROS) throw new ConfigError(`spin_us= takes microseconds from 0 to ${MAX_SPIN_MICROS}, not ${v}`);
-        out.spinMicros = n;
-        break;
-      }
-      case 'readahead': {
-        const v = need();
-        const n = Number(v);
-        if (!/^\d+$/.test(v) || n > MAX_READAHEAD_KIB) throw new ConfigError(`readahead= takes KiB from 0 to ${MAX_READAHEAD_KIB}, not ${v}`);
-        out.readaheadKiB = n;
-        break;
-      }
+      case 'spin_us': out.spinMicros = wholeNumber(key, need(), 'microseconds', MAX_SPIN_MICROS); break;
+      case 'readahead': out.readaheadKiB = wholeNumber(key, need(), 'KiB', MAX_READAHEAD_KIB); break;
       case 'ro': out.readOnly = true; break;
       case 'rw': out.readOnly = false; break;
       case 'allow_other': out.allowOther = true; break;
