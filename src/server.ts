@@ -201,8 +201,10 @@ export async function serve(c: ServeConfig, log: Log, o: { readonly daemon?: boo
   const mounted = engineFor(c) === 'kernel'
     ? mountKernelFuse(c.mountpoint, union.ops, {
       options: mountOptionsFor(c), policy: kernelPolicyFor(c), log: opLog, onExit: () => onExit(), spinMicros: c.spinMicros,
-      // Only root may write sysfs: elsewhere the default would fail at every mount and say so.
-      readaheadKiB: c.readaheadKiB ?? (process.geteuid?.() === 0 ? DEFAULT_READAHEAD_KIB : undefined),
+      // Only root may write sysfs, and not where /sys is read-only (a container): the default is
+      // tried as root and its failure left unsaid; what readahead= asks is always tried and told.
+      readahead: c.readaheadKiB !== undefined ? { kib: c.readaheadKiB, quiet: false }
+        : process.geteuid?.() === 0 ? { kib: DEFAULT_READAHEAD_KIB, quiet: true } : undefined,
       fixedXattrNames: (to) => union.tellFixedXattrNames(to),
     })
     : await mountFuse(c.mountpoint, (caller, xattrKnown) => {

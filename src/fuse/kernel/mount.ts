@@ -19,18 +19,21 @@ export function mountKernelFuse(
     readonly fixedXattrNames?: (to: (p: VPath, names: readonly string[]) => void) => boolean;
     /** How long to read on after a burst of requests (D32); undefined: SPIN_MICROS. */
     readonly spinMicros?: number | undefined;
-    /** Readahead to set once INIT is answered (D38), in KiB; undefined: the kernel's. */
-    readonly readaheadKiB?: number | undefined;
+    /**
+     * Readahead to set once INIT is answered (D38), in KiB; `quiet`: a failure is not logged.
+     * Undefined: the kernel's.
+     */
+    readonly readahead?: { readonly kib: number; readonly quiet: boolean } | undefined;
   },
 ): Mounted {
   const fd = mountConnection(mountpoint, o.options);
-  const kib = o.readaheadKiB;
+  const ra = o.readahead;
   const session = new KernelSession(ops, o.policy, o.log, (reply) => {
     const err = writeReply(fd, reply);
     if (err !== undefined) o.log.bug('reply', new Error(`writing a reply to /dev/fuse failed: ${err}`));
-  }, kib === undefined ? undefined : () => {
-    const problem = setReadahead(mountpoint, kib);
-    if (problem !== undefined) o.log.info(`readahead stays the kernel's default: ${problem}`);
+  }, ra === undefined ? undefined : () => {
+    const problem = setReadahead(mountpoint, ra.kib);
+    if (problem !== undefined && !ra.quiet) o.log.info(`readahead stays the kernel's default: ${problem}`);
   });
   o.fixedXattrNames?.(session.knowXattrs);
   readConnection(fd, o.policy.maxWrite + HEADER_ROOM, (b, len) => {
