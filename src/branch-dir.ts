@@ -18,10 +18,26 @@ export type FileType = number;
 
 const { S_IFDIR, S_IFMT } = constants;
 
-/** A visible entry of a branch directory: its file type and inode number on the branch. */
-export interface DirEntry {
-  readonly type: FileType;
-  readonly ino: number;
+/**
+ * A visible entry of a branch directory: its file type and inode number on the branch, in one
+ * number (ino * 16 + DT_x) where the inode number is below 2^49, so exact in a double. A listing
+ * keeps one per name, and as an object each weighed ~40 bytes more: 4 MB on an image of 100k
+ * files (issue 4's 200 MB). A larger inode number keeps an object.
+ */
+export type DirEntry = number | { readonly type: FileType; readonly ino: number };
+
+const PACKED_INO_LIMIT = 2 ** 49;
+
+export function dirEntry(type: FileType, ino: number): DirEntry {
+  return ino < PACKED_INO_LIMIT ? ino * 16 + (type >>> 12) : { type, ino };
+}
+
+export function entryType(e: DirEntry): FileType {
+  return typeof e === 'number' ? (e % 16) << 12 : e.type;
+}
+
+export function entryIno(e: DirEntry): number {
+  return typeof e === 'number' ? Math.floor(e / 16) : e.ino;
 }
 
 /** One branch's view of one directory. */
@@ -60,6 +76,8 @@ function opaqueXattr(real: RealPath): string | undefined {
   return getXattr(real, XATTR_OPAQUE)?.toString('latin1');
 }
 
+const NO_WHITEOUTS: ReadonlySet<string> = new Set();
+
 /** Read a whole branch directory into a BranchDir. */
 export async function readBranchDir(real: RealPath): Promise<BranchDir> {
   const dirents = readDirents(real);
@@ -89,12 +107,13 @@ export async function readBranchDir(real: RealPath): Promise<BranchDir> {
       const st = await host.lstatOrUndefined(p);
       if (st === undefined) continue;
       if (isKernelWhiteout(st) || (marker === 'x' && isXattrWhiteout(p, st))) whiteouts.add(name);
-      else entries.set(name, { type: st.mode & S_IFMT, ino: st.ino });
+      else entries.set(name, dirEntry(st.mode & S_IFMT, st.ino));
     } else {
-      entries.set(name, { type: d.dtype << 12, ino: d.ino });
+      entries.set(name, dirEntry(d.dtype << 12, d.ino));
     }
   }
-  return { dev, entries, whiteouts, opaque };
+  // Most directories hold no whiteout: one shared empty set spares each listing ~150 bytes.
+  return { dev, entries, whiteouts: whiteouts.size === 0 ? NO_WHITEOUTS : whiteouts, opaque };
 }
 
 /**
@@ -109,7 +128,7 @@ export function isXattrWhiteout(p: RealPath, st: { isFile(): boolean; readonly s
 /** Look name up in an already-read branch directory. */
 export function probeIn(dir: BranchDir, name: Name): Probe {
   const e = dir.entries.get(name);
-  if (e !== undefined) return { kind: e.type === S_IFDIR ? 'dir' : 'nondir', hidesBelow: dir.whiteouts.has(name) };
+  if (e !== undefined) return { kind: entryType(e) === S_IFDIR ? 'dir' : 'nondir', hidesBelow: dir.whiteouts.has(name) };
   return dir.whiteouts.has(name) ? WHITEOUT : ABSENT;
 }
 

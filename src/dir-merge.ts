@@ -2,7 +2,7 @@
 // once; a name whited out in a branch hides that name in every branch below; markers never show.
 // The order is the top branch's order followed by each lower branch's new names, so a listing is
 // stable across calls (readdir offsets stay meaningful).
-import type { BranchDir, FileType } from './branch-dir.js';
+import { entryIno, entryType, type BranchDir, type FileType } from './branch-dir.js';
 
 /** One entry of a merged listing: its name, file type (d_type) and inode number (d_ino). */
 export interface MergedEntry {
@@ -25,7 +25,7 @@ export function mergeListings(
     for (const [name, e] of d.entries) {
       if (seen.has(name)) continue;
       seen.add(name);
-      out.push({ name, type: e.type, ino: ino(d.dev, e.ino, name, i) });
+      out.push({ name, type: entryType(e), ino: ino(d.dev, entryIno(e), name, i) });
     }
     // After this branch's own entries: an OCI ".wh.X" beside "X" hides only the X of lower branches.
     for (const name of d.whiteouts) seen.add(name);

@@ -3,7 +3,7 @@
 import test from 'ava';
 import { constants } from 'node:fs';
 import * as path from 'node:path';
-import { readBranchDir, type BranchDir } from '../../src/branch-dir.js';
+import { dirEntry, entryIno, entryType, readBranchDir, type BranchDir } from '../../src/branch-dir.js';
 import { mergeListings } from '../../src/dir-merge.js';
 import type { RealPath } from '../../src/path.js';
 import { isMarkerName, ociWhiteoutTarget } from '../../src/whiteout.js';
@@ -11,19 +11,31 @@ import {
   chardev, dir, fifo, file, makeScratch, symlink, whiteout, xattrOpaque, xwhiteout, type Spec,
 } from './fixture.js';
 
-const { S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFIFO } = constants;
+const { S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFIFO, S_IFBLK, S_IFSOCK } = constants;
 
 const s = await makeScratch('dirmerge');
 test.after.always(s.cleanup);
 
 function bd(entries: Array<[string, number]>, whiteouts: string[] = [], opaque = false, dev = 1): BranchDir {
-  return { dev, entries: new Map(entries.map(([n, type], i) => [n, { type, ino: 100 + i }])), whiteouts: new Set(whiteouts), opaque };
+  return { dev, entries: new Map(entries.map(([n, type], i) => [n, dirEntry(type, 100 + i)])), whiteouts: new Set(whiteouts), opaque };
 }
 
 /** Merged names and types (inode numbers are checked on their own below). */
 const merge = (dirs: readonly BranchDir[]) => mergeListings(dirs, (_dev, ino) => ino).map(({ name, type }) => ({ name, type }));
 
 const names = (l: { name: string }[]): string[] => l.map((e) => e.name);
+
+test('a listing entry keeps its file type and inode number exactly, however large the number', (t) => {
+  // Entries are packed into one number where that is exact (branch-dir.ts): 64-bit inode numbers
+  // (XFS, btrfs) must come back whole all the same.
+  for (const ino of [0, 1, 2 ** 31 - 1, 2 ** 32 + 7, 2 ** 48 + 5, 2 ** 49 - 1, 2 ** 49, 2 ** 53 - 1]) {
+    for (const type of [S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK]) {
+      const e = dirEntry(type, ino);
+      t.is(entryType(e), type, `type of ${ino}`);
+      t.is(entryIno(e), ino, `inode number ${ino}`);
+    }
+  }
+});
 
 test('the union of the branches, top-most order first, each name once with the top-most type', (t) => {
   const merged = merge([
