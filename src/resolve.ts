@@ -59,8 +59,9 @@ const MIB = 1024 * 1024;
 
 /**
  * Bounded by count and by bytes, so the serving process stays small whatever the image: with
- * these and V8's heap growth held to 1.3x (D30), the daemon stays under 200 MB RSS after a walk
- * of 100k files (issue 4; measured in the README's Memory paragraph). An evicted entry costs one
+ * these, V8's heap growth held to 1.3x (D30) and its young generation to 2 x 4 MiB (D39), a
+ * server the CLI starts stays under 200 MB RSS after a walk of 100k files (issue 4; measured by
+ * `npm run bench:memory`). An evicted entry costs one
  * stat again; the kernel keeps its own copy of what it was told for the entry timeout anyway.
  */
 const DEFAULT_MAX_BYTES = 24 * MIB;
