@@ -225,7 +225,7 @@ export async function serve(c: ServeConfig, log: Log, o: { readonly daemon?: boo
   try {
     control = await listenControl(socketFor(c.mountpoint), (req) => {
       if ((req as { request?: unknown } | null)?.request !== 'stats') return { error: 'unknown request' };
-      return mountStats(union, ops, c.mountpoint, (Date.now() - started) / 1000);
+      return mountStats(union, ops, c.mountpoint, (Date.now() - started) / 1000, mounted.inFlight?.());
     });
   } catch (e) {
     // Stats are a window onto the mount, not part of it: serve without them.

@@ -122,6 +122,13 @@ export interface CacheStats {
   readonly bytes: number;
 }
 
+/** A request the server has not answered yet: its operation, the path it is about, its age. */
+export interface InFlight {
+  readonly op: string;
+  readonly path: string;
+  readonly seconds: number;
+}
+
 /** Everything `layerfs stats` shows of one running mount. */
 export interface MountStats {
   readonly mountpoint: string;
@@ -139,7 +146,15 @@ export interface MountStats {
   readonly copyUps: { readonly count: number; readonly bytes: number };
   /** Whiteouts written into the upper, and directories marked opaque. */
   readonly whiteouts: { readonly written: number; readonly opaqueDirs: number };
+  /**
+   * Requests being answered now: how many, and the longest waiting (at most IN_FLIGHT_SHOWN).
+   * Known with the kernel engine; the libfuse engine tells none.
+   */
+  readonly inFlight: { readonly count: number; readonly oldest: readonly InFlight[] };
 }
+
+/** How many of the requests in flight the stats list. */
+export const IN_FLIGHT_SHOWN = 10;
 
 export function cacheStats(hits: number, misses: number, entries: number, bytes: number): CacheStats {
   const total = hits + misses;
@@ -147,7 +162,10 @@ export function cacheStats(hits: number, misses: number, entries: number, bytes:
 }
 
 /** The figures of a running union and its served operations. */
-export function mountStats(union: Union, ops: OpCounters, mountpoint: string, uptimeSeconds: number): MountStats {
+export function mountStats(
+  union: Union, ops: OpCounters, mountpoint: string, uptimeSeconds: number,
+  inFlight: { readonly count: number; readonly oldest: readonly InFlight[] } = { count: 0, oldest: [] },
+): MountStats {
   const c = union.ctx.resolver.cacheStats();
   const up = union.ctx.upper;
   return {
@@ -161,6 +179,7 @@ export function mountStats(union: Union, ops: OpCounters, mountpoint: string, up
     },
     copyUps: { count: up?.copyUp.counts.copies ?? 0, bytes: up?.copyUp.counts.bytes ?? 0 },
     whiteouts: { written: up?.whiteouts.counts.whiteouts ?? 0, opaqueDirs: up?.whiteouts.counts.opaques ?? 0 },
+    inFlight,
   };
 }
 
@@ -214,5 +233,11 @@ export function formatStats(s: MountStats): string {
   out.push('');
   out.push(`copy-ups: ${s.copyUps.count} (${formatBytes(s.copyUps.bytes)} of file data copied)`);
   out.push(`whiteouts written: ${s.whiteouts.written}; directories made opaque: ${s.whiteouts.opaqueDirs}`);
+  // (inFlight: absent from the stats of a server older than this field)
+  const waiting = (s.inFlight?.oldest ?? []).filter((r) => r.seconds >= 1);
+  if (waiting.length > 0) {
+    out.push('', `requests in flight: ${s.inFlight.count}; waiting a second or more:`);
+    for (const r of waiting) out.push(`  ${r.op} ${r.path}: ${r.seconds.toFixed(1)}s`);
+  }
   return `${out.join('\n')}\n`;
 }

@@ -10,7 +10,7 @@ import { createLog } from '../../src/log.js';
 import { OpCounters } from '../../src/stats.js';
 import { KernelSession, type KernelPolicy } from '../../src/fuse/kernel/session.js';
 import { IN_HEADER, Op } from '../../src/fuse/kernel/wire.js';
-import { createUnion, type Union } from '../../src/union.js';
+import { createUnion, type Union, type UnionOps } from '../../src/union.js';
 import { file, makeScratch, type Spec } from './fixture.js';
 
 const s = await makeScratch('kernel-session');
@@ -41,14 +41,14 @@ class Client {
   readonly notes: Reply[] = [];
   private readonly wire = Buffer.alloc(1 << 17);
 
-  constructor(lowers: Spec[], policy: KernelPolicy = WRITABLE, writable = true) {
+  constructor(lowers: Spec[], policy: KernelPolicy = WRITABLE, writable = true, wrap: (ops: UnionOps) => UnionOps = (ops) => ops) {
     const roots = s.branches(...lowers);
     this.upper = s.dir('upper');
     const work = s.dir('work');
     const u = writable ? createUnion({ lowers: roots, upper: this.upper, work, whiteout: 'overlay' }) : createUnion({ lowers: roots });
     unions.push(u);
     const log = { ...createLog({ tracing: true, write: (line) => this.traces.push(line) }), stats: this.stats };
-    this.session = new KernelSession(u.ops, policy, log, (b) => {
+    this.session = new KernelSession(wrap(u.ops), policy, log, (b) => {
       const unique = b.readBigUInt64LE(8);
       if (unique === 0n) this.notes.push({ error: b.readInt32LE(4), body: b.subarray(16, b.readUInt32LE(0)) });
       this.waiting.get(unique)?.({ error: -b.readInt32LE(4) || 0, body: b.subarray(16, b.readUInt32LE(0)) });
@@ -325,6 +325,35 @@ test('INTERRUPT is answered ENOSYS, so that the kernel sends no more; serving go
   // fuse_interrupt_in: the unique of the request to interrupt.
   t.is((await c.send(Op.INTERRUPT, 0, u64s(1n))).error, ENOSYS);
   t.true((await c.lookup(ROOT, 'f')).nodeid > 0);
+});
+
+test('a request not yet answered is listed with its path and age, and named once as overdue; answered, it is gone', async (t) => {
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  let hold = false; // (a lookup asks getattr too)
+  const c = new Client([{ 'd/f': 'x' }], WRITABLE, true, (ops) => ({
+    ...ops,
+    getattr: async (p) => {
+      if (hold && p === '/d/f') await held;
+      return ops.getattr(p);
+    },
+  }));
+  const d = await c.lookup(ROOT, 'd');
+  const f = await c.lookup(d.nodeid, 'f');
+  hold = true;
+  const answer = c.send(Op.GETATTR, f.nodeid, u32s(0, 0), u64s(0n));
+  await new Promise((r) => setTimeout(r, 20));
+  const waiting = c.session.inFlight();
+  t.is(c.session.pendingCount, 1);
+  t.deepEqual(waiting.map((w) => [w.op, w.path]), [['getattr', '/d/f']]);
+  t.true(waiting[0]!.seconds >= 0.015);
+  t.deepEqual(c.session.overdue(3600), [], 'not overdue yet');
+  t.deepEqual(c.session.overdue(0.01).map((w) => w.path), ['/d/f']);
+  t.deepEqual(c.session.overdue(0.01), [], 'told once');
+  release();
+  t.is((await answer).error, 0);
+  t.deepEqual(c.session.inFlight(), []);
+  t.is(c.session.pendingCount, 0);
 });
 
 test('CREATE of a new file answers what a lookup shows; its security.capability is answered absent without the union until an xattr is set', async (t) => {

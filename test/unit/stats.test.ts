@@ -69,6 +69,7 @@ test('the stats table', (t) => {
     },
     copyUps: { count: 2, bytes: 3 * 1024 * 1024 },
     whiteouts: { written: 5, opaqueDirs: 1 },
+    inFlight: { count: 0, oldest: [] },
   };
   const out = formatStats(stats);
   t.regex(out, /^\/mnt\/x: layerfs server pid 42, up 12s$/m);
@@ -77,6 +78,14 @@ test('the stats table', (t) => {
   t.regex(out, /^resolver +3 +1 +75\.0% +4 +2\.0 KiB$/m);
   t.regex(out, /^copy-ups: 2 \(3\.0 MiB of file data copied\)$/m);
   t.regex(out, /^whiteouts written: 5; directories made opaque: 1$/m);
+  t.notRegex(out, /in flight/);
+  // A request waiting a second or more is named; one just arrived is only counted.
+  const stuck = formatStats({
+    ...stats,
+    inFlight: { count: 2, oldest: [{ op: 'rmdir', path: '/a/b', seconds: 612.34 }, { op: 'getattr', path: '/c', seconds: 0.001 }] },
+  });
+  t.regex(stuck, /^requests in flight: 2; waiting a second or more:\n {2}rmdir \/a\/b: 612\.3s$/m);
+  t.notRegex(stuck, /getattr \/c:/);
   t.is(formatMicros(850), '850µs');
   t.is(formatMicros(12_345), '12.3ms');
   t.is(formatMicros(2_100_000), '2.10s');

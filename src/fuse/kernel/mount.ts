@@ -5,10 +5,18 @@ import type { UnionOps } from '../../union.js';
 import { unmountPath, type Mounted } from '../mount.js';
 import { SPIN_MICROS, mountConnection, readConnection, writeReply } from './device.js';
 import { setReadahead } from './readahead.js';
+import { IN_FLIGHT_SHOWN } from '../../stats.js';
 import { KernelSession, type KernelPolicy } from './session.js';
 
 /** Room for a request's header and arguments besides the data of the largest WRITE. */
 const HEADER_ROOM = 4096;
+
+/**
+ * A request unanswered this long is named in the log, once: its caller waits in the kernel,
+ * unkillable (FUSE requests are not interrupted here: session.ts, INTERRUPT). Long enough
+ * for the copy-up of a large file; the check runs every tenth of it.
+ */
+const OVERDUE_SECONDS = 60;
 
 export function mountKernelFuse(
   mountpoint: string,
@@ -44,8 +52,19 @@ export function mountKernelFuse(
       o.log.bug('request', e);
     }
   }, (errno) => {
+    clearInterval(watch);
     if (errno !== 19 /* ENODEV: unmounted */) o.log.info(`the FUSE connection of ${mountpoint} ended with errno ${errno}`);
     o.onExit();
   }, { micros: o.spinMicros ?? SPIN_MICROS, pending: session.pending });
-  return { mountpoint, unmount: () => unmountPath(mountpoint) };
+  const watch = setInterval(() => {
+    for (const r of session.overdue(OVERDUE_SECONDS)) {
+      o.log.info(`${mountpoint}: ${r.op} of ${r.path} has had no answer for ${r.seconds.toFixed(0)} s`);
+    }
+  }, OVERDUE_SECONDS * 100);
+  watch.unref();
+  return {
+    mountpoint,
+    unmount: () => unmountPath(mountpoint),
+    inFlight: () => ({ count: session.pendingCount, oldest: session.inFlight(IN_FLIGHT_SHOWN) }),
+  };
 }

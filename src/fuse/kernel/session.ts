@@ -14,6 +14,7 @@ import type { Log } from '../../log.js';
 import type { MergedEntry } from '../../dir-merge.js';
 import { ROOT, childOf, isName, type Name, type VPath } from '../../path.js';
 import type { Owner } from '../../ops/place.js';
+import type { InFlight } from '../../stats.js';
 import type { UnionOps } from '../../union.js';
 import { O_ACCMODE } from '../../host/fs.js';
 import type { TimeSpec } from '../../host/libc.js';
@@ -65,6 +66,15 @@ export type Send = (reply: Buffer) => void;
 
 type Reply = Buffer | undefined;
 
+interface Answering {
+  readonly op: string;
+  readonly node: Node;
+  /** performance.now() when it came. */
+  readonly since: number;
+  /** Already in the log as overdue. */
+  told: boolean;
+}
+
 interface DirHandle {
   readonly node: Node;
   entries: MergedEntry[] | undefined;
@@ -89,6 +99,13 @@ export class KernelSession {
    */
   readonly pending = new Int32Array(new ArrayBuffer(4));
   private unanswered = 0;
+  /**
+   * The requests handed to the union and not yet answered, oldest first, for `layerfs stats`
+   * and the log (inFlight, overdue): a request that never gets its answer leaves its caller in
+   * the kernel for good, and nothing else would tell which one it was.
+   */
+  private readonly answering = new Map<number, Answering>();
+  private serial = 0;
   private readonly dirs = new Map<number, DirHandle>();
   private nextDir = 1;
   /** File handle -> the node it was opened on. */
@@ -108,6 +125,38 @@ export class KernelSession {
     /** Runs once INIT is answered: the mount is then set up in the kernel (readahead.ts). */
     private readonly afterInit?: () => void,
   ) {}
+
+  get pendingCount(): number {
+    return this.answering.size;
+  }
+
+  /** The requests not yet answered, the longest waiting first (at most `max`). */
+  inFlight(max = Infinity): InFlight[] {
+    const now = performance.now();
+    const out: InFlight[] = [];
+    for (const a of this.answering.values()) {
+      if (out.length >= max) break;
+      out.push(this.describeWaiting(a, now));
+    }
+    return out;
+  }
+
+  /** Requests waiting longer than `seconds` that no earlier call returned: each is told once. */
+  overdue(seconds: number): InFlight[] {
+    const now = performance.now();
+    const out: InFlight[] = [];
+    for (const a of this.answering.values()) {
+      if (now - a.since < seconds * 1000) break; // the rest came later
+      if (a.told) continue;
+      a.told = true;
+      out.push(this.describeWaiting(a, now));
+    }
+    return out;
+  }
+
+  private describeWaiting(a: Answering, now: number): InFlight {
+    return { op: a.op, path: this.nodes.path(a.node) ?? '(a node with no name left)', seconds: (now - a.since) / 1000 };
+  }
 
   /** Handle one request, read into `b` (valid only during this call). */
   request(b: Buffer, len: number): void {
@@ -159,9 +208,12 @@ export class KernelSession {
     }
     const name = opName(h.opcode);
     this.pending[0] = ++this.unanswered;
+    const serial = ++this.serial;
+    this.answering.set(serial, { op: name, node, since: t0, told: false });
     result.then(
       (out) => {
         this.pending[0] = --this.unanswered;
+        this.answering.delete(serial);
         const us = (performance.now() - t0) * 1000;
         this.log.stats?.record(name, us);
         if (this.log.tracing) this.log.trace(name, traced, 'ok', us);
@@ -170,6 +222,7 @@ export class KernelSession {
       },
       (e: unknown) => {
         this.pending[0] = --this.unanswered;
+        this.answering.delete(serial);
         if (!(e instanceof FsError)) this.log.bug(name, e);
         const us = (performance.now() - t0) * 1000;
         const code = e instanceof FsError ? e.code : 'EIO';
