@@ -11,7 +11,7 @@ import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from './config.js';
 import { realpathSync } from './host/fs.js';
-import { isAlive, isServing, readRecord, removeRecord } from './host/runtime.js';
+import { isAlive, isServing, logFor, readRecord, removeRecord } from './host/runtime.js';
 import type { CommandIO } from './image/commands.js';
 import type { LayerIO } from './layer/commands.js';
 import { LayerfsError, checkMount, requestStats, startDaemonMount, startServer, stopMount } from './mount-process.js';
@@ -122,7 +122,7 @@ async function mountCommand(args: string[]): Promise<number> {
   }
   if (!m.foreground) {
     // The server runs on, detached, after this command returns (src/mount-process.ts).
-    await startServer(args, { persist: true });
+    await startServer(args, { persist: true, stderr: { file: logFor(paths.mountpoint) } });
     return 0;
   }
 

@@ -5,12 +5,14 @@
 // deadlocks (the request waits for the thread that would answer it), and a library's caller
 // will touch the mount it asked for.
 import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseOptions, type ParsedOptions } from './config.js';
 import { loadFuse, unmountPath } from './fuse/mount.js';
 import { ControlUnavailable, requestControl } from './host/control.js';
 import { canOpenReadWrite, statSyncOrUndefined } from './host/fs.js';
-import { daemonSocket, socketFor } from './host/runtime.js';
+import { daemonSocket, logFor, socketFor } from './host/runtime.js';
 import { checkPaths, mountPoints, type CheckedPaths } from './preflight.js';
 import type { ServeConfig } from './serve-config.js';
 import type { MountStats } from './stats.js';
@@ -77,8 +79,19 @@ export interface StartOptions {
    * channel to this process and unmounts when it closes, i.e. when this process exits.
    */
   readonly persist: boolean;
-  /** The server's stderr (its -d trace and diagnostics): dropped, or this process's. */
-  readonly stderr?: 'ignore' | 'inherit';
+  /**
+   * The server's stderr (its -d trace and diagnostics): dropped, this process's, or a file made
+   * anew (runtime.ts, logFor).
+   */
+  readonly stderr?: 'ignore' | 'inherit' | { readonly file: string };
+}
+
+/** The stderr to hand a server: an fd of its log file (the caller closes it once spawned). */
+function stderrFor(o: StartOptions): 'ignore' | 'inherit' | number {
+  const e = o.stderr ?? 'ignore';
+  if (typeof e === 'string') return e;
+  fs.mkdirSync(path.dirname(e.file), { recursive: true, mode: 0o700 });
+  return fs.openSync(e.file, 'w', 0o600);
 }
 
 const CLI = fileURLToPath(new URL('./cli.js', import.meta.url));
@@ -102,11 +115,18 @@ export function startServer(args: readonly string[], o: StartOptions): Promise<S
   const env: NodeJS.ProcessEnv = { ...process.env, LAYERFS_NOTIFY: 'ipc', UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '8' };
   if (o.persist) delete env.LAYERFS_ATTACHED;
   else env.LAYERFS_ATTACHED = '1';
-  const child = spawn(process.execPath, [...serverNodeFlags(env), CLI, 'mount', '-f', ...args], {
-    detached: o.persist,
-    stdio: ['ignore', 'ignore', o.stderr ?? 'ignore', 'ipc'],
-    env,
-  });
+  const stderr = stderrFor(o);
+  const child = (() => {
+    try {
+      return spawn(process.execPath, [...serverNodeFlags(env), CLI, 'mount', '-f', ...args], {
+        detached: o.persist,
+        stdio: ['ignore', 'ignore', stderr, 'ipc'],
+        env,
+      });
+    } finally {
+      if (typeof stderr === 'number') fs.closeSync(stderr); // the child has its own copy
+    }
+  })();
   let gone = false;
   const exited = new Promise<void>((resolve) =>
     child.on('exit', () => {
@@ -210,6 +230,17 @@ export async function stopMount(mountpoint: string, name: string, server: { pid:
   }
   if (!(await waitFor(server.gone, 15_000))) {
     throw new LayerfsError('UNMOUNT_FAILED', `the server (pid ${server.pid}) did not exit after the unmount`);
+  }
+  removeEmptyLog(mountpoint);
+}
+
+/** A server's log file is kept after its mount only when it has something in it. */
+function removeEmptyLog(mountpoint: string): void {
+  const f = logFor(mountpoint);
+  try {
+    if (fs.statSync(f).size === 0) fs.unlinkSync(f);
+  } catch {
+    // none (a server run with -f, or by the API), or removed meanwhile
   }
 }
 

@@ -60,6 +60,15 @@ export function socketFor(mountpoint: string): string {
   return join(stateDir(), `${createHash('sha256').update(mountpoint).digest('hex').slice(0, 32)}.sock`);
 }
 
+/**
+ * The stderr of a server `layerfs mount` leaves running (it has no terminal): what it says, a
+ * request unanswered for a minute or a bug, lands here, beside the control socket. Made anew
+ * at each mount and kept after it, for a look at what happened.
+ */
+export function logFor(mountpoint: string): string {
+  return join(stateDir(), `${createHash('sha256').update(mountpoint).digest('hex').slice(0, 32)}.log`);
+}
+
 /** Where `layerfs daemon` takes mount requests (D36). */
 export function daemonSocket(): string {
   return join(stateDir(), 'daemon.sock');

@@ -3,6 +3,7 @@
 // mount(8) helper form works, and every bad input gets one line naming it with nothing mounted.
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { requireMountCapable, scratch } from '../helpers/env.js';
@@ -63,6 +64,36 @@ test('mount returns once serving; umount leaves no mount and no process', async 
     t.is(u.code, 0, u.stderr);
     t.is(mountedFsType(l.mnt), undefined);
     t.false(alive(pid!), 'umount waits until the server has exited');
+  } finally {
+    await cleanup(l.mnt);
+  }
+});
+
+test('the server a mount leaves running writes what it has to say to its log file', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const l = await layers('log');
+  const upper = path.join(l.root, 'upper');
+  const work = path.join(l.root, 'work');
+  // What a copy-up cut short by a crash leaves in the work dir: the next server clears it, and
+  // says so. With no terminal, only its log file can tell.
+  fs.mkdirSync(path.join(work, 'work', '#layerfs-1-1'), { recursive: true });
+  fs.mkdirSync(upper);
+  const log = path.join('/run/layerfs', `${createHash('sha256').update(l.mnt).digest('hex').slice(0, 32)}.log`);
+  try {
+    const m = await layerfsCli(['mount', '-o', `lowerdir=${l.top}:${l.base},upperdir=${upper},workdir=${work}`, l.mnt]);
+    t.is(m.code, 0, m.stderr);
+    t.is(m.stderr, '', 'the mount command itself says nothing');
+    t.regex(fs.readFileSync(log, 'utf8'), /cleared 1 leftover\(s\) of interrupted copy-ups/);
+    t.deepEqual(fs.readdirSync(path.join(work, 'work')), []);
+    t.is((fs.statSync(log).mode & 0o777), 0o600);
+    t.is((await layerfsCli(['umount', l.mnt])).code, 0);
+    t.true(fs.existsSync(log), 'a log with something in it is kept after the unmount');
+    // A second mount has nothing to say: its log is made anew, and gone with the mount.
+    const again = await layerfsCli(['mount', '-o', `lowerdir=${l.top}:${l.base},upperdir=${upper},workdir=${work}`, l.mnt]);
+    t.is(again.code, 0, again.stderr);
+    t.is(fs.readFileSync(log, 'utf8'), '');
+    t.is((await layerfsCli(['umount', l.mnt])).code, 0);
+    t.false(fs.existsSync(log), 'an empty log goes with its mount');
   } finally {
     await cleanup(l.mnt);
   }
