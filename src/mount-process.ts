@@ -214,7 +214,10 @@ export async function stopMount(mountpoint: string, name: string, server: { pid:
   } else if (server === undefined) {
     throw new LayerfsError('NOT_MOUNTED', `${name}: not mounted`);
   }
-  if (server === undefined || server.gone()) return;
+  if (server === undefined || server.gone()) {
+    removeEmptyLog(mountpoint); // (a server often exits by itself as soon as its mount is gone)
+    return;
+  }
   if (server.daemon === true) {
     // The daemon serves other mounts: it lets this one go by itself once it is unmounted (and
     // removes its record, which is what `gone` watches).
