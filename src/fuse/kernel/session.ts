@@ -98,7 +98,6 @@ export class KernelSession {
    * Its own ArrayBuffer, so that the memory never moves.
    */
   readonly pending = new Int32Array(new ArrayBuffer(4));
-  private unanswered = 0;
   /**
    * The requests handed to the union and not yet answered, oldest first, for `layerfs stats`
    * and the log (inFlight, overdue): a request that never gets its answer leaves its caller in
@@ -207,13 +206,13 @@ export class KernelSession {
       result = Promise.reject(e);
     }
     const name = opName(h.opcode);
-    this.pending[0] = ++this.unanswered;
     const serial = ++this.serial;
     this.answering.set(serial, { op: name, node, since: t0, told: false });
+    this.pending[0] = this.answering.size;
     result.then(
       (out) => {
-        this.pending[0] = --this.unanswered;
         this.answering.delete(serial);
+        this.pending[0] = this.answering.size;
         const us = (performance.now() - t0) * 1000;
         this.log.stats?.record(name, us);
         if (this.log.tracing) this.log.trace(name, traced, 'ok', us);
@@ -221,8 +220,8 @@ export class KernelSession {
         if (h.opcode === Op.READ && out !== undefined) this.giveBackReadBuffer(out);
       },
       (e: unknown) => {
-        this.pending[0] = --this.unanswered;
         this.answering.delete(serial);
+        this.pending[0] = this.answering.size;
         if (!(e instanceof FsError)) this.log.bug(name, e);
         const us = (performance.now() - t0) * 1000;
         const code = e instanceof FsError ? e.code : 'EIO';
