@@ -129,6 +129,12 @@ export interface InFlight {
   readonly seconds: number;
 }
 
+/** Requests being answered now: how many, and the longest waiting (at most IN_FLIGHT_SHOWN). */
+export interface InFlightStats {
+  readonly count: number;
+  readonly oldest: readonly InFlight[];
+}
+
 /** Everything `layerfs stats` shows of one running mount. */
 export interface MountStats {
   readonly mountpoint: string;
@@ -146,11 +152,8 @@ export interface MountStats {
   readonly copyUps: { readonly count: number; readonly bytes: number };
   /** Whiteouts written into the upper, and directories marked opaque. */
   readonly whiteouts: { readonly written: number; readonly opaqueDirs: number };
-  /**
-   * Requests being answered now: how many, and the longest waiting (at most IN_FLIGHT_SHOWN).
-   * Known with the kernel engine; the libfuse engine tells none.
-   */
-  readonly inFlight: { readonly count: number; readonly oldest: readonly InFlight[] };
+  /** Known with the kernel engine; the libfuse engine tells none. */
+  readonly inFlight: InFlightStats;
 }
 
 /** How many of the requests in flight the stats list. */
@@ -164,7 +167,7 @@ export function cacheStats(hits: number, misses: number, entries: number, bytes:
 /** The figures of a running union and its served operations. */
 export function mountStats(
   union: Union, ops: OpCounters, mountpoint: string, uptimeSeconds: number,
-  inFlight: { readonly count: number; readonly oldest: readonly InFlight[] } = { count: 0, oldest: [] },
+  inFlight: InFlightStats = { count: 0, oldest: [] },
 ): MountStats {
   const c = union.ctx.resolver.cacheStats();
   const up = union.ctx.upper;

@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import type FuseType from 'fuse-native';
 import type { FuseOps } from 'fuse-native';
-import type { InFlight } from '../stats.js';
+import type { InFlightStats } from '../stats.js';
 
 export interface FuseMountOptions {
   /** libfuse / kernel mount options, e.g. ['ro', 'default_permissions', 'entry_timeout=1']. */
@@ -46,7 +46,7 @@ export interface Mounted {
   /** Unmount (the kernel detaches the mount; the serving thread then ends). */
   unmount(): Promise<void>;
   /** The requests being answered (the kernel engine; libfuse's does not tell). */
-  inFlight?(): { readonly count: number; readonly oldest: readonly InFlight[] };
+  inFlight?(): InFlightStats;
 }
 
 /**

@@ -57,16 +57,21 @@ function fileFor(mountpoint: string): string {
  * a hash: a unix socket's path must fit in 108 bytes, whatever the mountpoint.
  */
 export function socketFor(mountpoint: string): string {
-  return join(stateDir(), `${createHash('sha256').update(mountpoint).digest('hex').slice(0, 32)}.sock`);
+  return join(stateDir(), `${hashName(mountpoint)}.sock`);
 }
 
 /**
  * The stderr of a server `layerfs mount` leaves running (it has no terminal): what it says, a
  * request unanswered for a minute or a bug, lands here, beside the control socket. Made anew
- * at each mount and kept after it, for a look at what happened.
+ * at each mount; `layerfs umount` removes it when it is empty.
  */
 export function logFor(mountpoint: string): string {
-  return join(stateDir(), `${createHash('sha256').update(mountpoint).digest('hex').slice(0, 32)}.log`);
+  return join(stateDir(), `${hashName(mountpoint)}.log`);
+}
+
+/** A mountpoint's files that need a short name: 32 hex digits of its SHA-256. */
+function hashName(mountpoint: string): string {
+  return createHash('sha256').update(mountpoint).digest('hex').slice(0, 32);
 }
 
 /** Where `layerfs daemon` takes mount requests (D36). */

@@ -3,9 +3,9 @@
 // mount(8) helper form works, and every bad input gets one line naming it with nothing mounted.
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { logFor } from '../../src/host/runtime.js';
 import { requireMountCapable, scratch } from '../helpers/env.js';
 import { LAYERFS_BIN, layerfsCli, mountedFsType } from '../helpers/mounts.js';
 import { alive, until } from '../helpers/wait.js';
@@ -78,7 +78,7 @@ test('the server a mount leaves running writes what it has to say to its log fil
   // says so. With no terminal, only its log file can tell.
   fs.mkdirSync(path.join(work, 'work', '#layerfs-1-1'), { recursive: true });
   fs.mkdirSync(upper);
-  const log = path.join('/run/layerfs', `${createHash('sha256').update(l.mnt).digest('hex').slice(0, 32)}.log`);
+  const log = logFor(l.mnt);
   try {
     const m = await layerfsCli(['mount', '-o', `lowerdir=${l.top}:${l.base},upperdir=${upper},workdir=${work}`, l.mnt]);
     t.is(m.code, 0, m.stderr);
