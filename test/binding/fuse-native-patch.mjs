@@ -176,12 +176,36 @@ function zombieChildren () {
   }
   return out
 }
+// What a hang looks like from inside, for the log: per thread its name, where it waits
+// (syscall number and first arguments) and which signals it blocks and has pending, and what each
+// fd is. A child's exit reaches libuv as SIGCHLD, and libfuse's end of session as a uv_async
+// (an eventfd write): when neither arrives, this shows whether the signal is stuck pending or
+// blocked, and whether the loop's own fds are still there.
+function processState () {
+  const field = (text, key) => (text.match(new RegExp(`^${key}:\\s*(.*)$`, 'm')) || [])[1]
+  const read = f => { try { return fs.readFileSync(f, 'utf8').trim() } catch (e) { return e.code } }
+  const own = read('/proc/self/status')
+  const lines = [`process ${process.pid}: ShdPnd ${field(own, 'ShdPnd')} SigCgt ${field(own, 'SigCgt')} SigIgn ${field(own, 'SigIgn')}`]
+  for (const t of fs.readdirSync('/proc/self/task')) {
+    const st = read(`/proc/self/task/${t}/status`)
+    lines.push(`  task ${t} ${field(st, 'Name')}: SigPnd ${field(st, 'SigPnd')} SigBlk ${field(st, 'SigBlk')} syscall ${read(`/proc/self/task/${t}/syscall`).split(' ').slice(0, 3).join(' ')}`)
+  }
+  const fds = []
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    try { fds.push(`${fd}=${fs.readlinkSync(`/proc/self/fd/${fd}`)}`) } catch {}
+  }
+  lines.push('  fds: ' + fds.join(' '))
+  return lines.join('\n')
+}
 async function test (name, fn) {
   if (process.env.ONLY && !new RegExp(process.env.ONLY).test(name)) return
   try {
     let timer
     const deadline = new Promise((resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${TEST_DEADLINE_MS / 1000} s; zombie children: ${zombieChildren().join(', ') || 'none'}; mounted: ${[MNT, MNT2, MNT3].filter(isMounted).join(', ') || 'none'}`)), TEST_DEADLINE_MS)
+      timer = setTimeout(() => {
+        console.log(processState())
+        reject(new Error(`timed out after ${TEST_DEADLINE_MS / 1000} s; zombie children: ${zombieChildren().join(', ') || 'none'}; mounted: ${[MNT, MNT2, MNT3].filter(isMounted).join(', ') || 'none'}`))
+      }, TEST_DEADLINE_MS)
     })
     await Promise.race([fn(), deadline]).finally(() => clearTimeout(timer))
     passed++
@@ -695,7 +719,13 @@ print(len(bad))
     assert.ok(!fs.existsSync(path.join(process.cwd(), 'INJECTED')), 'shell injection happened')
   })
 } finally {
-  for (const fu of [...mounted]) await unmount(fu).catch(e => console.log('unmount error', e.message))
+  // Bounded: a session whose unmount never calls back (the hang the deadline above reports) must
+  // not stall the run; the lazy umount below and the process's exit end it.
+  for (const fu of [...mounted]) {
+    let timer
+    const limit = new Promise((resolve, reject) => { timer = setTimeout(() => reject(new Error(`no answer after 20 s (${fu.mnt})`)), 20_000) })
+    await Promise.race([unmount(fu), limit]).catch(e => console.log('unmount error', e.message)).finally(() => clearTimeout(timer))
+  }
   for (const m of [MNT, MNT2, MNT3]) if (isMounted(m)) spawnSync('umount', ['-l', m])
   spawnSync('umount', [SRC])
   fs.rmSync(ROOT, { recursive: true, force: true })
