@@ -78,9 +78,9 @@ function opaqueXattr(real: RealPath): string | undefined {
 
 const NO_WHITEOUTS: ReadonlySet<string> = new Set();
 
-/** Read a whole branch directory into a BranchDir. */
-export async function readBranchDir(real: RealPath): Promise<BranchDir> {
-  const dirents = readDirents(real);
+/** Read a whole branch directory into a BranchDir; `lower`: of a lower branch (readDirents). */
+export async function readBranchDir(real: RealPath, o: { readonly lower: boolean }): Promise<BranchDir> {
+  const dirents = readDirents(real, o);
   // On this thread, as readDirents: a round trip through libuv's pool per directory cost a cold
   // walk more than the directory's whole listing.
   const dev = host.lstatNow(real).dev;

@@ -142,7 +142,7 @@ export async function copyEntry(from: RealPath, to: RealPath, ino: number, known
 function copySmallFile(from: RealPath, to: RealPath, ino: number): readonly string[] | undefined {
   if (host.isLongPath(from) || host.isLongPath(to)) return undefined;
   // O_NONBLOCK: were it a FIFO now, the open must not wait for a writer.
-  const src = host.openFileNow(from, constants.O_RDONLY | constants.O_NONBLOCK);
+  const src = host.openFileNow(from, constants.O_RDONLY | constants.O_NONBLOCK | host.READ_LOWER);
   try {
     const st = host.fstatNsNow(src);
     const mode = Number(st.mode);

@@ -34,6 +34,13 @@ export function isErrnoCode(s: unknown): s is ErrnoCode {
   return typeof s === 'string' && Object.hasOwn(constants.errno, s);
 }
 
+const codes = new Map<number, ErrnoCode>(Object.entries(constants.errno).map(([k, v]) => [v, k as ErrnoCode]));
+
+/** The code of a positive errno number (EIO for one this host does not know). */
+export function codeOfErrno(errno: number): ErrnoCode {
+  return codes.get(errno) ?? 'EIO';
+}
+
 /** True when e is a Node system error or an FsError with this code. */
 export function hasCode(e: unknown, code: ErrnoCode): boolean {
   return typeof e === 'object' && e !== null && (e as { code?: unknown }).code === code;

@@ -21,7 +21,8 @@ const HOST_IO: PathReadsIO = {
   // open and one read each, and a trip through libuv's pool for the open cost as much as the
   // read. Only regular files are read by path (the kernel serves fifos and devices itself);
   // O_NONBLOCK keeps a fifo that appeared underneath from holding the thread for a writer.
-  open: (real) => host.openFile(real, host.O.O_RDONLY | host.O.O_NONBLOCK),
+  // Every branch of a union whose reads come by path is a lower one (READ_LOWER, D40).
+  open: (real) => host.openFile(real, host.O.O_RDONLY | host.O.O_NONBLOCK | host.READ_LOWER),
   read: host.read,
   close: host.close,
 };

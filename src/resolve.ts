@@ -213,13 +213,13 @@ export class Resolver {
 
   /** The branch directory listing of dir on branch b (cached for immutable branches). */
   branchDir(b: Branch, dir: VPath): Promise<BranchDir> {
-    if (b.writable) return readBranchDir(b.real(dir));
+    if (b.writable) return readBranchDir(b.real(dir), { lower: false });
     const key = `${b.index}\0${dir}`;
     const hit = this.#dir(key);
     if (hit !== undefined) return Promise.resolve(hit);
     this.#dirMisses++;
     return this.#dirInflight.run(key, async () => {
-      const d = await readBranchDir(b.real(dir));
+      const d = await readBranchDir(b.real(dir), { lower: true });
       this.#dirs.set(key, d);
       return d;
     });

@@ -16,6 +16,7 @@
 //     pending:   Int32Array; [0] is the number of requests not yet answered (kept by the caller)
 //   stop(h)      stop reading (the fd stays open: the caller closes it)
 //   readCached(fd, buffer, position)  file data from the page cache, never waiting (D34; below)
+//   copyRange(from, to, length, done)  file data copied between fds in libuv's pool (D40; below)
 //
 // Spinning (DECISIONS D32): a program that works through a mount sends its next request a few
 // microseconds after it gets its answer. Going to sleep in epoll in between makes the kernel
@@ -32,6 +33,7 @@
 #include <node_api.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/sendfile.h>
 #include <sys/uio.h>
 #include <sys/vfs.h>
 #include <time.h>
@@ -256,6 +258,92 @@ static napi_value read_cached(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// copyRange(from, to, length, done): copy up to `length` bytes from fd `from` to fd `to`, each at
+// its file offset, inside the kernel, on a thread of libuv's pool (a large file may have to come
+// from disk); done(bytes copied) when the source ended or length was reached, done(-errno) on an
+// error. Node copies files only by path (libuv's copyfile opens the source itself), and layerfs
+// must read a lower file through an fd it opened with O_NOATIME (D40). copy_file_range makes a
+// reflink where the filesystem can; between filesystems that cannot copy to each other it fails
+// and sendfile copies instead.
+typedef struct {
+  napi_async_work work;
+  napi_ref done;
+  int from;
+  int to;
+  int64_t length;
+  int64_t result;
+} copy_t;
+
+static void copy_execute(napi_env env, void *data) {
+  (void)env;
+  copy_t *c = data;
+  int64_t copied = 0;
+  int via_sendfile = 0;
+  while (copied < c->length) {
+    size_t chunk = (size_t)(c->length - copied < (1 << 30) ? c->length - copied : (1 << 30));
+    ssize_t n = via_sendfile ? sendfile(c->to, c->from, NULL, chunk) : copy_file_range(c->from, NULL, c->to, NULL, chunk, 0);
+    if (n > 0) {
+      copied += n;
+      continue;
+    }
+    if (n == 0) break;
+    if (errno == EINTR) continue;
+    if (!via_sendfile && (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOSYS)) {
+      via_sendfile = 1;
+      continue;
+    }
+    c->result = -(int64_t)errno;
+    return;
+  }
+  c->result = copied;
+}
+
+static void copy_complete(napi_env env, napi_status status, void *data) {
+  copy_t *c = data;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value done, global, arg;
+  napi_get_reference_value(env, c->done, &done);
+  napi_get_global(env, &global);
+  napi_create_int64(env, status == napi_ok ? c->result : -(int64_t)ECANCELED, &arg);
+  napi_delete_reference(env, c->done);
+  napi_delete_async_work(env, c->work);
+  free(c);
+  napi_call_function(env, global, done, 1, &arg, NULL);
+  napi_close_handle_scope(env, scope);
+}
+
+static napi_value copy_range(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 4) {
+    napi_throw_error(env, NULL, "fuse_dev.copyRange(from, to, length, done)");
+    return NULL;
+  }
+  copy_t *c = calloc(1, sizeof(*c));
+  if (c == NULL) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  napi_value name;
+  if (napi_get_value_int32(env, argv[0], &c->from) != napi_ok || napi_get_value_int32(env, argv[1], &c->to) != napi_ok ||
+      napi_get_value_int64(env, argv[2], &c->length) != napi_ok || napi_create_reference(env, argv[3], 1, &c->done) != napi_ok) {
+    free(c);
+    napi_throw_error(env, NULL, "fuse_dev.copyRange(from, to, length, done): numbers and a function");
+    return NULL;
+  }
+  napi_create_string_utf8(env, "layerfs.copyRange", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_async_work(env, NULL, name, copy_execute, copy_complete, c, &c->work) != napi_ok ||
+      napi_queue_async_work(env, c->work) != napi_ok) {
+    napi_delete_reference(env, c->done);
+    free(c);
+    napi_throw_error(env, NULL, "fuse_dev.copyRange: cannot queue the copy");
+    return NULL;
+  }
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_value f;
   napi_create_function(env, "start", NAPI_AUTO_LENGTH, start, NULL, &f);
@@ -264,5 +352,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "stop", f);
   napi_create_function(env, "readCached", NAPI_AUTO_LENGTH, read_cached, NULL, &f);
   napi_set_named_property(env, exports, "readCached", f);
+  napi_create_function(env, "copyRange", NAPI_AUTO_LENGTH, copy_range, NULL, &f);
+  napi_set_named_property(env, exports, "copyRange", f);
   return exports;
 }

@@ -10,6 +10,8 @@ export interface FuseDevAddon {
   stop(handle: unknown): void;
   /** Bytes read from the page cache only (0: the end of the file), or -errno (-EAGAIN: not cached). */
   readCached(fd: number, buffer: Buffer, position: number): number;
+  /** Copies in libuv's pool (copy_file_range, else sendfile); done: bytes copied, or -errno. */
+  copyRange(from: number, to: number, length: number, done: (result: number) => void): void;
 }
 
 let addon: FuseDevAddon | undefined;

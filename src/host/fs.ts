@@ -5,8 +5,9 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { Dirent, Stats, StatsFs } from 'node:fs';
 import { Writable } from 'node:stream';
-import { FsError, fromNodeError, hasCode } from '../errno.js';
+import { FsError, codeOfErrno, fromNodeError, hasCode } from '../errno.js';
 import { loadFuseDev, type FuseDevAddon } from './addon.js';
+import { copyRange } from './libc.js';
 import type { RealPath } from '../path.js';
 
 export type { Dirent, Stats, StatsFs };
@@ -252,15 +253,32 @@ export async function readlink(p: RealPath): Promise<string> {
  */
 export function openFile(p: RealPath, flags: number, mode = 0o666): Promise<number> {
   if (isLongPath(p)) return via(p, 'open', (q) => openFile(q, flags, mode));
-  return onThread('open', p, () => fs.openSync(p, flags | O.O_NOFOLLOW, mode));
+  return onThread('open', p, () => openSyncNoFollow(p, flags, mode));
 }
 
 /** openFile for a caller that goes on synchronously (a short path only: see isLongPath). */
 export function openFileNow(p: RealPath, flags: number, mode = 0o666): number {
   try {
-    return fs.openSync(p, flags | O.O_NOFOLLOW, mode);
+    return openSyncNoFollow(p, flags, mode);
   } catch (e) {
     throw fromNodeError(e, 'open', p);
+  }
+}
+
+/**
+ * The flag for opens that read a lower branch (D40): reading a layer through the union must leave
+ * it as it is, atime included, as the kernel's overlayfs opens its real files. The kernel refuses
+ * it (EPERM) to a caller who neither owns the file nor has CAP_FOWNER; such an open is made again
+ * without it, as overlayfs's is.
+ */
+export const READ_LOWER = O.O_NOATIME;
+
+function openSyncNoFollow(p: string, flags: number, mode: number): number {
+  try {
+    return fs.openSync(p, flags | O.O_NOFOLLOW, mode);
+  } catch (e) {
+    if ((flags & O.O_NOATIME) === 0 || (e as NodeJS.ErrnoException).code !== 'EPERM') throw e;
+    return fs.openSync(p, (flags & ~O.O_NOATIME) | O.O_NOFOLLOW, mode);
   }
 }
 
@@ -273,8 +291,9 @@ export function open(p: RealPath, flags: number, mode = 0o666): Promise<number> 
   if (isLongPath(p)) return via(p, 'open', (q) => open(q, flags, mode));
   return new Promise((resolve, reject) => {
     fs.open(p, flags | O.O_NOFOLLOW, mode, (err, fd) => {
-      if (err) reject(fromNodeError(err, 'open', p));
-      else resolve(fd);
+      if (err === null) resolve(fd);
+      else if ((flags & O.O_NOATIME) !== 0 && err.code === 'EPERM') open(p, flags & ~O.O_NOATIME, mode).then(resolve, reject);
+      else reject(fromNodeError(err, 'open', p));
     });
   });
 }
@@ -529,15 +548,55 @@ async function rmDeep(p: RealPath): Promise<void> {
 export const SMALL_WRITE = 128 * 1024;
 
 /**
- * Copy a regular file's data with the kernel's fastest means: a reflink where the filesystem
- * has one (FICLONE), else copy_file_range / sendfile inside the kernel (libuv's copyfile).
- * The destination must not exist. `size`: the file's size as its lstat said.
+ * Copy a lower file's data into a new file `to` (mode 0600: the caller gives it its own) inside
+ * the kernel: copy_file_range, a reflink where the filesystem can, or sendfile between
+ * filesystems that cannot copy to each other. The source is opened with READ_LOWER, which
+ * libuv's copyfile (by path) cannot do. Up to SMALL_WRITE on the calling thread; a larger file
+ * in libuv's pool, through layerfs's addon, where waiting for the disk holds no other request
+ * up (without the addon, by libuv's copyfile, which leaves the source's atime to the host).
+ * `size`: the file's size as its lstat said; the copy goes on to the source's end.
  */
-export function copyFileData(from: RealPath, to: RealPath, size = Infinity): Promise<void> {
+export async function copyFileData(from: RealPath, to: RealPath, size = Infinity): Promise<void> {
   if (isLongPath(from) || isLongPath(to)) return via2(from, to, 'copy_file_range', (f, t) => copyFileData(f, t, size));
-  const flags = fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE;
-  if (size <= SMALL_WRITE) return onThread('copy_file_range', to, () => fs.copyFileSync(from, to, flags));
-  return wrap('copy_file_range', to, () => fsp.copyFile(from, to, flags));
+  const inPool = size > SMALL_WRITE ? copyInPool() : undefined;
+  if (size > SMALL_WRITE && inPool === undefined) {
+    const flags = fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE;
+    return wrap('copy_file_range', to, () => fsp.copyFile(from, to, flags));
+  }
+  // O_NONBLOCK: were the source a FIFO now (a lower changed underneath), the open must not wait.
+  const src = await openFile(from, O.O_RDONLY | O.O_NONBLOCK | READ_LOWER);
+  try {
+    const dst = await openFile(to, O.O_WRONLY | O.O_CREAT | O.O_EXCL, 0o600);
+    try {
+      if (inPool === undefined) {
+        copyRange(src, dst, Number.MAX_SAFE_INTEGER);
+      } else {
+        const n = await new Promise<number>((resolve) => inPool(src, dst, Number.MAX_SAFE_INTEGER, resolve));
+        if (n < 0) throw new FsError(codeOfErrno(-n), 'copy_file_range', to);
+      }
+    } catch (e) {
+      // Nothing half-copied stays behind (the caller's clean-up knows only what it made).
+      await close(dst).catch(() => {});
+      await unlink(to).catch(() => {});
+      throw e;
+    }
+    await close(dst);
+  } finally {
+    await close(src);
+  }
+}
+
+let copyInPoolFn: FuseDevAddon['copyRange'] | null | undefined = null;
+
+function copyInPool(): FuseDevAddon['copyRange'] | undefined {
+  if (copyInPoolFn === null) {
+    try {
+      copyInPoolFn = loadFuseDev().copyRange;
+    } catch {
+      copyInPoolFn = undefined;
+    }
+  }
+  return copyInPoolFn;
 }
 
 export function write(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {

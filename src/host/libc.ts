@@ -7,7 +7,7 @@
 // and an async FFI hop through the libuv pool costs more than the syscall (see native-notes).
 import koffi from 'koffi';
 import { constants } from 'node:os';
-import { FsError, isErrnoCode, type ErrnoCode } from '../errno.js';
+import { FsError, codeOfErrno } from '../errno.js';
 import type { RealPath } from '../path.js';
 import { isLongPath, viaShortPathsSync } from './fs.js';
 
@@ -42,10 +42,9 @@ const O_RDONLY = 0;
 const O_DIRECTORY = 0o200000;
 const O_NOFOLLOW = 0o400000;
 const O_CLOEXEC = 0o2000000;
+const O_NOATIME = 0o1000000;
+const EPERM = constants.errno.EPERM;
 
-const errnoNames = new Map<number, ErrnoCode>(
-  Object.entries(constants.errno).map(([k, v]) => [v, k as ErrnoCode]),
-);
 
 // Paths of PATH_MAX bytes or more: each call below starts with isLongPath(p) (one comparison for a
 // short path) and, for a long one, calls itself again on the short "/proc/self/fd/N/<rest>" path
@@ -58,8 +57,7 @@ const via2 = <T>(a: RealPath, b: RealPath, syscall: string, fn: (a: RealPath, b:
 const { ENODATA, ENOTSUP, ERANGE } = constants.errno;
 
 function lastError(syscall: string, path: string): FsError {
-  const code = errnoNames.get(koffi.errno());
-  return new FsError(code !== undefined && isErrnoCode(code) ? code : 'EIO', syscall, path);
+  return new FsError(codeOfErrno(koffi.errno()), syscall, path);
 }
 
 /** The value of xattr `name`, or undefined when it is not set (or xattrs are unsupported there). */
@@ -185,10 +183,15 @@ const direntBuf = Buffer.allocUnsafe(256 * 1024);
  * All entries of a directory except "." and "..", with their inode numbers, which Node's
  * readdir does not give: readdir replies carry d_ino, and without it every entry would show
  * inode 0 there. Reads in 256 KiB batches (a 100k-entry directory is about 15 calls).
+ * `lower`: p is in a lower branch, which the listing must leave as it is.
  */
-export function readDirents(p: RealPath): RawDirent[] {
-  if (isLongPath(p)) return via(p, 'opendir', readDirents);
-  const fd = c.open(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) as number;
+export function readDirents(p: RealPath, o: { readonly lower: boolean }): RawDirent[] {
+  if (isLongPath(p)) return via(p, 'opendir', (q) => readDirents(q, o));
+  const flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+  // A lower directory is listed with O_NOATIME, as a lower file is read (fs.ts, READ_LOWER, D40);
+  // without it where the kernel refuses it.
+  let fd = c.open(p, o.lower ? flags | O_NOATIME : flags) as number;
+  if (fd < 0 && o.lower && koffi.errno() === EPERM) fd = c.open(p, flags) as number;
   if (fd < 0) throw lastError('opendir', p);
   const out: RawDirent[] = [];
   try {

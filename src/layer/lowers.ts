@@ -19,7 +19,7 @@ export class LowerView {
   #read(real: RealPath): Promise<BranchDir> {
     let d = this.#dirs.get(real);
     if (d === undefined) {
-      d = readBranchDir(real);
+      d = readBranchDir(real, { lower: true });
       this.#dirs.set(real, d);
     }
     return d;

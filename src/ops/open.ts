@@ -42,7 +42,8 @@ export async function open(ctx: UnionCtx, p: VPath, flags: number): Promise<Open
   // O_NOFOLLOW is added by the host layer. A regular file's open cannot wait: the calling thread
   // makes it; a FIFO's or a device's goes through the pool.
   const regular = (r.stat.mode & S_IFMT) === S_IFREG;
-  const fd = await (regular ? host.openFile : host.open)(real, flags & PASSED_FLAGS);
+  // A lower file is only ever opened for reading here, and read as a lower must be (D40).
+  const fd = await (regular ? host.openFile : host.open)(real, (flags & PASSED_FLAGS) | (branch.writable ? 0 : host.READ_LOWER));
   const fh = ctx.handles.add({ fd, path: p, branch, flags });
   return copied === undefined ? { fh } : { fh, copied };
 }

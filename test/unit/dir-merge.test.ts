@@ -88,7 +88,7 @@ test('OCI marker names: .wh.NAME names NAME; the opaque marker and a bare .wh. n
 /** Merged listing of real branch dirs (each spec's root), as "name:type" strings, top first. */
 async function mergedOf(...specs: Spec[]): Promise<string[]> {
   const roots = s.branches(...specs);
-  const dirs = await Promise.all(roots.map((r) => readBranchDir(r as RealPath)));
+  const dirs = await Promise.all(roots.map((r) => readBranchDir(r as RealPath, { lower: true })));
   const letter = (type: number): string =>
     ({ [S_IFDIR]: 'd', [S_IFREG]: 'f', [S_IFLNK]: 'l', [S_IFCHR]: 'c', [S_IFIFO]: 'p' })[type] ?? `?${type}`;
   return merge(dirs).map((e) => `${e.name}:${letter(e.type)}`);
@@ -137,20 +137,20 @@ test('real branches: xattr whiteouts are hidden from the listing only in an "x" 
 
 test('readBranchDir: opaque in either format, "x" is not opaque, other values neither', async (t) => {
   const [y, oci, x, other, none] = s.branches({ '': xattrOpaque('y') }, { '.wh..wh..opq': '' }, { '': xattrOpaque('x') }, { '': dir({ 'trusted.overlay.opaque': 'n' }) }, {});
-  const opaque = async (root: string | undefined): Promise<boolean> => (await readBranchDir(root as RealPath)).opaque;
+  const opaque = async (root: string | undefined): Promise<boolean> => (await readBranchDir(root as RealPath, { lower: true })).opaque;
   t.true(await opaque(y));
   t.true(await opaque(oci));
   t.false(await opaque(x));
   t.false(await opaque(other));
   t.false(await opaque(none));
   // The opaque marker is no entry and no whiteout.
-  const d = await readBranchDir(oci as RealPath);
+  const d = await readBranchDir(oci as RealPath, { lower: true });
   t.deepEqual([...d.entries.keys()], []);
   t.deepEqual([...d.whiteouts], []);
 });
 
 test('readBranchDir: a missing directory is an error, not an empty listing', async (t) => {
-  await t.throwsAsync(readBranchDir(path.join(s.root, 'no-such-dir') as RealPath), { message: /ENOENT/ });
+  await t.throwsAsync(readBranchDir(path.join(s.root, 'no-such-dir') as RealPath, { lower: true }), { message: /ENOENT/ });
 });
 
 test('each entry carries the inode number of the branch that serves it, mapped through the union', (t) => {
