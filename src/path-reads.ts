@@ -4,15 +4,23 @@
 // handle: the read names its file by path. This keeps a host fd per recently read file, so
 // that a file read in many pieces is opened once, and at most `capacity` fds stay open.
 //
-// An fd is closed when it falls out of the bounded set and no read is using it; a read in
-// flight keeps its fd open until it is done. Concurrent first reads of one file open it once.
+// An fd is closed when it falls out of the bounded set and no read is using it (in the loop's
+// next turn, after the answers being made are written: D41); a read in flight keeps its fd open
+// until it is done. Concurrent first reads of one file open it once.
 import * as host from './host/fs.js';
+import type { KnownFile } from './host/fs.js';
 import type { RealPath, VPath } from './path.js';
+
+/** Where a name's content is, and what the union knows of that file. */
+export interface Located {
+  readonly real: RealPath;
+  readonly known?: KnownFile | undefined;
+}
 
 /** The host calls PathReads makes (the host's own by default; tests pass their own). */
 export interface PathReadsIO {
   open(real: RealPath): Promise<number>;
-  read(fd: number, buf: Buffer, len: number, pos: number): Promise<number>;
+  read(fd: number, buf: Buffer, len: number, pos: number, known?: KnownFile): Promise<number>;
   close(fd: number): Promise<void>;
 }
 
@@ -29,6 +37,8 @@ const HOST_IO: PathReadsIO = {
 
 interface Entry {
   readonly fd: Promise<number>;
+  /** What the union knew of the file when it was located (host.read's `known`). */
+  known: KnownFile | undefined;
   /** Reads in flight on this fd. */
   users: number;
   /** Out of the set: closed once the last read in flight is done. */
@@ -41,7 +51,7 @@ export class PathReads {
 
   constructor(
     /** Where a name's content is (resolution through the union); rejects with an FsError. */
-    readonly locate: (p: VPath) => Promise<RealPath>,
+    readonly locate: (p: VPath) => Promise<Located>,
     readonly capacity = 64,
     readonly io: PathReadsIO = HOST_IO,
   ) {}
@@ -54,10 +64,10 @@ export class PathReads {
   async read(p: VPath, buf: Buffer, len: number, pos: number): Promise<number> {
     const e = this.#acquire(p);
     try {
-      return await this.io.read(await e.fd, buf, len, pos);
+      return await this.io.read(await e.fd, buf, len, pos, e.known);
     } finally {
       e.users--;
-      if (e.evicted && e.users === 0) this.#closeEntry(e);
+      if (e.evicted && e.users === 0) this.#closeEntry(e, true);
     }
   }
 
@@ -67,7 +77,7 @@ export class PathReads {
     this.#open.clear();
     for (const e of all) {
       e.evicted = true;
-      if (e.users === 0) this.#closeEntry(e);
+      if (e.users === 0) this.#closeEntry(e, false);
     }
     await Promise.allSettled(all.map((e) => e.fd));
   }
@@ -78,8 +88,17 @@ export class PathReads {
       this.#open.delete(p);
       this.#open.set(p, e);
     } else {
-      const fd = this.locate(p).then((real) => this.io.open(real));
-      e = { fd, users: 0, evicted: false };
+      const entry: Entry = {
+        fd: this.locate(p).then((at) => {
+          entry.known = at.known;
+          return this.io.open(at.real);
+        }),
+        known: undefined,
+        users: 0,
+        evicted: false,
+      };
+      e = entry;
+      const fd = entry.fd;
       this.#open.set(p, e);
       // A failed open is not kept: the next read tries again (and gets the error anew).
       const failed = e;
@@ -97,11 +116,19 @@ export class PathReads {
       if (this.#open.size <= this.capacity) break;
       this.#open.delete(p);
       e.evicted = true;
-      if (e.users === 0) this.#closeEntry(e);
+      if (e.users === 0) this.#closeEntry(e, true);
     }
   }
 
-  #closeEntry(e: Entry): void {
-    e.fd.then((fd) => this.io.close(fd)).catch(() => undefined);
+  /**
+   * `later`: after the answers now being made are written. A read that pushes another file out
+   * waits for its own answer only; the close is the server's business, once the caller goes on.
+   */
+  #closeEntry(e: Entry, later: boolean): void {
+    e.fd.then((fd) => {
+      if (!later) return this.io.close(fd);
+      setImmediate(() => void this.io.close(fd).catch(() => undefined));
+      return undefined;
+    }).catch(() => undefined);
   }
 }

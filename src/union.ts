@@ -181,7 +181,8 @@ export function createUnion(config: UnionConfig): Union {
     ? new PathReads(async (p) => {
       const r = await ctx.resolver.get(p, 'read');
       if (r.kind === 'dir') throw new FsError('EISDIR', 'read', p);
-      return r.real;
+      // A lower file's size and device, as the kernel was told them: nothing changes either.
+      return { real: r.real, known: { size: r.stat.size, dev: r.stat.dev } };
     })
     : undefined;
   const ops: UnionOps = {

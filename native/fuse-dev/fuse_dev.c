@@ -15,7 +15,7 @@
 //     spinMicros: how long to keep reading after the last request before sleeping (0: never)
 //     pending:   Int32Array; [0] is the number of requests not yet answered (kept by the caller)
 //   stop(h)      stop reading (the fd stays open: the caller closes it)
-//   readCached(fd, buffer, position)  file data from the page cache, never waiting (D34; below)
+//   readCached(fd, buffer, position, dev)  file data from the page cache, never waiting (D34; below)
 //   copyRange(from, to, length, done)  file data copied between fds in libuv's pool (D40; below)
 //
 // Spinning (DECISIONS D32): a program that works through a mount sends its next request a few
@@ -229,28 +229,50 @@ static napi_value stop(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// readCached(fd, buffer, position): read into buffer (all of it, a Buffer or a view of one) from
-// the page cache only (preadv2 RWF_NOWAIT), on the calling thread. Bytes read (fewer than asked:
-// at the end of the file, or only so much was cached), or -errno: -EAGAIN when nothing asked for
-// is cached, -EOPNOTSUPP where the filesystem cannot tell. The caller then reads the rest on a
-// thread that may wait for the disk (src/host/fs.ts). tmpfs and ramfs cannot tell (Linux 6.18),
-// but their files are memory: those are read as they are.
+// readCached(fd, buffer, position, dev): read into buffer (all of it, a Buffer or a view of one)
+// from the page cache only (preadv2 RWF_NOWAIT), on the calling thread. Bytes read (fewer than
+// asked: at the end of the file, or only so much was cached), or -errno: -EAGAIN when nothing
+// asked for is cached, -EOPNOTSUPP where the filesystem cannot tell. The caller then reads the
+// rest on a thread that may wait for the disk (src/host/fs.ts). tmpfs and ramfs cannot tell
+// (Linux 6.18), but their files are memory: those are read as they are. `dev`, the file's st_dev
+// where the caller knows it (else -1): a device found to be such a filesystem is remembered, and its files
+// are then read at once, without the refused preadv2 and the fstatfs (two syscalls of three).
+#define MEMORY_DEVS 16
+static int64_t memory_devs[MEMORY_DEVS];
+static unsigned memory_devs_next;
+
+static int is_memory_dev(int64_t dev) {
+  if (dev <= 0) return 0;
+  for (unsigned i = 0; i < MEMORY_DEVS; i++) {
+    if (memory_devs[i] == dev) return 1;
+  }
+  return 0;
+}
+
 static napi_value read_cached(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
+  napi_value argv[4];
   int32_t fd;
   void *data;
   size_t size;
-  if (!fd_and_buffer(env, info, 3, argv, "fuse_dev.readCached(fd, buffer, position)", &fd, &data, &size)) return NULL;
+  if (!fd_and_buffer(env, info, 4, argv, "fuse_dev.readCached(fd, buffer, position, dev)", &fd, &data, &size)) return NULL;
   int64_t pos;
   CHECK(napi_get_value_int64(env, argv[2], &pos));
-  struct iovec iov = {.iov_base = data, .iov_len = size};
-  ssize_t n = preadv2(fd, &iov, 1, pos, RWF_NOWAIT);
-  if (n < 0 && errno == EOPNOTSUPP) {
-    struct statfs fs;
-    if (fstatfs(fd, &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC)) {
-      n = pread(fd, data, size, pos);
-    } else {
-      errno = EOPNOTSUPP;
+  int64_t dev;
+  CHECK(napi_get_value_int64(env, argv[3], &dev));
+  ssize_t n;
+  if (is_memory_dev(dev)) {
+    n = pread(fd, data, size, pos);
+  } else {
+    struct iovec iov = {.iov_base = data, .iov_len = size};
+    n = preadv2(fd, &iov, 1, pos, RWF_NOWAIT);
+    if (n < 0 && errno == EOPNOTSUPP) {
+      struct statfs fs;
+      if (fstatfs(fd, &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC)) {
+        if (dev > 0) memory_devs[memory_devs_next++ % MEMORY_DEVS] = dev;
+        n = pread(fd, data, size, pos);
+      } else {
+        errno = EOPNOTSUPP;
+      }
     }
   }
   napi_value out;

@@ -8,8 +8,11 @@ import { fileURLToPath } from 'node:url';
 export interface FuseDevAddon {
   start(fd: number, buffer: Buffer, onRequest: (len: number) => void, onEnd: (errno: number) => void, spinMicros: number, pending: Int32Array): unknown;
   stop(handle: unknown): void;
-  /** Bytes read from the page cache only (0: the end of the file), or -errno (-EAGAIN: not cached). */
-  readCached(fd: number, buffer: Buffer, position: number): number;
+  /**
+   * Bytes read from the page cache only (0: the end of the file), or -errno (-EAGAIN: not
+   * cached). `dev`: the file's st_dev, or -1.
+   */
+  readCached(fd: number, buffer: Buffer, position: number, dev: number): number;
   /** Copies in libuv's pool (copy_file_range, else sendfile); done: bytes copied, or -errno. */
   copyRange(from: number, to: number, length: number, done: (result: number) => void): void;
 }

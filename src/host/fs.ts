@@ -304,24 +304,37 @@ export function open(p: RealPath, flags: number, mode = 0o666): Promise<number> 
  * several times a cached read, and a cold `cat` of small files is one read each. Only what must
  * come from the disk goes to the pool, where waiting for it holds no other request up.
  */
-export function read(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
+export function read(fd: number, buf: Buffer, asked: number, pos: number, known?: KnownFile): Promise<number> {
+  // A file that cannot change ends where its size says: the kernel was told that size, and
+  // trims every read to it. A read that reaches it needs no second call to find the end.
+  const len = known === undefined ? asked : Math.max(0, Math.min(asked, known.size - pos));
   let got = 0;
   const cached = len <= CACHED_READ_MAX ? readCached() : undefined;
   if (cached !== undefined) {
     while (got < len) {
-      const n = cached(fd, buf.subarray(got, len), pos + got);
+      const n = cached(fd, buf.subarray(got, len), pos + got, known?.dev ?? -1);
       if (n === 0) return Promise.resolve(got); // the end of the file
       if (n < 0) break; // not in the cache (or the filesystem cannot tell): the rest from the pool
       got += n;
     }
-    if (got === len) return Promise.resolve(got);
   }
+  if (got === len) return Promise.resolve(got);
   return new Promise((resolve, reject) => {
     fs.read(fd, buf, got, len - got, pos + got, (err, n) => {
       if (err) reject(fromNodeError(err, 'read'));
       else resolve(got + n);
     });
   });
+}
+
+/**
+ * What a reader knows of a file that cannot change (a lower file, D26): its size, so that a read
+ * that reached it needs no second call to find the end; and its st_dev, so that the addon can
+ * remember a filesystem whose files are memory (tmpfs) and read them without asking first.
+ */
+export interface KnownFile {
+  readonly size: number;
+  readonly dev: number;
 }
 
 /**

@@ -38,3 +38,26 @@ test('a read that fails fails with the errno of read(2)', async (t) => {
   }
   await t.throwsAsync(read(987_654, Buffer.alloc(16), 16, 0), { code: 'EBADF' });
 });
+
+test('with the file known (a lower file: size and device), reads give the same bytes and end at that size', async (t) => {
+  const fd = fs.openSync(file, 'r');
+  const { dev } = fs.fstatSync(fd);
+  try {
+    // Twice: the second time the addon knows the device (on tmpfs: read without asking first).
+    for (let round = 0; round < 2; round++) {
+      for (const [pos, len] of [[0, 10], [0, 65536], [299_990, 4096], [300_000, 4096], [4095, 4098]] as const) {
+        const buf = Buffer.alloc(len, 0xee);
+        const n = await read(fd, buf, len, pos, { size: data.length, dev });
+        const want = data.subarray(pos, Math.min(pos + len, data.length));
+        t.is(n, want.length, `${pos}+${len}`);
+        t.true(buf.subarray(0, n).equals(want), `${pos}+${len}: data`);
+      }
+    }
+    // A size the union was told is where reads end, as the kernel was told it too.
+    const buf = Buffer.alloc(4096);
+    t.is(await read(fd, buf, 4096, 0, { size: 100, dev }), 100);
+    t.true(buf.subarray(0, 100).equals(data.subarray(0, 100)));
+  } finally {
+    fs.closeSync(fd);
+  }
+});
