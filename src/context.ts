@@ -41,6 +41,8 @@ export interface UnionCtx {
   readonly xattrNames: LRUCache<string, readonly string[]>;
   /** Present when no entry's xattrs can change while mounted: no upper branch, no lower_ttl. */
   readonly fixedXattrNames: FixedXattrNames | undefined;
+  /** No lower_ttl: nothing changes a lower file while mounted (its size is what it was). */
+  readonly lowersFixed: boolean;
   /** Present when the union has an upper and a work dir. */
   readonly upper: UpperCtx | undefined;
 }

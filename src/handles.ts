@@ -6,6 +6,7 @@
 // - after a copy-up, reads of a handle opened on the lower go to the upper copy (upperFd);
 // - unlinked while open: the name is gone, the handles keep the file, and what fstat shows is
 //   read through a pinned fd of the file (Unlinked).
+import type { KnownFile } from './host/fs.js';
 import type { Branch } from './branch.js';
 import { FsError } from './errno.js';
 import type { VPath } from './path.js';
@@ -18,6 +19,8 @@ export interface Handle {
   /** The branch the file was opened on. */
   readonly branch: Branch;
   readonly flags: number;
+  /** A lower file that cannot change (no lower_ttl): what host.read may rely on (D41). */
+  readonly known?: KnownFile | undefined;
   /** For a handle opened read-only on a lower file that was copied up since: an fd on the copy. */
   upperFd?: number | undefined;
   /** Set once the file was unlinked while this handle was open. */

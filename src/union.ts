@@ -170,6 +170,7 @@ export function createUnion(config: UnionConfig): Union {
     // Lowers are immutable by contract: without an upper (nothing copies up, nothing is written)
     // and without lower_ttl (which admits changes underneath), an entry's xattrs never change.
     fixedXattrNames: branches.upper === undefined && ttlMs === undefined ? { to: undefined } : undefined,
+    lowersFixed: ttlMs === undefined,
     upper: upperCtx(branches, resolver, inodes, config),
   };
   // Changes by name take the gate shared, so that a directory move (D16) sees its subtree hold
@@ -181,8 +182,9 @@ export function createUnion(config: UnionConfig): Union {
     ? new PathReads(async (p) => {
       const r = await ctx.resolver.get(p, 'read');
       if (r.kind === 'dir') throw new FsError('EISDIR', 'read', p);
-      // A lower file's size and device, as the kernel was told them: nothing changes either.
-      return { real: r.real, known: { size: r.stat.size, dev: r.stat.dev } };
+      // A lower file's size and device, as the kernel was told them: nothing changes either
+      // (unless lower_ttl admits changes underneath).
+      return { real: r.real, known: ctx.lowersFixed ? { size: r.stat.size, dev: r.stat.dev } : undefined };
     })
     : undefined;
   const ops: UnionOps = {

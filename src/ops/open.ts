@@ -44,13 +44,16 @@ export async function open(ctx: UnionCtx, p: VPath, flags: number): Promise<Open
   const regular = (r.stat.mode & S_IFMT) === S_IFREG;
   // A lower file is only ever opened for reading here, and read as a lower must be (D40).
   const fd = await (regular ? host.openFile : host.open)(real, (flags & PASSED_FLAGS) | (branch.writable ? 0 : host.READ_LOWER));
-  const fh = ctx.handles.add({ fd, path: p, branch, flags });
+  const known = regular && !branch.writable && ctx.lowersFixed ? { size: r.stat.size, dev: r.stat.dev } : undefined;
+  const fh = ctx.handles.add({ fd, path: p, branch, flags, known });
   return copied === undefined ? { fh } : { fh, copied };
 }
 
 export async function read(ctx: UnionCtx, fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
   const h = ctx.handles.get(fh, 'read');
-  return host.read(await readFd(ctx, h), buf, len, pos);
+  const fd = await readFd(ctx, h);
+  // What is known of the lower file holds for reads of it, not of a copy made since (readFd).
+  return host.read(fd, buf, len, pos, fd === h.fd ? h.known : undefined);
 }
 
 /** Where a handle's reads go: its own fd, or the upper copy of the lower file it was opened on. */

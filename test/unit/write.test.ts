@@ -74,6 +74,19 @@ test('a read-only handle opened before the copy-up reads the copy afterwards', a
   t.is(await readAll(s.ctx, '/d/f'), 'new');
 });
 
+test('a read-only handle on a lower file reads its copy whole, though the copy grew past the lower size', async (t) => {
+  const s = setup();
+  const ro = (await open(s.ctx, vpath('/d/f'), fs.constants.O_RDONLY)).fh;
+  const buf = Buffer.alloc(64);
+  t.is(buf.toString('utf8', 0, await read(s.ctx, ro, buf, 64, 0)), 'lower data', 'read of the lower file, to its size');
+  const rw = (await open(s.ctx, vpath('/d/f'), fs.constants.O_WRONLY)).fh;
+  await write(s.ctx, rw, Buffer.from(' and more'), 9, 10);
+  t.is(buf.toString('utf8', 0, await read(s.ctx, ro, buf, 64, 0)), 'lower data and more');
+  t.is(buf.toString('utf8', 0, await read(s.ctx, ro, buf, 64, 10)), ' and more', 'past the size the lower had');
+  await release(s.ctx, ro);
+  await release(s.ctx, rw);
+});
+
 test('create makes a file owned by the caller; over a whiteout it takes its place', async (t) => {
   const s = setup();
   await unlink(s.ctx, vpath('/d/f'));
