@@ -230,11 +230,11 @@ test('renameat2: RENAME_NOREPLACE refuses an existing name and moves onto a free
   t.is((await c.lookup(ROOT, 'b')).size, 1);
 });
 
-test('readdirplus gives each entry with its attributes and node, as a lookup would; "." and ".." none', async (t) => {
-  const c = new Client([{ 'd/small': 'abc', 'd/sub/x': 'x' }, { 'd/below': 'below!' }]);
-  const d = (await c.lookup(ROOT, 'd')).nodeid;
-  const fh = (await c.send(Op.OPENDIR, d, u32s(0, 0))).body.readBigUInt64LE(0);
-  const r = await c.send(Op.READDIRPLUS, d, u64s(fh, 0n), u32s(65536, 0), u64s(0n), u32s(0, 0));
+/** A READDIRPLUS of directory node `dir` from offset 0: each name with its entry's node, size and mode. */
+async function readdirPlus(c: Client, dir: number): Promise<Map<string, { nodeid: number; size: number; mode: number }>> {
+  const fh = (await c.send(Op.OPENDIR, dir, u32s(0, 0))).body.readBigUInt64LE(0);
+  const r = await c.send(Op.READDIRPLUS, dir, u64s(fh, 0n), u32s(65536, 0), u64s(0n), u32s(0, 0));
+  await c.send(Op.RELEASEDIR, dir, u64s(fh), u32s(0, 0), u64s(0n));
   const got = new Map<string, { nodeid: number; size: number; mode: number }>();
   for (let at = 0; at < r.body.length;) {
     const nodeid = Number(r.body.readBigUInt64LE(at));
@@ -244,16 +244,59 @@ test('readdirplus gives each entry with its attributes and node, as a lookup wou
     got.set(r.body.toString('utf8', at + 128 + 24, at + 128 + 24 + len), { nodeid, size, mode });
     at += 128 + ((24 + len + 7) & ~7);
   }
+  return got;
+}
+
+test('readdirplus gives each entry with its attributes and node, as a lookup would, once walks stat what they list; "." and ".." none', async (t) => {
+  const c = new Client([{ 'd/small': 'abc', 'd/sub/x': 'x' }, { 'd/below': 'below!' }]);
+  const d = (await c.lookup(ROOT, 'd')).nodeid;
+  // The first listing of a mount is a probe (D42): its files go without attributes, and the
+  // walk shows what it wants by looking them up, or not.
+  const probe = await readdirPlus(c, d);
+  t.is(probe.get('small')?.nodeid, 0);
+  t.not(probe.get('sub')?.nodeid, 0, 'a directory always has its entry');
+  for (const name of ['small', 'below']) await c.lookup(d, name);
+  const got = await readdirPlus(c, d);
   t.deepEqual([...got.keys()].sort(), ['.', '..', 'below', 'small', 'sub']);
   t.is(got.get('.')?.nodeid, 0);
   t.is(got.get('..')?.nodeid, 0);
   t.is(got.get('small')?.size, 3);
   t.is(got.get('below')?.size, 6);
   t.is((got.get('sub')?.mode ?? 0) & fs.constants.S_IFMT, fs.constants.S_IFDIR);
-  // The same node a lookup gives, and counted: one forget of the lookup leaves it known.
+  // The same node a lookup gives, and counted: one lookup above, one in this listing.
   const small = await c.lookup(d, 'small');
   t.is(small.nodeid, got.get('small')?.nodeid ?? -1);
-  t.is(c.session.nodes.get(small.nodeid)?.lookups, 2);
+  t.is(c.session.nodes.get(small.nodeid)?.lookups, 3);
+});
+
+test('a walk that does not look up what it lists gets the entries of files without attributes, directories with (D42)', async (t) => {
+  const layer: Record<string, string> = {};
+  for (let d = 0; d < 40; d++) for (const f of ['a', 'b', 'c', 'd']) layer[`d${d}/${f}`] = f;
+  for (let d = 0; d < 40; d++) layer[`d${d}/sub/x`] = 'x';
+  const c = new Client([layer]);
+  const dirs: number[] = [];
+  for (let d = 0; d < 40; d++) dirs.push((await c.lookup(ROOT, `d${d}`)).nodeid);
+  const fileAttrs = (l: Map<string, { nodeid: number }>): boolean => (l.get('a')?.nodeid ?? 0) !== 0;
+  // find: lists, descends by type, looks up no file.
+  for (let i = 0; i < 3; i++) {
+    const l = await readdirPlus(c, dirs[i] as number);
+    t.false(fileAttrs(l), `listing ${i}: no file attributes`);
+    t.not(l.get('sub')?.nodeid, 0, `listing ${i}: the directory's entry`);
+  }
+  // ls -l: looks up a quarter of what a listing gave bare: the next listings carry attributes.
+  await c.lookup(dirs[2] as number, 'a');
+  t.true(fileAttrs(await readdirPlus(c, dirs[3] as number)));
+  // ...and one in PROBE_EVERY (16) goes bare again, to notice a change of walk.
+  const modes: boolean[] = [];
+  for (let i = 4; i < 4 + 16; i++) {
+    const l = await readdirPlus(c, dirs[i] as number);
+    modes.push(fileAttrs(l));
+    for (const f of ['a', 'b', 'c', 'd']) await c.lookup(dirs[i] as number, f);
+  }
+  t.is(modes.filter((m) => !m).length, 1, 'one probe in 16 listings');
+  t.true(fileAttrs(await readdirPlus(c, dirs[20] as number)), 'the probe was looked up: attributes stay');
+  // Three probes while the walk looked nothing up, and one in the 16 listings after.
+  t.is(c.session.listingAttrs.probes, 4);
 });
 
 test('read-only union: once the xattr names of an entry are known, absent names and lists are answered without the union', async (t) => {

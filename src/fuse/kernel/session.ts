@@ -18,6 +18,7 @@ import type { InFlight } from '../../stats.js';
 import type { UnionOps } from '../../union.js';
 import { O_ACCMODE } from '../../host/fs.js';
 import type { TimeSpec } from '../../host/libc.js';
+import { ListingAttrs } from './listing-attrs.js';
 import { NodeTable, type Node } from './nodes.js';
 import {
   ATTR_OUT, ENTRY_OUT, Fattr, Fopen, GETATTR_FH, IN_HEADER, INIT_OUT, Init, KERNEL_MINOR, KERNEL_VERSION, MIN_KERNEL_MINOR,
@@ -92,6 +93,8 @@ const READ_BUFFERS_KEPT = 8;
 
 export class KernelSession {
   readonly nodes = new NodeTable();
+  /** Whether listings carry the attributes of files (D42). */
+  readonly listingAttrs = new ListingAttrs();
   /**
    * [0]: requests handed to the union and not yet answered. Read by the device reader (D32): it
    * spins for the next request only when there are none, as then only the caller can be next.
@@ -585,6 +588,7 @@ export class KernelSession {
   }
 
   private async lookup(h: Header, parent: Node, name: string): Promise<Buffer> {
+    this.listingAttrs.lookedUp(parent.id, name);
     const p = this.child(parent, name);
     let a: Attr;
     try {
@@ -720,8 +724,18 @@ export class KernelSession {
       return reply(h.unique, 0, body);
     }
     // "." and ".." carry no entry (the kernel takes none for them); an entry gone meanwhile
-    // neither: the kernel then looks it up if it wants it.
-    const attrs = await Promise.all(page.map(({ e }) => (e.name === '.' || e.name === '..' ? undefined : this.u.getattr(childOf(dirPath, e.name as Name)).catch(() => undefined))));
+    // neither, nor a file where the walk is one that does not stat what it lists (D42): the
+    // kernel then looks it up if it wants it. A later page asked as READDIRPLUS is one the kernel
+    // asks because lookups followed the first (FUSE_READDIRPLUS_AUTO): with attributes.
+    const withFiles = offset === 0 ? this.listingAttrs.startListing(d.node.id) : true;
+    const attrs = await Promise.all(page.map(({ e }) => {
+      if (e.name === '.' || e.name === '..') return undefined;
+      if (!withFiles && (e.type & fsc.S_IFMT) !== fsc.S_IFDIR) {
+        this.listingAttrs.listedBare(d.node.id, e.name);
+        return undefined;
+      }
+      return this.u.getattr(childOf(dirPath, e.name as Name)).catch(() => undefined);
+    }));
     // The directory may have lost its name while the attributes were read: its entries then get none.
     const named = this.nodes.path(d.node) === dirPath;
     let pos = 0;
