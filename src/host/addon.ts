@@ -31,3 +31,17 @@ export function loadFuseDev(): FuseDevAddon {
   }
   return addon;
 }
+
+let optional: FuseDevAddon | null | undefined = null;
+
+/** The addon, or undefined where it cannot load: for callers that have a slower way without it. */
+export function fuseDevIfBuilt(): FuseDevAddon | undefined {
+  if (optional === null) {
+    try {
+      optional = loadFuseDev();
+    } catch {
+      optional = undefined;
+    }
+  }
+  return optional;
+}

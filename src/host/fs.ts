@@ -6,7 +6,7 @@ import * as fsp from 'node:fs/promises';
 import type { Dirent, Stats, StatsFs } from 'node:fs';
 import { Writable } from 'node:stream';
 import { FsError, codeOfErrno, fromNodeError, hasCode } from '../errno.js';
-import { loadFuseDev, type FuseDevAddon } from './addon.js';
+import { fuseDevIfBuilt, type FuseDevAddon } from './addon.js';
 import { copyRange } from './libc.js';
 import type { RealPath } from '../path.js';
 
@@ -345,19 +345,8 @@ export interface KnownFile {
  */
 const CACHED_READ_MAX = 64 * 1024;
 
-let readCachedFn: FuseDevAddon['readCached'] | null | undefined = null;
-
 /** The addon's cached read; undefined where the addon cannot load (every read then uses the pool). */
-function readCached(): FuseDevAddon['readCached'] | undefined {
-  if (readCachedFn === null) {
-    try {
-      readCachedFn = loadFuseDev().readCached;
-    } catch {
-      readCachedFn = undefined;
-    }
-  }
-  return readCachedFn;
-}
+const readCached = (): FuseDevAddon['readCached'] | undefined => fuseDevIfBuilt()?.readCached;
 
 export function close(fd: number): Promise<void> {
   return onThread('close', undefined, () => fs.closeSync(fd));
@@ -599,18 +588,8 @@ export async function copyFileData(from: RealPath, to: RealPath, size = Infinity
   }
 }
 
-let copyInPoolFn: FuseDevAddon['copyRange'] | null | undefined = null;
-
-function copyInPool(): FuseDevAddon['copyRange'] | undefined {
-  if (copyInPoolFn === null) {
-    try {
-      copyInPoolFn = loadFuseDev().copyRange;
-    } catch {
-      copyInPoolFn = undefined;
-    }
-  }
-  return copyInPoolFn;
-}
+/** The addon's copy in libuv's pool; undefined where the addon cannot load. */
+const copyInPool = (): FuseDevAddon['copyRange'] | undefined => fuseDevIfBuilt()?.copyRange;
 
 export function write(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
   if (len <= SMALL_WRITE) return onThread('write', undefined, () => fs.writeSync(fd, buf, 0, len, pos));
