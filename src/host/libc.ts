@@ -45,7 +45,6 @@ const O_CLOEXEC = 0o2000000;
 const O_NOATIME = 0o1000000;
 const EPERM = constants.errno.EPERM;
 
-
 // Paths of PATH_MAX bytes or more: each call below starts with isLongPath(p) (one comparison for a
 // short path) and, for a long one, calls itself again on the short "/proc/self/fd/N/<rest>" path
 // that fs.ts reaches it by (see there), closing that fd right after.
