@@ -234,9 +234,10 @@ static napi_value stop(napi_env env, napi_callback_info info) {
 // asked: at the end of the file, or only so much was cached), or -errno: -EAGAIN when nothing
 // asked for is cached, -EOPNOTSUPP where the filesystem cannot tell. The caller then reads the
 // rest on a thread that may wait for the disk (src/host/fs.ts). tmpfs and ramfs cannot tell
-// (Linux 6.18), but their files are memory: those are read as they are. `dev`, the file's st_dev
-// where the caller knows it (else -1): a device found to be such a filesystem is remembered, and its files
-// are then read at once, without the refused preadv2 and the fstatfs (two syscalls of three).
+// (Linux 6.18), but their files are memory: those are read as they are. `dev`: the file's st_dev
+// where the caller knows it (else -1). A device found to be such a filesystem is remembered, and
+// its files are then read at once, without the refused preadv2 and the fstatfs (two syscalls of
+// three).
 #define MEMORY_DEVS 16
 static int64_t memory_devs[MEMORY_DEVS];
 static unsigned memory_devs_next;
