@@ -2,8 +2,9 @@
 // whether it is opaque. Lower branches are immutable by contract, so a lower directory is read
 // once and then answers every lookup in it from memory (no probe per name and branch); the upper
 // changes under us, so it is probed directly each time.
-import { constants, type BigIntStats } from 'node:fs';
+import { constants } from 'node:fs';
 import type { Branch } from './branch.js';
+import type { EntryStat } from './entry-stat.js';
 import * as host from './host/fs.js';
 import { DT, getXattr, readDirents } from './host/libc.js';
 import { NAME_MAX, childOf, type Name, type RealPath, type VPath } from './path.js';
@@ -60,7 +61,7 @@ export type Probe =
     readonly kind: EntryKind;
     readonly hidesBelow: boolean;
     /** The entry's lstat, where the probe took one (probeOnDisk): a resolution needs no second. */
-    readonly stat?: BigIntStats;
+    readonly stat?: EntryStat;
   };
 
 const ABSENT: Probe = { kind: 'absent' };
@@ -140,7 +141,7 @@ export function probeOnDisk(branch: Branch, dir: VPath, name: Name, below = true
   const real = branch.real(childOf(dir, name));
   // On the calling thread: two lstats of a local filesystem cost less than one round trip
   // through libuv's pool (host.lstatSyncOrUndefined).
-  const st = host.lstatNsSyncOrUndefined(real);
+  const st = host.lstatEntryOrUndefined(real);
   // A ".wh." marker only hides what the branches below have: where they have nothing of this
   // name (`below` false: a new name, most of what a build or an untar makes), it is not looked
   // for (D29). One for a name of more than NAME_MAX - 4 bytes cannot exist; asking would be

@@ -96,7 +96,7 @@ export class CopyUp {
     // is known as it now is (what follows a copy-up, a write or a getxattr, needs no lookup);
     // a directory's stack depends on the lowers still below it: resolved again.
     const st = r.kind === 'file' ? host.lstatNsSyncOrUndefined(to) : undefined;
-    if (st !== undefined) this.resolver.learn(p, { kind: 'file', branch: upper, real: to, stat: new EntryStat(st), recordedIno: ino });
+    if (st !== undefined) this.resolver.learn(p, { kind: 'file', branch: upper, real: to, stat: EntryStat.of(st), recordedIno: ino });
     else this.resolver.invalidate(p);
     this.counts.copies++;
     if (r.kind === 'file' && r.stat.isFile()) this.counts.bytes += r.stat.size;

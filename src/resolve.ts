@@ -237,7 +237,7 @@ export class Resolver {
     const stack = this.#branches.all;
     const top = stack[0];
     if (top === undefined) throw new Error('a union needs at least one branch');
-    return { kind: 'dir', stack, stat: new EntryStat(await host.lstatNs(top.root)) };
+    return { kind: 'dir', stack, stat: EntryStat.of(await host.lstatNs(top.root)) };
   }
 
   async #resolveChild(p: VPath): Promise<Resolution> {
@@ -293,14 +293,14 @@ export class Resolver {
       if (probe.kind === 'nondir') {
         if (top !== undefined) break; // a non-directory below a directory ends the merge
         const real = b.real(p);
-        const stat = probe.stat !== undefined ? new EntryStat(probe.stat) : statEntry(real);
+        const stat = probe.stat ?? statEntry(real);
         if (stat === undefined) continue; // gone from a lower since it was indexed
         if (probe.stat === undefined && isXattrWhiteout(real, stat)) break; // (probeOnDisk looked)
         return { kind: 'file', branch: b, real, stat };
       }
       const real = b.real(p);
       if (top === undefined) {
-        const stat = probe.stat !== undefined ? new EntryStat(probe.stat) : statEntry(real);
+        const stat = probe.stat ?? statEntry(real);
         if (stat === undefined) continue;
         top = stat;
       }
@@ -350,13 +350,14 @@ export class Resolver {
       if (probe.kind === 'nondir') {
         // The upper's file wins outright (probeOnDisk ruled out an xattr whiteout).
         const real = upper.real(p);
-        return probe.stat === undefined ? undefined : { kind: 'file', branch: upper, real, stat: new EntryStat(probe.stat) };
+        return probe.stat === undefined ? undefined : { kind: 'file', branch: upper, real, stat: probe.stat };
       }
       if (probe.kind === 'dir') {
-        if (probe.stat === undefined) return undefined;
-        top = new EntryStat(probe.stat);
+        const stat = probe.stat;
+        if (stat === undefined) return undefined;
+        top = stat;
         stack.push(upper);
-        if (!below || probe.hidesBelow || (await isOpaqueDir(upper.real(p)))) return { kind: 'dir', stack, stat: top };
+        if (!below || probe.hidesBelow || (await isOpaqueDir(upper.real(p)))) return { kind: 'dir', stack, stat };
       }
     }
     const done = (): Resolution => (top === undefined ? ABSENT : { kind: 'dir', stack, stat: top });
@@ -407,6 +408,5 @@ export class Resolver {
 /** The entry at real as a resolution keeps it; undefined when nothing is there. */
 function statEntry(real: RealPath): EntryStat | undefined {
   // On the calling thread: see host.lstatSyncOrUndefined.
-  const st = host.lstatNsSyncOrUndefined(real);
-  return st === undefined ? undefined : new EntryStat(st);
+  return host.lstatEntryOrUndefined(real);
 }

@@ -6,7 +6,6 @@
 //   OCI image layers: whiteout = file ".wh.NAME"; opaque dir = file ".wh..wh..opq" inside it.
 // An OCI whiteout hides NAME only in lower branches, never NAME in its own branch: a branch may
 // hold both "X" and ".wh.X", and then X is shown and nothing below it.
-import type { BigIntStats, Stats } from 'node:fs';
 
 export const OCI_PREFIX = '.wh.';
 export const OCI_OPAQUE = '.wh..wh..opq';
@@ -15,7 +14,7 @@ export const XATTR_OPAQUE = 'trusted.overlay.opaque';
 export const XATTR_WHITEOUT = 'trusted.overlay.whiteout';
 
 /** Is this stat a kernel whiteout (char device 0:0)? */
-export function isKernelWhiteout(st: Stats | BigIntStats): boolean {
+export function isKernelWhiteout(st: { isCharacterDevice(): boolean; readonly rdev: number | bigint }): boolean {
   return st.isCharacterDevice() && Number(st.rdev) === 0;
 }
 

@@ -17,6 +17,7 @@
 //   stop(h)      stop reading (the fd stays open: the caller closes it)
 //   readCached(fd, buffer, position, dev)  file data from the page cache, never waiting (D34; below)
 //   copyRange(from, to, length, done)  file data copied between fds in libuv's pool (D40; below)
+//   lstat(path, out), fstat(fd, out)  a stat into a Float64Array, on the calling thread (D43; below)
 //
 // Spinning (DECISIONS D32): a program that works through a mount sends its next request a few
 // microseconds after it gets its answer. Going to sleep in epoll in between makes the kernel
@@ -33,7 +34,10 @@
 #include <node_api.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <limits.h>
+#include <string.h>
 #include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/vfs.h>
 #include <time.h>
@@ -367,6 +371,98 @@ static napi_value copy_range(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// lstat(path, out): lstat(2) of a path into out, a Float64Array of LSTAT_FIELDS: dev, ino, mode,
+// nlink, uid, gid, rdev, size, blksize, blocks, then atime, mtime and ctime each as seconds and
+// nanoseconds (exact: doubles hold integers to 2^53). Returns 0, or the errno. Measured (D43): 3.3
+// us a call where Node's lstatSync takes 5 (the syscall is most of both), 5 to 6.6 where it takes
+// 10 to 12 while the server's code is still cold; and a bigint lstatSync makes 17 BigInts for the
+// exact times. A lookup that misses the resolver's cache makes one.
+// A path over PATH_MAX (the caller walks those itself) or with a NUL inside: ENAMETOOLONG, EINVAL.
+#define LSTAT_FIELDS 16
+
+// The fields of st into out (LSTAT_FIELDS doubles).
+static void put_stat(double *f, const struct stat *st) {
+  f[0] = (double)st->st_dev;
+  f[1] = (double)st->st_ino;
+  f[2] = st->st_mode;
+  f[3] = (double)st->st_nlink;
+  f[4] = st->st_uid;
+  f[5] = st->st_gid;
+  f[6] = (double)st->st_rdev;
+  f[7] = (double)st->st_size;
+  f[8] = (double)st->st_blksize;
+  f[9] = (double)st->st_blocks;
+  f[10] = (double)st->st_atim.tv_sec;
+  f[11] = (double)st->st_atim.tv_nsec;
+  f[12] = (double)st->st_mtim.tv_sec;
+  f[13] = (double)st->st_mtim.tv_nsec;
+  f[14] = (double)st->st_ctim.tv_sec;
+  f[15] = (double)st->st_ctim.tv_nsec;
+}
+
+// The Float64Array out (second argument) with room for LSTAT_FIELDS, or NULL with an error thrown.
+static double *stat_out(napi_env env, napi_value v, const char *usage) {
+  napi_typedarray_type type;
+  size_t count;
+  void *data;
+  if (napi_get_typedarray_info(env, v, &type, &count, &data, NULL, NULL) != napi_ok || type != napi_float64_array ||
+      count < LSTAT_FIELDS) {
+    napi_throw_error(env, NULL, usage);
+    return NULL;
+  }
+  return (double *)data;
+}
+
+static napi_value lstat_into(napi_env env, napi_callback_info info) {
+  static const char usage[] = "fuse_dev.lstat(path, out): a string and a Float64Array(16)";
+  size_t argc = 2;
+  napi_value argv[2];
+  char path[PATH_MAX];
+  size_t len;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
+      napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok) {
+    napi_throw_error(env, NULL, usage);
+    return NULL;
+  }
+  double *f = stat_out(env, argv[1], usage);
+  if (f == NULL) return NULL;
+  int err = 0;
+  struct stat st;
+  if (len >= sizeof path - 1) {
+    err = ENAMETOOLONG; // (cut to fit: the path may have been longer still)
+  } else if (strlen(path) != len) {
+    err = EINVAL;
+  } else if (fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    err = errno;
+  } else {
+    put_stat(f, &st);
+  }
+  napi_value out;
+  napi_create_int32(env, err, &out);
+  return out;
+}
+
+// fstat(fd, out): as lstat, of an open file.
+static napi_value fstat_into(napi_env env, napi_callback_info info) {
+  static const char usage[] = "fuse_dev.fstat(fd, out): a number and a Float64Array(16)";
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_error(env, NULL, usage);
+    return NULL;
+  }
+  double *f = stat_out(env, argv[1], usage);
+  if (f == NULL) return NULL;
+  struct stat st;
+  int err = fstat(fd, &st) == 0 ? 0 : errno;
+  if (err == 0) put_stat(f, &st);
+  napi_value out;
+  napi_create_int32(env, err, &out);
+  return out;
+}
+
 NAPI_MODULE_INIT() {
   napi_value f;
   napi_create_function(env, "start", NAPI_AUTO_LENGTH, start, NULL, &f);
@@ -377,5 +473,9 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "readCached", f);
   napi_create_function(env, "copyRange", NAPI_AUTO_LENGTH, copy_range, NULL, &f);
   napi_set_named_property(env, exports, "copyRange", f);
+  napi_create_function(env, "lstat", NAPI_AUTO_LENGTH, lstat_into, NULL, &f);
+  napi_set_named_property(env, exports, "lstat", f);
+  napi_create_function(env, "fstat", NAPI_AUTO_LENGTH, fstat_into, NULL, &f);
+  napi_set_named_property(env, exports, "fstat", f);
   return exports;
 }

@@ -47,15 +47,20 @@ const count = (cb: (n: number) => void): Reply<number> => ({ ok: cb, err: cb });
 /** A stat reply; the patched fuse-native takes exact times as bigint ns (and prefers them to the ms). */
 export type FuseStatNs = FuseStat & { atimeNs?: bigint; mtimeNs?: bigint; ctimeNs?: bigint };
 
+const nsOf = (sec: number, nsec: number): bigint => BigInt(sec) * 1_000_000_000n + BigInt(nsec);
+
 export function toFuseStat(a: Attr, nlink = a.nlink): FuseStatNs {
   const s: FuseStatNs = {
     mode: a.mode, uid: a.uid, gid: a.gid, size: a.size, dev: 0, nlink,
     ino: a.ino, rdev: a.rdev, blksize: a.blksize, blocks: a.blocks,
     atime: a.atimeMs, mtime: a.mtimeMs, ctime: a.ctimeMs,
   };
-  if (a.atimeNs !== undefined) s.atimeNs = a.atimeNs;
-  if (a.mtimeNs !== undefined) s.mtimeNs = a.mtimeNs;
-  if (a.ctimeNs !== undefined) s.ctimeNs = a.ctimeNs;
+  const x = a.exact;
+  if (x !== undefined) {
+    s.atimeNs = nsOf(x.atimeSec, x.atimeNsec);
+    s.mtimeNs = nsOf(x.mtimeSec, x.mtimeNsec);
+    s.ctimeNs = nsOf(x.ctimeSec, x.ctimeNsec);
+  }
   return s;
 }
 

@@ -15,6 +15,10 @@ export interface FuseDevAddon {
   readCached(fd: number, buffer: Buffer, position: number, dev: number): number;
   /** Copies in libuv's pool (copy_file_range, else sendfile); done: bytes copied, or -errno. */
   copyRange(from: number, to: number, length: number, done: (result: number) => void): void;
+  /** lstat(2) into `out` (Float64Array(16): src/entry-stat.ts RAW_STAT_FIELDS); 0 or the errno. */
+  lstat(path: string, out: Float64Array): number;
+  /** fstat(2) into `out`, as lstat. */
+  fstat(fd: number, out: Float64Array): number;
 }
 
 let addon: FuseDevAddon | undefined;

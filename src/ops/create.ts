@@ -27,7 +27,7 @@ export async function create(ctx: UnionCtx, p: VPath, mode: number, flags: numbe
       fd = await host.openFile(at, (flags & PASSED_FLAGS & ~constants.O_TRUNC) | constants.O_CREAT | constants.O_EXCL, m);
       // The file's owner and mode, for placeNew to change only what differs: as the caller's own
       // file it usually needs no chown or chmod (two syscalls fewer for each new file).
-      return { value: undefined, stat: await host.fstatNs(fd) };
+      return { value: undefined, stat: host.fstatEntry(fd) };
     });
   } catch (err) {
     if (fd >= 0) await host.close(fd).catch(() => undefined);

@@ -4,11 +4,10 @@
 // non-directory by rename, a directory by exchange, D14); a directory over a whiteout is made
 // opaque, so that a lower directory of that name does not merge back in. Shared by create,
 // mkdir, mknod, symlink and link.
-import type { BigIntStats } from 'node:fs';
 import { ACL_ACCESS, ACL_DEFAULT, inherit } from '../acl.js';
 import { probeOnDisk } from '../branch-dir.js';
 import type { UnionCtx, UpperCtx } from '../context.js';
-import { EntryStat } from '../entry-stat.js';
+import type { EntryStat } from '../entry-stat.js';
 import { FsError, hasCode } from '../errno.js';
 import * as host from '../host/fs.js';
 import { getXattr, renameExchange, setXattr } from '../host/libc.js';
@@ -48,7 +47,7 @@ export interface NewSpec {
 /** What a builder made: its result, and where it has one at hand (an open file's fstat), its stat. */
 export interface Made<T> {
   readonly value: T;
-  readonly stat?: BigIntStats;
+  readonly stat?: EntryStat;
 }
 
 /**
@@ -102,7 +101,7 @@ export async function placeNew<T>(ctx: UnionCtx, up: UpperCtx, p: VPath, spec: N
     throw err;
   }
   // After the change on disk: a lookup racing with it re-resolves from the new state.
-  learnNew(ctx, up, p, spec, spec.isDir ? undefined : host.lstatNsSyncOrUndefined(target));
+  learnNew(ctx, up, p, spec, spec.isDir ? undefined : host.lstatEntryOrUndefined(target));
   return result;
 }
 
@@ -133,10 +132,10 @@ async function placeAtName<T>(ctx: UnionCtx, up: UpperCtx, p: VPath, spec: NewSp
     throw err;
   }
   try {
-    let st = made.stat ?? (await host.lstatNs(target));
+    let st = made.stat ?? host.lstatEntry(target);
     if (e !== undefined && !sameOwnerAndMode(st, e)) {
       await own(target, e, nowOf(st));
-      st = await host.lstatNs(target);
+      st = host.lstatEntry(target);
     }
     learnNew(ctx, up, p, spec, spec.isDir ? undefined : st);
     return made;
@@ -152,21 +151,21 @@ async function placeAtName<T>(ctx: UnionCtx, up: UpperCtx, p: VPath, spec: NewSp
  * recorded inode number; a new link shares its file's); a directory's stack depends on what lies
  * below, so it is resolved again.
  */
-function learnNew(ctx: UnionCtx, up: UpperCtx, p: VPath, spec: NewSpec, st: BigIntStats | undefined): void {
+function learnNew(ctx: UnionCtx, up: UpperCtx, p: VPath, spec: NewSpec, st: EntryStat | undefined): void {
   if (st === undefined) {
     ctx.resolver.invalidate(p);
     return;
   }
   const real = up.branch.real(p);
-  ctx.resolver.learn(p, { kind: 'file', branch: up.branch, real, stat: new EntryStat(st), ...(spec.syscall === 'link' ? {} : { recordedIno: null }) });
+  ctx.resolver.learn(p, { kind: 'file', branch: up.branch, real, stat: st, ...(spec.syscall === 'link' ? {} : { recordedIno: null }) });
 }
 
-function nowOf(st: BigIntStats): { uid: number; gid: number; mode: number } {
-  return { uid: Number(st.uid), gid: Number(st.gid), mode: Number(st.mode) };
+function nowOf(st: EntryStat): { uid: number; gid: number; mode: number } {
+  return { uid: st.uid, gid: st.gid, mode: st.mode };
 }
 
-function sameOwnerAndMode(st: BigIntStats, e: NewEntry): boolean {
-  return Number(st.uid) === e.uid && Number(st.gid) === e.gid && (e.mode === undefined || Number(st.mode & 0o7777n) === e.mode);
+function sameOwnerAndMode(st: EntryStat, e: NewEntry): boolean {
+  return st.uid === e.uid && st.gid === e.gid && (e.mode === undefined || (st.mode & 0o7777) === e.mode);
 }
 
 /** What a new entry is given: its owner, and but for a symlink its mode and ACLs (see entryFor). */

@@ -356,7 +356,7 @@ export class KernelSession {
 
   private entry(h: Header, parent: Node, name: string, a: Attr): Buffer {
     const n = this.nodes.lookedUp(parent, name);
-    return replyWith(h.unique, ENTRY_OUT, (o, at) => writeEntry(o, at, BigInt(n.id), a, this.policy.entrySec, this.attrSec(a)));
+    return replyWith(h.unique, ENTRY_OUT, (o, at) => writeEntry(o, at, n.id, a, this.policy.entrySec, this.attrSec(a)));
   }
 
   private attrOut(h: Header, a: Attr): Buffer {
@@ -596,7 +596,7 @@ export class KernelSession {
     } catch (e) {
       if (e instanceof FsError && e.code === 'ENOENT' && this.policy.negativeSec > 0) {
         // Node id 0 with a timeout: the kernel keeps the absence that long.
-        throw new CachedAbsence(p, replyWith(h.unique, ENTRY_OUT, (o, at) => writeEntry(o, at, 0n, undefined, this.policy.negativeSec, 0)));
+        throw new CachedAbsence(p, replyWith(h.unique, ENTRY_OUT, (o, at) => writeEntry(o, at, 0, undefined, this.policy.negativeSec, 0)));
       }
       throw e;
     }
@@ -686,7 +686,7 @@ export class KernelSession {
     n.noCapability = made !== undefined;
     this.opened(n, fh);
     return replyWith(h.unique, ENTRY_OUT + OPEN_OUT, (o, o2) => {
-      writeEntry(o, o2, BigInt(n.id), a, this.policy.entrySec, this.attrSec(a));
+      writeEntry(o, o2, n.id, a, this.policy.entrySec, this.attrSec(a));
       writeOpen(o, o2 + ENTRY_OUT, BigInt(fh), 0);
     });
   }
@@ -741,8 +741,8 @@ export class KernelSession {
     let pos = 0;
     page.forEach(({ e, name, off }, i) => {
       const a = named ? attrs[i] : undefined;
-      if (a === undefined) writeEntry(body, pos, 0n, undefined, 0, 0);
-      else writeEntry(body, pos, BigInt(this.nodes.lookedUp(d.node, e.name).id), a, this.policy.entrySec, this.attrSec(a));
+      if (a === undefined) writeEntry(body, pos, 0, undefined, 0, 0);
+      else writeEntry(body, pos, this.nodes.lookedUp(d.node, e.name).id, a, this.policy.entrySec, this.attrSec(a));
       pos += ENTRY_OUT;
       pos += writeDirent(body, pos, a?.ino ?? e.ino, off, (e.type & fsc.S_IFMT) >> DT_SHIFT, name);
     });

@@ -124,33 +124,55 @@ export function replyWith(unique: bigint, bodyLen: number, fill: (b: Buffer, at:
   return out;
 }
 
-function splitTime(ms: number, ns: bigint | undefined): [bigint, number] {
-  const total = ns ?? BigInt(Math.round(ms * 1e6));
-  let sec = total / 1_000_000_000n;
-  let nsec = total % 1_000_000_000n;
-  if (nsec < 0n) {
-    sec -= 1n;
-    nsec += 1_000_000_000n;
+const TWO_32 = 4294967296;
+
+/**
+ * An integer below 2^53 in size as a little-endian 64-bit field, two's complement (a time
+ * before 1970 is negative): no BigInt made (D43).
+ */
+export function writeI64(b: Buffer, x: number, at: number): void {
+  const hi = Math.floor(x / TWO_32);
+  b.writeUInt32LE(x - hi * TWO_32, at);
+  b.writeInt32LE(hi, at + 4);
+}
+
+/** A time known only as ms (Node's Stats) as [seconds, nanoseconds]. */
+function splitMs(ms: number): [number, number] {
+  let sec = Math.floor(ms / 1000);
+  let nsec = Math.round((ms - sec * 1000) * 1e6);
+  if (nsec >= 1e9) {
+    sec += 1;
+    nsec -= 1e9;
   }
-  return [sec, Number(nsec)];
+  return [sec, nsec];
 }
 
 export const ATTR_SIZE = 88;
 
 /** struct fuse_attr at `at`. */
 export function writeAttr(b: Buffer, at: number, a: Attr): void {
-  const [as, an] = splitTime(a.atimeMs, a.atimeNs);
-  const [ms, mn] = splitTime(a.mtimeMs, a.mtimeNs);
-  const [cs, cn] = splitTime(a.ctimeMs, a.ctimeNs);
-  b.writeBigUInt64LE(BigInt(a.ino), at);
-  b.writeBigUInt64LE(BigInt(a.size), at + 8);
-  b.writeBigUInt64LE(BigInt(a.blocks), at + 16);
-  b.writeBigInt64LE(as, at + 24);
-  b.writeBigInt64LE(ms, at + 32);
-  b.writeBigInt64LE(cs, at + 40);
-  b.writeUInt32LE(an, at + 48);
-  b.writeUInt32LE(mn, at + 52);
-  b.writeUInt32LE(cn, at + 56);
+  const x = a.exact;
+  if (x !== undefined) {
+    writeI64(b, x.atimeSec, at + 24);
+    writeI64(b, x.mtimeSec, at + 32);
+    writeI64(b, x.ctimeSec, at + 40);
+    b.writeUInt32LE(x.atimeNsec, at + 48);
+    b.writeUInt32LE(x.mtimeNsec, at + 52);
+    b.writeUInt32LE(x.ctimeNsec, at + 56);
+  } else {
+    const [as, an] = splitMs(a.atimeMs);
+    const [ms, mn] = splitMs(a.mtimeMs);
+    const [cs, cn] = splitMs(a.ctimeMs);
+    writeI64(b, as, at + 24);
+    writeI64(b, ms, at + 32);
+    writeI64(b, cs, at + 40);
+    b.writeUInt32LE(an, at + 48);
+    b.writeUInt32LE(mn, at + 52);
+    b.writeUInt32LE(cn, at + 56);
+  }
+  writeI64(b, a.ino, at);
+  writeI64(b, a.size, at + 8);
+  writeI64(b, a.blocks, at + 16);
   b.writeUInt32LE(a.mode >>> 0, at + 60);
   b.writeUInt32LE(a.nlink >>> 0, at + 64);
   b.writeUInt32LE(a.uid >>> 0, at + 68);
@@ -161,22 +183,22 @@ export function writeAttr(b: Buffer, at: number, a: Attr): void {
 }
 
 /** Seconds (possibly fractional) as fuse's (u64 seconds, u32 nanoseconds). */
-function validity(seconds: number): [bigint, number] {
+function validity(seconds: number): [number, number] {
   const s = Math.max(0, seconds);
   const whole = Math.floor(s);
-  return [BigInt(whole), Math.floor((s - whole) * 1e9)];
+  return [whole, Math.floor((s - whole) * 1e9)];
 }
 
 export const ENTRY_OUT = 40 + ATTR_SIZE;
 
 /** struct fuse_entry_out. nodeid 0 with an entry timeout: a cached absence. */
-export function writeEntry(b: Buffer, at: number, nodeid: bigint, a: Attr | undefined, entrySec: number, attrSec: number): void {
+export function writeEntry(b: Buffer, at: number, nodeid: number, a: Attr | undefined, entrySec: number, attrSec: number): void {
   const [es, en] = validity(entrySec);
   const [as, an] = validity(attrSec);
-  b.writeBigUInt64LE(nodeid, at);
-  b.writeBigUInt64LE(0n, at + 8); // generation: nodeids are never reused while mounted
-  b.writeBigUInt64LE(es, at + 16);
-  b.writeBigUInt64LE(as, at + 24);
+  writeI64(b, nodeid, at);
+  writeI64(b, 0, at + 8); // generation: nodeids are never reused while mounted
+  writeI64(b, es, at + 16);
+  writeI64(b, as, at + 24);
   b.writeUInt32LE(en, at + 32);
   b.writeUInt32LE(an, at + 36);
   if (a === undefined) b.fill(0, at + 40, at + 40 + ATTR_SIZE);
@@ -187,7 +209,7 @@ export const ATTR_OUT = 16 + ATTR_SIZE;
 
 export function writeAttrOut(b: Buffer, at: number, a: Attr, attrSec: number): void {
   const [s, n] = validity(attrSec);
-  b.writeBigUInt64LE(s, at);
+  writeI64(b, s, at);
   b.writeUInt32LE(n, at + 8);
   b.writeUInt32LE(0, at + 12);
   writeAttr(b, at + 16, a);
