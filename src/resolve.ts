@@ -45,9 +45,9 @@ export interface ResolverOptions {
   readonly maxEntries: number;
   /** Most lower-branch directory listings (and as many merged indexes) kept. */
   readonly maxDirs: number;
-  /** Heap budget of the kept resolutions, in bytes (estimated per entry; default 40 MiB). */
+  /** Heap budget of the kept resolutions, in bytes (estimated per entry; default 16 MiB). */
   readonly maxBytes?: number;
-  /** Heap budget of the kept listings, and again of the merged indexes (default 12 MiB each). */
+  /** Heap budget of the kept listings, and again of the merged indexes (default 8 MiB each). */
   readonly maxDirBytes?: number;
   /** Answer lookups in directories that several lowers share from one merged index (default). */
   readonly lowerIndex?: boolean;
@@ -61,14 +61,15 @@ const MIB = 1024 * 1024;
  * Bounded by count and by bytes, so the serving process stays small whatever the image: with
  * these, V8's heap growth held to 1.3x (D30) and its young generation to 2 x 4 MiB (D39), a
  * server the CLI starts stays under 200 MB RSS after a walk of 100k files (issue 4; measured by
- * `npm run bench:memory`). An evicted entry costs one
- * stat again; the kernel keeps its own copy of what it was told for the entry timeout anyway.
+ * `npm run bench:memory`). At 24 and 12 MiB it ended that walk at 196-206 MB (D44). An evicted
+ * entry costs one stat again; the kernel keeps its own copy of what it was told for the entry
+ * timeout anyway.
  */
-const DEFAULT_MAX_BYTES = 24 * MIB;
-const DEFAULT_MAX_DIR_BYTES = 12 * MIB;
+const DEFAULT_MAX_BYTES = 16 * MIB;
+const DEFAULT_MAX_DIR_BYTES = 8 * MIB;
 // The count is a second bound: lru-cache allocates its tables for `max` entries up front (two
-// arrays and four typed arrays, ~32 bytes an entry), and with 24 MiB a file's resolution (about
-// 440 estimated bytes) reaches the byte bound at ~57k entries; 100k leaves room for absences,
+// arrays and four typed arrays, ~32 bytes an entry), and with 16 MiB a file's resolution (about
+// 440 estimated bytes) reaches the byte bound at ~38k entries; 100k leaves room for absences,
 // which weigh less. (200k was 3 MiB of tables never filled.)
 export const DEFAULT_RESOLVER_OPTIONS: ResolverOptions = {
   maxEntries: 100_000, maxDirs: 20_000, maxBytes: DEFAULT_MAX_BYTES, maxDirBytes: DEFAULT_MAX_DIR_BYTES,
