@@ -6,6 +6,7 @@
 // cuts the stack, as in overlayfs); a directory joins the stack, and an opaque one ends it.
 import { LRUCache } from 'lru-cache';
 import type { Branch, BranchSet } from './branch.js';
+import { ByteCache } from './byte-cache.js';
 import {
   isOpaqueDir, isXattrWhiteout, probeIn, probeOnDisk, readBranchDir, type BranchDir, type Probe,
 } from './branch-dir.js';
@@ -119,11 +120,11 @@ export interface ResolverCacheStats {
 export class Resolver {
   readonly #branches: BranchSet;
   readonly #cache: LRUCache<string, Resolution>;
-  readonly #dirs: LRUCache<string, BranchDir>;
+  readonly #dirs: ByteCache<BranchDir>;
   readonly #inflight = new SingleFlight<string, Resolution>();
   readonly #dirInflight = new SingleFlight<string, BranchDir>();
   /** Merged indexes of directories that several lowers share (lower-index.ts). */
-  readonly #indexes: LRUCache<string, ReadonlyMap<string, LowerHit>>;
+  readonly #indexes: ByteCache<ReadonlyMap<string, LowerHit>>;
   readonly #indexInflight = new SingleFlight<string, ReadonlyMap<string, LowerHit>>();
   readonly #useIndex: boolean;
   #hits = 0;
@@ -139,8 +140,10 @@ export class Resolver {
     this.#cache = new LRUCache({
       max: opts.maxEntries, maxSize: opts.maxBytes ?? DEFAULT_MAX_BYTES, sizeCalculation: resolutionBytes, ...ttl,
     });
-    this.#dirs = new LRUCache({ max: opts.maxDirs, maxSize: dirBytes, sizeCalculation: branchDirBytes, ...ttl });
-    this.#indexes = new LRUCache({ max: opts.maxDirs, maxSize: dirBytes, sizeCalculation: indexBytes, ...ttl });
+    // A listing or index larger than the bound is still kept, the last one alone (D45): else a
+    // lookup in a huge directory would read all of it again for each name.
+    this.#dirs = new ByteCache({ max: opts.maxDirs, maxBytes: dirBytes, sizeOf: branchDirBytes, ttlMs: opts.ttlMs });
+    this.#indexes = new ByteCache({ max: opts.maxDirs, maxBytes: dirBytes, sizeOf: indexBytes, ttlMs: opts.ttlMs });
     this.#useIndex = opts.lowerIndex ?? true;
   }
 
@@ -148,8 +151,8 @@ export class Resolver {
   cacheStats(): ResolverCacheStats {
     return {
       entries: this.#cache.size, bytes: this.#cache.calculatedSize,
-      dirs: this.#dirs.size, dirBytes: this.#dirs.calculatedSize,
-      indexes: this.#indexes.size, indexBytes: this.#indexes.calculatedSize,
+      dirs: this.#dirs.size, dirBytes: this.#dirs.bytes,
+      indexes: this.#indexes.size, indexBytes: this.#indexes.bytes,
       hits: this.#hits, misses: this.#misses, dirHits: this.#dirHits, dirMisses: this.#dirMisses,
     };
   }

@@ -180,6 +180,23 @@ test('a byte budget bounds what the caches hold, and answers stay the same', asy
   t.is(big.cacheStats().entries, paths.length + 11, 'the default budget keeps them all (paths, 10 dirs, root)');
 });
 
+test('a directory whose listing outgrows the byte budget is read once for all the lookups in it (D45)', async (t) => {
+  const files: Record<string, string> = {};
+  for (let i = 0; i < 400; i++) files[`huge/name-${i}`] = 'x';
+  const roots = s.branches(files, { 'huge/other': 'y' });
+  const budget = 4 * 1024; // each of the two listings, and their merged index, is ~50 KiB
+  for (const useIndex of [true, false]) {
+    const r = makeResolver(roots, 'lowers', { maxEntries: 100_000, maxDirs: 100, maxDirBytes: budget, lowerIndex: useIndex });
+    const plain = makeResolver(roots, 'lowers');
+    for (const p of [...Array.from({ length: 58 }, (_, i) => `/huge/name-${i * 7}`), '/huge/other', '/huge/none']) {
+      t.is(await show(r, p), await show(plain, p), p);
+    }
+    t.is(await show(r, '/huge/none'), 'absent');
+    // Per branch: the root's listing and huge's; without the fix, one of huge's per lookup.
+    t.true(r.cacheStats().dirMisses <= 6, `index ${useIndex}: ${JSON.stringify(r.cacheStats())}`);
+  }
+});
+
 test('concurrent resolutions of one uncached path share one load', async (t) => {
   const roots = s.branches({ 'a/b/c': 'L0' }, { 'a/b/d': 'L1' });
   for (const mode of ['lowers', 'upper'] as const) {
