@@ -389,7 +389,7 @@ const rawStat = new Float64Array(RAW_STAT_FIELDS);
 
 /**
  * The resolver's stat of an entry, on the calling thread: the addon's lstat where it is built
- * (D43: a third of Node's cost, and no BigInt for the exact times), else Node's bigint lstat.
+ * (D43: about half of Node's cost, and no BigInt for the exact times), else Node's bigint lstat.
  */
 export function lstatEntryOrUndefined(p: RealPath): EntryStat | undefined {
   const dev = isLongPath(p) ? undefined : fuseDevIfBuilt();
