@@ -464,18 +464,16 @@ static napi_value fstat_into(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
-  napi_value f;
-  napi_create_function(env, "start", NAPI_AUTO_LENGTH, start, NULL, &f);
-  napi_set_named_property(env, exports, "start", f);
-  napi_create_function(env, "stop", NAPI_AUTO_LENGTH, stop, NULL, &f);
-  napi_set_named_property(env, exports, "stop", f);
-  napi_create_function(env, "readCached", NAPI_AUTO_LENGTH, read_cached, NULL, &f);
-  napi_set_named_property(env, exports, "readCached", f);
-  napi_create_function(env, "copyRange", NAPI_AUTO_LENGTH, copy_range, NULL, &f);
-  napi_set_named_property(env, exports, "copyRange", f);
-  napi_create_function(env, "lstat", NAPI_AUTO_LENGTH, lstat_into, NULL, &f);
-  napi_set_named_property(env, exports, "lstat", f);
-  napi_create_function(env, "fstat", NAPI_AUTO_LENGTH, fstat_into, NULL, &f);
-  napi_set_named_property(env, exports, "fstat", f);
+  // Each: its name and its function (utf8name, name, method, getter, setter, value, attributes,
+  // data).
+  static const napi_property_descriptor exported[] = {
+      {"start", NULL, start, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"stop", NULL, stop, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readCached", NULL, read_cached, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"copyRange", NULL, copy_range, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lstat", NULL, lstat_into, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fstat", NULL, fstat_into, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof exported / sizeof exported[0], exported);
   return exports;
 }
