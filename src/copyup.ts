@@ -8,7 +8,7 @@
 // one path share one copy.
 import { constants } from 'node:fs';
 import type { BranchSet } from './branch.js';
-import { EntryStat } from './entry-stat.js';
+import type { EntryStat } from './entry-stat.js';
 import { FsError } from './errno.js';
 import * as host from './host/fs.js';
 import { copyRange, fdGetXattr, fdListXattr, fdSetXattr, getXattr, listXattr, mknod, setTimesFd, setTimesNs, setXattr } from './host/libc.js';
@@ -95,8 +95,8 @@ export class CopyUp {
     // After the rename, not before: a lookup racing with the copy re-resolves from disk. A file
     // is known as it now is (what follows a copy-up, a write or a getxattr, needs no lookup);
     // a directory's stack depends on the lowers still below it: resolved again.
-    const st = r.kind === 'file' ? host.lstatNsSyncOrUndefined(to) : undefined;
-    if (st !== undefined) this.resolver.learn(p, { kind: 'file', branch: upper, real: to, stat: EntryStat.of(st), recordedIno: ino });
+    const st = r.kind === 'file' ? host.lstatEntryOrUndefined(to) : undefined;
+    if (st !== undefined) this.resolver.learn(p, { kind: 'file', branch: upper, real: to, stat: st, recordedIno: ino });
     else this.resolver.invalidate(p);
     this.counts.copies++;
     if (r.kind === 'file' && r.stat.isFile()) this.counts.bytes += r.stat.size;
