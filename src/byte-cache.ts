@@ -2,10 +2,10 @@
 // too large for its byte bound, one at a time (D45). lru-cache refuses a value larger than the
 // bound outright; for a lower directory's listing that made every lookup in a directory of 99k
 // names read all of it again (~190 ms a lookup), once its listing outgrew the bound.
-import { LRUCache } from 'lru-cache';
+import { CountedLRU } from './counted-lru.js';
 
 export interface ByteCacheOptions<V> {
-  /** Most values kept (lru-cache allocates its tables for this many up front). */
+  /** Most values kept. */
   readonly max: number;
   /** Bound of the values' estimated bytes together. */
   readonly maxBytes: number;
@@ -15,7 +15,7 @@ export interface ByteCacheOptions<V> {
 }
 
 export class ByteCache<V extends object> {
-  readonly #lru: LRUCache<string, V>;
+  readonly #lru: CountedLRU<string, V>;
   readonly #maxBytes: number;
   readonly #sizeOf: (v: V) => number;
   readonly #ttlMs: number | undefined;
@@ -24,7 +24,7 @@ export class ByteCache<V extends object> {
   constructor(o: ByteCacheOptions<V>) {
     // lru-cache treats a ttl of 0 as none: "keep nothing" is 1 ms.
     this.#ttlMs = o.ttlMs === undefined ? undefined : Math.max(1, o.ttlMs);
-    this.#lru = new LRUCache<string, V>({ max: o.max, maxSize: o.maxBytes, ...(this.#ttlMs === undefined ? {} : { ttl: this.#ttlMs }) });
+    this.#lru = new CountedLRU<string, V>(o.max, { maxSize: o.maxBytes, ...(this.#ttlMs === undefined ? {} : { ttl: this.#ttlMs }) });
     this.#maxBytes = o.maxBytes;
     this.#sizeOf = o.sizeOf;
   }

@@ -1,5 +1,5 @@
 // The narrow set of dependencies every operation receives. Built once per mount in union.ts.
-import type { LRUCache } from 'lru-cache';
+import type { CountedLRU } from './counted-lru.js';
 import type { Branch, BranchSet } from './branch.js';
 import type { ChangeGate } from './change-gate.js';
 import type { CopyUp } from './copyup.js';
@@ -38,7 +38,7 @@ export interface UnionCtx {
   readonly handles: Handles;
   readonly inodes: InodeNumbers;
   /** Stored xattr names of lower-branch entries, by real path. */
-  readonly xattrNames: LRUCache<string, readonly string[]>;
+  readonly xattrNames: CountedLRU<string, readonly string[]>;
   /** Present when no entry's xattrs can change while mounted: no upper branch, no lower_ttl. */
   readonly fixedXattrNames: FixedXattrNames | undefined;
   /** No lower_ttl: nothing changes a lower file while mounted (its size is what it was). */

@@ -4,9 +4,9 @@
 // ENOTDIR / ENOENT come from the parent, not from a skipped branch. Per branch, top-down:
 // a whiteout ends the search; a non-directory wins unless a directory was found above it (then it
 // cuts the stack, as in overlayfs); a directory joins the stack, and an opaque one ends it.
-import { LRUCache } from 'lru-cache';
 import type { Branch, BranchSet } from './branch.js';
 import { ByteCache } from './byte-cache.js';
+import { CountedLRU } from './counted-lru.js';
 import {
   isOpaqueDir, isXattrWhiteout, probeIn, probeOnDisk, readBranchDir, type BranchDir, type Probe,
 } from './branch-dir.js';
@@ -119,7 +119,7 @@ export interface ResolverCacheStats {
 
 export class Resolver {
   readonly #branches: BranchSet;
-  readonly #cache: LRUCache<string, Resolution>;
+  readonly #cache: CountedLRU<string, Resolution>;
   readonly #dirs: ByteCache<BranchDir>;
   readonly #inflight = new SingleFlight<string, Resolution>();
   readonly #dirInflight = new SingleFlight<string, BranchDir>();
@@ -137,9 +137,7 @@ export class Resolver {
     // lru-cache treats a ttl of 0 as none: "keep nothing" is 1 ms.
     const ttl = opts.ttlMs === undefined ? {} : { ttl: Math.max(1, opts.ttlMs) };
     const dirBytes = opts.maxDirBytes ?? DEFAULT_MAX_DIR_BYTES;
-    this.#cache = new LRUCache({
-      max: opts.maxEntries, maxSize: opts.maxBytes ?? DEFAULT_MAX_BYTES, sizeCalculation: resolutionBytes, ...ttl,
-    });
+    this.#cache = new CountedLRU(opts.maxEntries, { maxSize: opts.maxBytes ?? DEFAULT_MAX_BYTES, sizeCalculation: resolutionBytes, ...ttl });
     // A listing or index larger than the bound is still kept, the last one alone (D45): else a
     // lookup in a huge directory would read all of it again for each name.
     this.#dirs = new ByteCache({ max: opts.maxDirs, maxBytes: dirBytes, sizeOf: branchDirBytes, ttlMs: opts.ttlMs });

@@ -3,7 +3,7 @@
 // Nothing here knows about FUSE, so the whole union can be tested against temp directories.
 import type { StatsFs } from 'node:fs';
 import type { Attr } from './attr.js';
-import { LRUCache } from 'lru-cache';
+import { CountedLRU } from './counted-lru.js';
 import { BranchSet } from './branch.js';
 import type { UnionCtx, UpperCtx } from './context.js';
 import { ChangeGate } from './change-gate.js';
@@ -160,9 +160,8 @@ export function createUnion(config: UnionConfig): Union {
     handles: new Handles(),
     inodes,
     // Bounded in bytes too (estimated: bookkeeping plus two bytes a character), as the resolver is.
-    xattrNames: new LRUCache<string, readonly string[]>({
-      // The byte bound allows ~32k lists at most (each is 100 bytes and more): no larger tables.
-      max: Math.min(resolverOptions.maxEntries, XATTR_NAMES_MAX_ENTRIES),
+    // The byte bound allows ~32k lists at most (each is 100 bytes and more).
+    xattrNames: new CountedLRU<string, readonly string[]>(Math.min(resolverOptions.maxEntries, XATTR_NAMES_MAX_ENTRIES), {
       maxSize: XATTR_NAMES_MAX_BYTES,
       sizeCalculation: (names, real) => 100 + 2 * real.length + names.reduce((n, x) => n + 40 + 2 * x.length, 0),
       ...(ttlMs === undefined ? {} : { ttl: Math.max(1, ttlMs) }),
