@@ -3,7 +3,7 @@
 // becomes -errno, anything else is a bug, logged with its stack, and answered with -EIO.
 import type { FuseOps, FuseStat, FuseStatfs } from 'fuse-native';
 import type { StatsFs } from 'node:fs';
-import type { Attr } from '../attr.js';
+import { msOfTime, type Attr } from '../attr.js';
 import { constants } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { FsError, toErrno } from '../errno.js';
@@ -45,23 +45,18 @@ const value = <T>(cb: (err: number, v?: T) => void): Reply<T> => ({ ok: (v) => c
 const count = (cb: (n: number) => void): Reply<number> => ({ ok: cb, err: cb });
 
 /** A stat reply; the patched fuse-native takes exact times as bigint ns (and prefers them to the ms). */
-export type FuseStatNs = FuseStat & { atimeNs?: bigint; mtimeNs?: bigint; ctimeNs?: bigint };
+export type FuseStatNs = FuseStat & { atimeNs: bigint; mtimeNs: bigint; ctimeNs: bigint };
 
 const nsOf = (sec: number, nsec: number): bigint => BigInt(sec) * 1_000_000_000n + BigInt(nsec);
 
 export function toFuseStat(a: Attr, nlink = a.nlink): FuseStatNs {
-  const s: FuseStatNs = {
+  const x = a.exact;
+  return {
     mode: a.mode, uid: a.uid, gid: a.gid, size: a.size, dev: 0, nlink,
     ino: a.ino, rdev: a.rdev, blksize: a.blksize, blocks: a.blocks,
-    atime: a.atimeMs, mtime: a.mtimeMs, ctime: a.ctimeMs,
+    atime: msOfTime(x.atimeSec, x.atimeNsec), mtime: msOfTime(x.mtimeSec, x.mtimeNsec), ctime: msOfTime(x.ctimeSec, x.ctimeNsec),
+    atimeNs: nsOf(x.atimeSec, x.atimeNsec), mtimeNs: nsOf(x.mtimeSec, x.mtimeNsec), ctimeNs: nsOf(x.ctimeSec, x.ctimeNsec),
   };
-  const x = a.exact;
-  if (x !== undefined) {
-    s.atimeNs = nsOf(x.atimeSec, x.atimeNsec);
-    s.mtimeNs = nsOf(x.mtimeSec, x.mtimeNsec);
-    s.ctimeNs = nsOf(x.ctimeSec, x.ctimeNsec);
-  }
-  return s;
 }
 
 /**

@@ -6,10 +6,12 @@ import type { StatsFs } from 'node:fs';
 import { constants } from 'node:os';
 import { FsError } from '../../src/errno.js';
 import { toFuseOps, toFuseStat, toFuseStatfs, type LayerfsFuseOps as FuseOps } from '../../src/fuse/adapter.js';
-import { attrOf } from '../../src/attr.js';
+import { attrOfEntry } from '../../src/attr.js';
+import { lstatEntry } from '../../src/host/fs.js';
 import type { Log } from '../../src/log.js';
 import { createUnion, type UnionOps } from '../../src/union.js';
 import { makeScratch, symlink } from './fixture.js';
+import type { RealPath } from '../../src/path.js';
 
 const E = constants.errno;
 const { S_IFDIR, S_IFREG } = fs.constants;
@@ -157,7 +159,7 @@ test('a path that is not a mount path is a bug answered with -EIO, once', async 
 });
 
 test('successful replies carry the value, once, with 0 as the error', async (t) => {
-  const st = fs.lstatSync(s.root);
+  const st = attrOfEntry(lstatEntry(s.root as RealPath), 7);
   const sfs: StatsFs = { type: 1, bsize: 4096, blocks: 100, bfree: 50, bavail: 40, files: 1000, ffree: 900 };
   const xattr = Buffer.from('value');
   const seen: unknown[][] = [];
@@ -260,12 +262,14 @@ test('over a real union: the errno of each failure reaches the reply', async (t)
   t.deepEqual(log.bugs, []);
 });
 
-test('toFuseStat carries every field, times in ms', (t) => {
+test('toFuseStat carries every field, times in ms and exact in ns', (t) => {
   const st = fs.lstatSync(s.root);
-  const f = toFuseStat(attrOf(st, st.ino + 1));
+  const ns = fs.lstatSync(s.root, { bigint: true });
+  const f = toFuseStat(attrOfEntry(lstatEntry(s.root as RealPath), st.ino + 1));
   t.deepEqual(f, {
     mode: st.mode, uid: st.uid, gid: st.gid, size: st.size, dev: 0, nlink: st.nlink, ino: st.ino + 1,
     rdev: st.rdev, blksize: st.blksize, blocks: st.blocks, atime: st.atimeMs, mtime: st.mtimeMs, ctime: st.ctimeMs,
+    atimeNs: ns.atimeNs, mtimeNs: ns.mtimeNs, ctimeNs: ns.ctimeNs,
   });
 });
 

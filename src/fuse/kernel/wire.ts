@@ -136,40 +136,17 @@ export function writeI64(b: Buffer, x: number, at: number): void {
   b.writeInt32LE(hi, at + 4);
 }
 
-/** A time known only as ms (Node's Stats) as [seconds, nanoseconds]. */
-function splitMs(ms: number): [number, number] {
-  let sec = Math.floor(ms / 1000);
-  let nsec = Math.round((ms - sec * 1000) * 1e6);
-  if (nsec >= 1e9) {
-    sec += 1;
-    nsec -= 1e9;
-  }
-  return [sec, nsec];
-}
-
 export const ATTR_SIZE = 88;
 
 /** struct fuse_attr at `at`. */
 export function writeAttr(b: Buffer, at: number, a: Attr): void {
   const x = a.exact;
-  if (x !== undefined) {
-    writeI64(b, x.atimeSec, at + 24);
-    writeI64(b, x.mtimeSec, at + 32);
-    writeI64(b, x.ctimeSec, at + 40);
-    b.writeUInt32LE(x.atimeNsec, at + 48);
-    b.writeUInt32LE(x.mtimeNsec, at + 52);
-    b.writeUInt32LE(x.ctimeNsec, at + 56);
-  } else {
-    const [as, an] = splitMs(a.atimeMs);
-    const [ms, mn] = splitMs(a.mtimeMs);
-    const [cs, cn] = splitMs(a.ctimeMs);
-    writeI64(b, as, at + 24);
-    writeI64(b, ms, at + 32);
-    writeI64(b, cs, at + 40);
-    b.writeUInt32LE(an, at + 48);
-    b.writeUInt32LE(mn, at + 52);
-    b.writeUInt32LE(cn, at + 56);
-  }
+  writeI64(b, x.atimeSec, at + 24);
+  writeI64(b, x.mtimeSec, at + 32);
+  writeI64(b, x.ctimeSec, at + 40);
+  b.writeUInt32LE(x.atimeNsec, at + 48);
+  b.writeUInt32LE(x.mtimeNsec, at + 52);
+  b.writeUInt32LE(x.ctimeNsec, at + 56);
   writeI64(b, a.ino, at);
   writeI64(b, a.size, at + 8);
   writeI64(b, a.blocks, at + 16);
