@@ -15,7 +15,6 @@ import { copyRange, fdGetXattr, fdListXattr, fdSetXattr, getXattr, listXattr, mk
 import { markImpure, recordIno, recordInoFd } from './origin.js';
 import { ROOT, parentOf, type RealPath, type VPath } from './path.js';
 import type { Resolver } from './resolve.js';
-import { SingleFlight } from './single-flight.js';
 import { XATTR_PREFIX } from './whiteout.js';
 
 /** Prefix of layerfs's temporary names in the work dir (all cleared at mount). */
@@ -30,8 +29,19 @@ export interface Copied {
   readonly xattrs?: readonly string[];
 }
 
+/**
+ * One copy-up in progress: every caller waiting for it shares it. `stop` ends its file data copy
+ * early, set once every one of those callers has been killed (interrupted()).
+ */
+interface Flight {
+  readonly done: Promise<Copied>;
+  readonly stop: Int32Array;
+  waiters: number;
+  killed: number;
+}
+
 export class CopyUp {
-  readonly #inflight = new SingleFlight<VPath, Copied>();
+  readonly #flights = new Map<VPath, Flight>();
   #seq = 0;
   /** Entries copied up (parents included) and the bytes of file data copied, for stats. */
   readonly counts = { copies: 0, bytes: 0 };
@@ -57,10 +67,36 @@ export class CopyUp {
 
   /** ensure, telling also what a copy made now was given. */
   copy(p: VPath): Promise<Copied> {
-    return this.#inflight.run(p, () => this.#ensure(p));
+    let f = this.#flights.get(p);
+    if (f === undefined) {
+      // Concurrent copy-ups of one path share one copy.
+      const stop = new Int32Array(1);
+      const done = this.#ensure(p, stop).finally(() => {
+        if (this.#flights.get(p) === flight) this.#flights.delete(p);
+      });
+      const flight: Flight = { done, stop, waiters: 0, killed: 0 };
+      f = flight;
+      this.#flights.set(p, f);
+    }
+    f.waiters++;
+    return f.done;
   }
 
-  async #ensure(p: VPath): Promise<Copied> {
+  /**
+   * A caller waiting for p's copy-up was killed (the FUSE layer saw its request interrupted by a
+   * fatal signal). Once every caller waiting for it was, the file data copy stops and the copy-up
+   * fails with EINTR, leaving nothing behind, as the kernel's overlayfs stops one on a fatal
+   * signal: else the killed process could not exit before the last byte of a file of many GiB was
+   * copied. Copies of 128 KiB and less, and of what is not a regular file, run to their end.
+   */
+  interrupted(p: VPath): void {
+    const f = this.#flights.get(p);
+    if (f === undefined) return;
+    f.killed++;
+    if (f.killed >= f.waiters) f.stop[0] = 1;
+  }
+
+  async #ensure(p: VPath, stop: Int32Array): Promise<Copied> {
     const upper = this.branches.upper;
     if (upper === undefined) throw new FsError('EROFS', 'copyup', p);
     const r = await this.resolver.get(p, 'copyup');
@@ -85,7 +121,7 @@ export class CopyUp {
     const ino = this.inoOf(r.stat.dev, r.stat.ino);
     let xattrs: readonly string[];
     try {
-      xattrs = await copyEntry(from, tmp, ino, r.kind === 'file' ? r.stat : undefined);
+      xattrs = await copyEntry(from, tmp, ino, r.kind === 'file' ? r.stat : undefined, stop);
       await host.rename(tmp, to);
     } catch (e) {
       await host.rmTree(tmp).catch(() => undefined);
@@ -109,7 +145,7 @@ export class CopyUp {
  * inode number `ino` (origin.ts). `known`: what the resolution knows of `from`. The names of the
  * xattrs the copy was given.
  */
-export async function copyEntry(from: RealPath, to: RealPath, ino: number, known?: EntryStat): Promise<readonly string[]> {
+export async function copyEntry(from: RealPath, to: RealPath, ino: number, known?: EntryStat, stop?: Int32Array): Promise<readonly string[]> {
   if (known !== undefined && known.isFile() && known.size <= host.SMALL_WRITE) {
     const copied = copySmallFile(from, to, ino);
     if (copied !== undefined) return copied;
@@ -119,7 +155,7 @@ export async function copyEntry(from: RealPath, to: RealPath, ino: number, known
   const perm = mode & 0o7777;
   const type = mode & constants.S_IFMT;
   if (type === constants.S_IFDIR) await host.mkdir(to, 0o700);
-  else if (type === constants.S_IFREG) await host.copyFileData(from, to, Number(st.size));
+  else if (type === constants.S_IFREG) await host.copyFileData(from, to, Number(st.size), stop);
   else if (type === constants.S_IFLNK) await host.symlink(await host.readlink(from), to);
   else mknod(to, mode, Number(st.rdev));
   // Owner before mode (chown clears set-id bits), and both before xattrs: chown also drops

@@ -115,6 +115,11 @@ export interface UnionOps {
   flistxattr(fh: number): Promise<string[]>;
   fsetxattr(fh: number, name: string, value: Buffer, flags: number): Promise<void>;
   fremovexattr(fh: number, name: string): Promise<void>;
+  /**
+   * The caller of a request on p was killed while it waited for the answer: a copy-up of p that
+   * only killed callers still wait for stops (copyup.ts, interrupted).
+   */
+  interrupted(p: VPath): void;
 }
 
 export interface Union {
@@ -238,6 +243,7 @@ export function createUnion(config: UnionConfig): Union {
     futimens: (fh, a, m) => futimens(ctx, fh, a, m),
     setxattr: (p, name, value, flags) => change(() => setxattr(ctx, p, name, value, flags)),
     removexattr: (p, name) => change(() => removexattr(ctx, p, name)),
+    interrupted: (p) => ctx.upper?.copyUp.interrupted(p),
     fgetxattr: async (fh, name) => fgetxattr(ctx, fh, name),
     flistxattr: async (fh) => flistxattr(ctx, fh),
     fsetxattr: async (fh, name, value, flags) => fsetxattr(ctx, fh, name, value, flags),

@@ -16,7 +16,7 @@
 //     pending:   Int32Array; [0] is the number of requests not yet answered (kept by the caller)
 //   stop(h)      stop reading (the fd stays open: the caller closes it)
 //   readCached(fd, buffer, position, dev)  file data from the page cache, never waiting (D34; below)
-//   copyRange(from, to, length, done)  file data copied between fds in libuv's pool (D40; below)
+//   copyRange(from, to, length, done, stop)  file data copied between fds in libuv's pool (D40, D48; below)
 //   lstat(path, out), fstat(fd, out)  a stat into a Float64Array, on the calling thread (D43; below)
 //
 // Spinning (DECISIONS D32): a program that works through a mount sends its next request a few
@@ -292,9 +292,16 @@ static napi_value read_cached(napi_env env, napi_callback_info info) {
 // must read a lower file through an fd it opened with O_NOATIME (D40). copy_file_range makes a
 // reflink where the filesystem can; between filesystems that cannot copy to each other it fails
 // and sendfile copies instead.
+// copyRange(from, to, length, done, stop): `stop`, an Int32Array, ends the copy early when its [0]
+// is set (done(-ECANCELED)): the copy goes in chunks of COPY_CHUNK and looks between them, so a
+// copy-up whose callers were all killed stops within one chunk (as the kernel's overlayfs stops
+// a copy-up on a fatal signal) instead of running to the end of a file of many GiB.
+#define COPY_CHUNK (64 << 20)
 typedef struct {
   napi_async_work work;
   napi_ref done;
+  napi_ref stop_ref; // keeps `stop` alive while the copy runs (NULL: none given)
+  const volatile int32_t *stop;
   int from;
   int to;
   int64_t length;
@@ -307,7 +314,11 @@ static void copy_execute(napi_env env, void *data) {
   int64_t copied = 0;
   int via_sendfile = 0;
   while (copied < c->length) {
-    size_t chunk = (size_t)(c->length - copied < (1 << 30) ? c->length - copied : (1 << 30));
+    if (c->stop != NULL && __atomic_load_n(c->stop, __ATOMIC_RELAXED) != 0) {
+      c->result = -ECANCELED;
+      return;
+    }
+    size_t chunk = (size_t)(c->length - copied < COPY_CHUNK ? c->length - copied : COPY_CHUNK);
     ssize_t n = via_sendfile ? sendfile(c->to, c->from, NULL, chunk) : copy_file_range(c->from, NULL, c->to, NULL, chunk, 0);
     if (n > 0) {
       copied += n;
@@ -334,6 +345,7 @@ static void copy_complete(napi_env env, napi_status status, void *data) {
   napi_get_global(env, &global);
   napi_create_int64(env, status == napi_ok ? c->result : -(int64_t)ECANCELED, &arg);
   napi_delete_reference(env, c->done);
+  if (c->stop_ref != NULL) napi_delete_reference(env, c->stop_ref);
   napi_delete_async_work(env, c->work);
   free(c);
   napi_call_function(env, global, done, 1, &arg, NULL);
@@ -341,11 +353,11 @@ static void copy_complete(napi_env env, napi_status status, void *data) {
 }
 
 static napi_value copy_range(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 4) {
-    napi_throw_error(env, NULL, "fuse_dev.copyRange(from, to, length, done)");
+    napi_throw_error(env, NULL, "fuse_dev.copyRange(from, to, length, done[, stop])");
     return NULL;
   }
   copy_t *c = calloc(1, sizeof(*c));
@@ -360,10 +372,26 @@ static napi_value copy_range(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "fuse_dev.copyRange(from, to, length, done): numbers and a function");
     return NULL;
   }
+  napi_valuetype stop_type = napi_undefined;
+  if (argc >= 5) napi_typeof(env, argv[4], &stop_type);
+  if (stop_type != napi_undefined) {
+    napi_typedarray_type t;
+    size_t len;
+    void *data;
+    if (napi_get_typedarray_info(env, argv[4], &t, &len, &data, NULL, NULL) != napi_ok || t != napi_int32_array || len < 1 ||
+        napi_create_reference(env, argv[4], 1, &c->stop_ref) != napi_ok) {
+      napi_delete_reference(env, c->done);
+      free(c);
+      napi_throw_error(env, NULL, "fuse_dev.copyRange: stop must be an Int32Array");
+      return NULL;
+    }
+    c->stop = (const volatile int32_t *)data;
+  }
   napi_create_string_utf8(env, "layerfs.copyRange", NAPI_AUTO_LENGTH, &name);
   if (napi_create_async_work(env, NULL, name, copy_execute, copy_complete, c, &c->work) != napi_ok ||
       napi_queue_async_work(env, c->work) != napi_ok) {
     napi_delete_reference(env, c->done);
+    if (c->stop_ref != NULL) napi_delete_reference(env, c->stop_ref);
     free(c);
     napi_throw_error(env, NULL, "fuse_dev.copyRange: cannot queue the copy");
     return NULL;

@@ -13,8 +13,11 @@ export interface FuseDevAddon {
    * cached). `dev`: the file's st_dev, or -1.
    */
   readCached(fd: number, buffer: Buffer, position: number, dev: number): number;
-  /** Copies in libuv's pool (copy_file_range, else sendfile); done: bytes copied, or -errno. */
-  copyRange(from: number, to: number, length: number, done: (result: number) => void): void;
+  /**
+   * Copies in libuv's pool (copy_file_range, else sendfile); done: bytes copied, or -errno.
+   * `stop[0]` set: the copy ends at the next 64 MiB, done(-ECANCELED).
+   */
+  copyRange(from: number, to: number, length: number, done: (result: number) => void, stop?: Int32Array): void;
   /** lstat(2) into `out` (Float64Array(16): src/entry-stat.ts RAW_STAT_FIELDS); 0 or the errno. */
   lstat(path: string, out: Float64Array): number;
   /** fstat(2) into `out`, as lstat. */

@@ -8,6 +8,7 @@ import { Writable } from 'node:stream';
 import { FsError, codeOfErrno, fromNodeError, hasCode } from '../errno.js';
 import { fuseDevIfBuilt, type FuseDevAddon } from './addon.js';
 import { copyRange } from './libc.js';
+import { constants as osConstants } from 'node:os';
 import { EntryStat, RAW_STAT_FIELDS } from '../entry-stat.js';
 import type { RealPath } from '../path.js';
 
@@ -599,10 +600,12 @@ export const SMALL_WRITE = 128 * 1024;
  * libuv's copyfile (by path) cannot do. Up to SMALL_WRITE on the calling thread; a larger file
  * in libuv's pool, through layerfs's addon, where waiting for the disk holds no other request
  * up (without the addon, by libuv's copyfile, which leaves the source's atime to the host).
- * `size`: the file's size as its lstat said; the copy goes on to the source's end.
+ * `size`: the file's size as its lstat said; the copy goes on to the source's end. `stop[0]` set
+ * while a copy in the pool runs: it ends within 64 MiB, nothing of it kept, and this fails with
+ * EINTR (a copy-up whose callers were all killed: copyup.ts).
  */
-export async function copyFileData(from: RealPath, to: RealPath, size = Infinity): Promise<void> {
-  if (isLongPath(from) || isLongPath(to)) return via2(from, to, 'copy_file_range', (f, t) => copyFileData(f, t, size));
+export async function copyFileData(from: RealPath, to: RealPath, size = Infinity, stop?: Int32Array): Promise<void> {
+  if (isLongPath(from) || isLongPath(to)) return via2(from, to, 'copy_file_range', (f, t) => copyFileData(f, t, size, stop));
   const inPool = size > SMALL_WRITE ? copyInPool() : undefined;
   if (size > SMALL_WRITE && inPool === undefined) {
     const flags = fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE;
@@ -616,7 +619,8 @@ export async function copyFileData(from: RealPath, to: RealPath, size = Infinity
       if (inPool === undefined) {
         copyRange(src, dst, Number.MAX_SAFE_INTEGER);
       } else {
-        const n = await new Promise<number>((resolve) => inPool(src, dst, Number.MAX_SAFE_INTEGER, resolve));
+        const n = await new Promise<number>((resolve) => inPool(src, dst, Number.MAX_SAFE_INTEGER, resolve, stop));
+        if (n === -ECANCELED) throw new FsError('EINTR', 'copy_file_range', to);
         if (n < 0) throw new FsError(codeOfErrno(-n), 'copy_file_range', to);
       }
     } catch (e) {
@@ -630,6 +634,8 @@ export async function copyFileData(from: RealPath, to: RealPath, size = Infinity
     await close(src);
   }
 }
+
+const { ECANCELED } = osConstants.errno;
 
 /** The addon's copy in libuv's pool; undefined where the addon cannot load. */
 const copyInPool = (): FuseDevAddon['copyRange'] | undefined => fuseDevIfBuilt()?.copyRange;

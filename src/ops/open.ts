@@ -19,6 +19,9 @@ import { unlink } from './unlink.js';
 const { S_IFMT, S_IFREG } = constants;
 const WRITE_FLAGS = host.O.O_WRONLY | host.O.O_RDWR | host.O.O_TRUNC | host.O.O_APPEND;
 
+/** An open with these flags copies a lower file up first. */
+export const opensForWrite = (flags: number): boolean => (flags & WRITE_FLAGS) !== 0;
+
 /** Flags handed to the host's open(2): O_CREAT/O_EXCL were settled by the kernel's lookup. */
 export const PASSED_FLAGS = host.O_ACCMODE | host.O.O_APPEND | host.O.O_TRUNC | host.O.O_NOATIME | host.O.O_DIRECT | host.O.O_SYNC | host.O.O_DSYNC;
 
@@ -33,7 +36,7 @@ export async function open(ctx: UnionCtx, p: VPath, flags: number): Promise<Open
   if (r.kind === 'dir') throw new FsError('EISDIR', 'open', p);
   let { real, branch } = r;
   let copied: readonly string[] | undefined;
-  if ((flags & WRITE_FLAGS) !== 0 && !branch.writable) {
+  if (opensForWrite(flags) && !branch.writable) {
     // Opening a lower file for writing copies it up first (EROFS without an upper).
     const up = requireUpper(ctx, 'open', p);
     ({ real, xattrs: copied } = await up.copyUp.copy(p));

@@ -40,6 +40,8 @@ class Client {
   /** Notifications sent to the kernel (unique 0): their code (in the error field) and body. */
   readonly notes: Reply[] = [];
   private readonly wire = Buffer.alloc(1 << 17);
+  /** The caller's thread id every request carries. */
+  pid = 0;
 
   constructor(lowers: Spec[], policy: KernelPolicy = WRITABLE, writable = true, wrap: (ops: UnionOps) => UnionOps = (ops) => ops) {
     const roots = s.branches(...lowers);
@@ -57,6 +59,11 @@ class Client {
     u.tellFixedXattrNames(this.session.knowXattrs);
   }
 
+  /** The unique the next request gets. */
+  get nextUnique(): bigint {
+    return this.unique;
+  }
+
   send(op: Op, nodeid: number, ...args: Array<Buffer | string>): Promise<Reply> {
     const body = Buffer.concat(args.map((a) => (typeof a === 'string' ? Buffer.from(`${a}\0`) : a)));
     const b = Buffer.alloc(IN_HEADER + body.length);
@@ -65,6 +72,7 @@ class Client {
     b.writeUInt32LE(op, 4);
     b.writeBigUInt64LE(unique, 8);
     b.writeBigUInt64LE(BigInt(nodeid), 16);
+    b.writeUInt32LE(this.pid, 32);
     body.copy(b, IN_HEADER);
     const reply = new Promise<Reply>((resolve) => this.waiting.set(unique, resolve));
     // One buffer for every request, as the device reads them: what a request needs after its
@@ -362,12 +370,32 @@ test('FLUSH answers ENOSYS (every write reached the branch already): the kernel 
   t.is(fs.readFileSync(path.join(c.upper, 'f'), 'utf8'), 'yz');
 });
 
-test('INTERRUPT is answered ENOSYS, so that the kernel sends no more; serving goes on', async (t) => {
-  const c = new Client([{ f: 'x' }]);
-  const { ENOSYS } = (await import('node:os')).constants.errno;
+test('INTERRUPT gets no answer of its own; a caller that is not being killed has its request run to the end', async (t) => {
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  const interrupted: string[] = [];
+  const c = new Client([{ f: 'x' }], WRITABLE, true, (ops) => ({
+    ...ops,
+    open: async (p, flags) => {
+      await held;
+      return ops.open(p, flags);
+    },
+    interrupted: (p) => void interrupted.push(p),
+  }));
+  c.pid = process.pid; // a live caller, with no fatal signal pending
+  const f = await c.lookup(ROOT, 'f');
+  const target = c.nextUnique;
+  const opened = c.send(Op.OPEN, f.nodeid, u32s(1 /* O_WRONLY */, 0));
+  let interruptAnswered = false;
   // fuse_interrupt_in: the unique of the request to interrupt.
-  t.is((await c.send(Op.INTERRUPT, 0, u64s(1n))).error, ENOSYS);
-  t.true((await c.lookup(ROOT, 'f')).nodeid > 0);
+  void c.send(Op.INTERRUPT, 0, u64s(target)).then(() => (interruptAnswered = true));
+  void c.send(Op.INTERRUPT, 0, u64s(target + 1000n)).then(() => (interruptAnswered = true)); // none such
+  t.true((await c.lookup(ROOT, 'f')).nodeid > 0, 'serving goes on');
+  await new Promise((r) => setTimeout(r, 250)); // the caller is looked at again meanwhile
+  release();
+  t.is((await opened).error, 0, 'the open ran to its end');
+  t.false(interruptAnswered);
+  t.deepEqual(interrupted, [], 'no copy-up was told its callers are gone');
 });
 
 test('a request not yet answered is listed with its path and age, and named once as overdue; answered, it is gone', async (t) => {

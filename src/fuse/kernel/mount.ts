@@ -13,8 +13,8 @@ const HEADER_ROOM = 4096;
 
 /**
  * A request unanswered this long is named in the log, once: its caller waits in the kernel,
- * unkillable (FUSE requests are not interrupted here: session.ts, INTERRUPT). Long enough
- * for the copy-up of a large file; the check runs every tenth of it.
+ * unkillable (only a copy-up is cut short, for a killed caller: session.ts, interrupt()). Long
+ * enough for the copy-up of a large file; the check runs every tenth of it.
  */
 const OVERDUE_SECONDS = 60;
 

@@ -18,6 +18,8 @@ import type { InFlight } from '../../stats.js';
 import type { UnionOps } from '../../union.js';
 import { O_ACCMODE } from '../../host/fs.js';
 import type { TimeSpec } from '../../host/libc.js';
+import { opensForWrite } from '../../ops/open.js';
+import { fatalSignalPending } from './killed.js';
 import { ListingAttrs } from './listing-attrs.js';
 import { NodeTable, type Node } from './nodes.js';
 import {
@@ -70,6 +72,13 @@ type Reply = Buffer | undefined;
 interface Answering {
   readonly op: string;
   readonly node: Node;
+  readonly unique: bigint;
+  /** The caller's thread id (the request header's pid). */
+  readonly pid: number;
+  /** The request may be waiting for a copy-up of its node (INTERRUPT: see interrupt()). */
+  readonly copiesUp: boolean;
+  /** An INTERRUPT came for it: whether its caller is being killed is being watched. */
+  watched: boolean;
   /** performance.now() when it came. */
   readonly since: number;
   /** Already in the log as overdue. */
@@ -176,10 +185,8 @@ export class KernelSession {
         return;
       }
       case Op.INTERRUPT:
-        // layerfs does not cut an operation short (a copy-up must finish or be undone): the
-        // interrupted request is answered when it is done. ENOSYS says so to the kernel, which
-        // then sends no more INTERRUPTs on this connection (fc->no_interrupt).
-        this.send(reply(h.unique, E.ENOSYS));
+        // Never answered itself (the interrupted request is): see interrupt().
+        this.interrupt(b.readBigUInt64LE(IN_HEADER));
         return;
       case Op.INIT: {
         const r = this.init(h, b);
@@ -210,7 +217,7 @@ export class KernelSession {
     }
     const name = opName(h.opcode);
     const serial = ++this.serial;
-    this.answering.set(serial, { op: name, node, since: t0, told: false });
+    this.answering.set(serial, { op: name, node, since: t0, told: false, unique: h.unique, pid: h.pid, copiesUp: mayCopyUp(h.opcode, b), watched: false });
     this.pending[0] = this.answering.size;
     result.then(
       (out) => {
@@ -233,6 +240,33 @@ export class KernelSession {
         this.send(e instanceof CachedAbsence ? e.reply : reply(h.unique, toErrno(e)));
       },
     );
+  }
+
+  /**
+   * A request was interrupted by a signal (INTERRUPT; the kernel sends one per request). layerfs
+   * cuts short one thing only, as the kernel's overlayfs does: a copy-up whose callers were all
+   * killed (copyup.ts, interrupted). Anything else is answered when done, which a killed caller
+   * waits for in the kernel: a request in user space cannot be withdrawn. A caller interrupted by
+   * a signal it handles is watched on, since the kernel sends no second INTERRUPT should a
+   * fatal one follow.
+   */
+  private interrupt(unique: bigint): void {
+    for (const [serial, a] of this.answering) {
+      if (a.unique !== unique) continue;
+      if (!a.copiesUp || a.watched) return;
+      a.watched = true;
+      const check = (): void => {
+        if (this.answering.get(serial) !== a) return; // answered meanwhile
+        if (fatalSignalPending(a.pid)) {
+          const p = this.nodes.path(a.node);
+          if (p !== null) this.u.interrupted(p);
+          return;
+        }
+        setTimeout(check, KILL_CHECK_MS).unref();
+      };
+      check();
+      return;
+    }
   }
 
   /** Where the union tells the xattr names of entries that can never change (union.tellFixedXattrNames). */
@@ -748,6 +782,19 @@ export class KernelSession {
     });
     return reply(h.unique, 0, body);
   }
+}
+
+/** How often a caller interrupted by a signal it handles is looked at again. */
+const KILL_CHECK_MS = 100;
+
+/**
+ * Requests that copy their node up first when a lower serves it, and wait for that: an open for
+ * writing, a change of attributes or of xattrs. (A rename or a link copies up another node than
+ * theirs, and is not cut short.)
+ */
+function mayCopyUp(opcode: number, b: Buffer): boolean {
+  if (opcode === Op.OPEN) return opensForWrite(b.readUInt32LE(IN_HEADER));
+  return opcode === Op.SETATTR || opcode === Op.SETXATTR || opcode === Op.REMOVEXATTR;
 }
 
 /**

@@ -1,0 +1,143 @@
+// A process killed while it waits for a copy-up (D48): as on the kernel's overlayfs, the copy
+// stops and the process goes at once, leaving the lower file as it was and nothing in the upper
+// or the work dir; a signal the process handles does not cut the copy short, nor does the death of
+// one of two processes waiting for the same copy.
+import test, { type ExecutionContext } from 'ava';
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { requireMountCapable, scratch } from '../helpers/env.js';
+import { withLayerfs } from '../helpers/mounts.js';
+
+const space = scratch(test);
+
+// Large enough that its copy takes a second or more here (tmpfs to tmpfs: 0.7-1.2 s for 512 MiB),
+// so that a kill lands in the middle of it.
+const SIZE = 512 << 20;
+
+interface Setup {
+  readonly d: (n: string) => string;
+  readonly dirs: { lowers: string[]; upper: string; work: string };
+}
+
+async function setup(name: string, files: readonly string[]): Promise<Setup> {
+  const root = await space.dir(name);
+  const d = (n: string): string => path.join(root, n);
+  for (const n of ['lower', 'upper', 'work']) fs.mkdirSync(d(n));
+  const chunk = Buffer.alloc(64 << 20, 'o');
+  for (const f of files) {
+    const fd = fs.openSync(d(`lower/${f}`), 'w');
+    for (let at = 0; at < SIZE; at += chunk.length) fs.writeSync(fd, chunk, 0, chunk.length, at);
+    fs.closeSync(fd);
+  }
+  return { d, dirs: { lowers: [d('lower')], upper: d('upper'), work: d('work') } };
+}
+
+/** Layerfs's temporary copies in the work dir (a copy-up under way). */
+const copying = (s: Setup): string[] => (fs.existsSync(s.d('work/work')) ? fs.readdirSync(s.d('work/work')) : []);
+
+async function until(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+interface Running {
+  readonly child: ChildProcess;
+  readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
+}
+
+function running(child: ChildProcess): Running {
+  return { child, exit: new Promise((r) => child.on('exit', (code, signal) => r({ code, signal, at: Date.now() }))) };
+}
+
+const run = (script: string): Running => running(spawn('sh', ['-c', script], { stdio: 'ignore' }));
+
+/** A process that appends `text` to `file` and exits 3 if the open fails (EINTR included), 0 when written. */
+const spawnWriter = (file: string, text: string): Running =>
+  running(spawn('perl', ['-e', 'open(my $f, ">>", $ARGV[0]) or exit 3; print $f $ARGV[1]; close($f) or exit 4; exit 0', file, text], { stdio: 'ignore' }));
+
+/** Whether process `pid` waits in the kernel for the answer to a FUSE OPEN (its kernel stack). */
+function waitsInOpen(pid: number): boolean {
+  try {
+    return fs.readFileSync(`/proc/${pid}/stack`, 'utf8').includes('fuse_file_open');
+  } catch {
+    return false;
+  }
+}
+
+function tailOf(file: string, n: number): string {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(n);
+    fs.readSync(fd, b, 0, n, fs.fstatSync(fd).size - n);
+    return b.toString();
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function assertLowerOnly(t: ExecutionContext, s: Setup, mnt: string, f: string): void {
+  t.false(fs.existsSync(s.d(`upper/${f}`)), 'no copy in the upper');
+  t.deepEqual(copying(s), [], 'nothing left in the work dir');
+  t.is(fs.statSync(path.join(mnt, f)).size, SIZE, 'the file reads as the lower one');
+  t.is(fs.statSync(s.d(`lower/${f}`)).size, SIZE, 'the lower is untouched');
+}
+
+test('SIGKILL of a process waiting for a copy-up stops the copy: the process goes at once, nothing is left', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const s = await setup('killed', ['big']);
+  await withLayerfs(s.dirs, async (mnt) => {
+    const w = run(`echo appended >> '${path.join(mnt, 'big')}'`);
+    await until('the copy-up to start', () => copying(s).length > 0);
+    const killedAt = Date.now();
+    w.child.kill('SIGKILL');
+    const e = await w.exit;
+    t.is(e.signal, 'SIGKILL');
+    t.log(`the killed process was gone ${e.at - killedAt} ms after the kill`);
+    await until('the copy-up to be undone', () => copying(s).length === 0, 5_000);
+    assertLowerOnly(t, s, mnt, 'big');
+    // The next writer copies it up whole.
+    const again = run(`echo again >> '${path.join(mnt, 'big')}'`);
+    t.is((await again.exit).code, 0);
+    t.is(fs.statSync(s.d('upper/big')).size, SIZE + 6);
+    t.is(tailOf(path.join(mnt, 'big'), 7), 'oagain\n');
+  });
+});
+
+test('a signal the process handles does not cut its copy-up short', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const s = await setup('handled', ['big']);
+  await withLayerfs(s.dirs, async (mnt) => {
+    // The shell handles SIGUSR1: the kernel tells layerfs the open was interrupted, and the copy
+    // goes on (the kernel's overlayfs stops one for a fatal signal only).
+    const w = run(`trap 'echo usr1 >&2' USR1; echo appended >> '${path.join(mnt, 'big')}'; exit $?`);
+    await until('the copy-up to start', () => copying(s).length > 0);
+    w.child.kill('SIGUSR1');
+    const e = await w.exit;
+    t.is(e.code, 0, 'the append succeeded');
+    t.is(fs.statSync(s.d('upper/big')).size, SIZE + 9);
+    t.is(tailOf(path.join(mnt, 'big'), 10), 'oappended\n');
+  });
+});
+
+test('when one of two processes waiting for the same copy-up is killed, the copy goes on for the other', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const s = await setup('two', ['big']);
+  await withLayerfs(s.dirs, async (mnt) => {
+    const file = path.join(mnt, 'big');
+    const first = run(`echo first >> '${file}'`);
+    await until('the copy-up to start', () => copying(s).length > 0);
+    // Perl's open does not retry on EINTR (dd and the shells do): a copy stopped under it would show.
+    const second = spawnWriter(file, 'second\n');
+    await until('both opens to wait for it', () => waitsInOpen(first.child.pid!) && waitsInOpen(second.child.pid!));
+    first.child.kill('SIGKILL');
+    t.is((await first.exit).signal, 'SIGKILL');
+    t.is((await second.exit).code, 0, 'the other append succeeded, its open not failed by the kill of the first');
+    t.is(fs.statSync(s.d('upper/big')).size, SIZE + 7);
+    t.is(tailOf(file, 8), 'osecond\n');
+    t.deepEqual(copying(s), []);
+  });
+});
