@@ -60,18 +60,23 @@ export class CopyUp {
     return `${this.work}/${WORK_PREFIX}${process.pid}-${this.#seq++}` as RealPath;
   }
 
-  /** Make p exist in the upper (copying it from the lower that serves it); its upper path. */
-  async ensure(p: VPath): Promise<RealPath> {
-    return (await this.copy(p)).real;
+  /**
+   * Make p exist in the upper (copying it from the lower that serves it); its upper path.
+   * `dataLimit`: of a regular file, copy at most this many bytes, for a caller that cuts the
+   * file there at once (an open with O_TRUNC: 0, a truncate: the new size). A caller that joins
+   * a copy-up under way takes it as it comes: the cut of the caller that started it happens first.
+   */
+  async ensure(p: VPath, dataLimit = Infinity): Promise<RealPath> {
+    return (await this.copy(p, dataLimit)).real;
   }
 
   /** ensure, telling also what a copy made now was given. */
-  copy(p: VPath): Promise<Copied> {
+  copy(p: VPath, dataLimit = Infinity): Promise<Copied> {
     let f = this.#flights.get(p);
     if (f === undefined) {
       // Concurrent copy-ups of one path share one copy.
       const stop = new Int32Array(1);
-      const done = this.#ensure(p, stop).finally(() => {
+      const done = this.#ensure(p, stop, dataLimit).finally(() => {
         if (this.#flights.get(p) === flight) this.#flights.delete(p);
       });
       const flight: Flight = { done, stop, waiters: 0, killed: 0 };
@@ -96,7 +101,7 @@ export class CopyUp {
     if (f.killed >= f.waiters) f.stop[0] = 1;
   }
 
-  async #ensure(p: VPath, stop: Int32Array): Promise<Copied> {
+  async #ensure(p: VPath, stop: Int32Array, dataLimit: number): Promise<Copied> {
     const upper = this.branches.upper;
     if (upper === undefined) throw new FsError('EROFS', 'copyup', p);
     const r = await this.resolver.get(p, 'copyup');
@@ -121,7 +126,7 @@ export class CopyUp {
     const ino = this.inoOf(r.stat.dev, r.stat.ino);
     let xattrs: readonly string[];
     try {
-      xattrs = await copyEntry(from, tmp, ino, r.kind === 'file' ? r.stat : undefined, stop);
+      xattrs = await copyEntry(from, tmp, ino, r.kind === 'file' ? r.stat : undefined, { stop, dataLimit });
       await host.rename(tmp, to);
     } catch (e) {
       await host.rmTree(tmp).catch(() => undefined);
@@ -135,7 +140,7 @@ export class CopyUp {
     if (st !== undefined) this.resolver.learn(p, { kind: 'file', branch: upper, real: to, stat: st, recordedIno: ino });
     else this.resolver.invalidate(p);
     this.counts.copies++;
-    if (r.kind === 'file' && r.stat.isFile()) this.counts.bytes += r.stat.size;
+    if (r.kind === 'file' && r.stat.isFile()) this.counts.bytes += Math.min(r.stat.size, dataLimit);
     return r.kind === 'file' ? { real: to, xattrs } : { real: to };
   }
 }
@@ -145,9 +150,13 @@ export class CopyUp {
  * inode number `ino` (origin.ts). `known`: what the resolution knows of `from`. The names of the
  * xattrs the copy was given.
  */
-export async function copyEntry(from: RealPath, to: RealPath, ino: number, known?: EntryStat, stop?: Int32Array): Promise<readonly string[]> {
-  if (known !== undefined && known.isFile() && known.size <= host.SMALL_WRITE) {
-    const copied = copySmallFile(from, to, ino);
+export async function copyEntry(
+  from: RealPath, to: RealPath, ino: number, known?: EntryStat,
+  o: { readonly stop?: Int32Array; readonly dataLimit?: number } = {},
+): Promise<readonly string[]> {
+  const limit = o.dataLimit ?? Infinity;
+  if (known !== undefined && known.isFile() && Math.min(known.size, limit) <= host.SMALL_WRITE) {
+    const copied = copySmallFile(from, to, ino, limit);
     if (copied !== undefined) return copied;
   }
   const st = await host.lstatNs(from);
@@ -155,7 +164,7 @@ export async function copyEntry(from: RealPath, to: RealPath, ino: number, known
   const perm = mode & 0o7777;
   const type = mode & constants.S_IFMT;
   if (type === constants.S_IFDIR) await host.mkdir(to, 0o700);
-  else if (type === constants.S_IFREG) await host.copyFileData(from, to, Number(st.size), stop);
+  else if (type === constants.S_IFREG) await host.copyFileData(from, to, Math.min(Number(st.size), limit), o.stop, limit);
   else if (type === constants.S_IFLNK) await host.symlink(await host.readlink(from), to);
   else mknod(to, mode, Number(st.rdev));
   // Owner before mode (chown clears set-id bits), and both before xattrs: chown also drops
@@ -175,7 +184,7 @@ export async function copyEntry(from: RealPath, to: RealPath, ino: number, known
  * no longer a regular file of that size (a lower changed under the mount) or a path is too long
  * for one syscall: the general way then copies it.
  */
-function copySmallFile(from: RealPath, to: RealPath, ino: number): readonly string[] | undefined {
+function copySmallFile(from: RealPath, to: RealPath, ino: number, limit: number): readonly string[] | undefined {
   if (host.isLongPath(from) || host.isLongPath(to)) return undefined;
   // O_NONBLOCK: were it a FIFO now, the open must not wait for a writer.
   const src = host.openFileNow(from, constants.O_RDONLY | constants.O_NONBLOCK | host.READ_LOWER);
@@ -183,11 +192,11 @@ function copySmallFile(from: RealPath, to: RealPath, ino: number): readonly stri
     const st = host.fstatNsNow(src);
     const mode = Number(st.mode);
     const size = Number(st.size);
-    if ((mode & constants.S_IFMT) !== constants.S_IFREG || size > host.SMALL_WRITE) return undefined;
+    if ((mode & constants.S_IFMT) !== constants.S_IFREG || Math.min(size, limit) > host.SMALL_WRITE) return undefined;
     const perm = mode & 0o7777;
     const dst = host.openFileNow(to, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, perm & 0o777);
     try {
-      copyRange(src, dst, size);
+      copyRange(src, dst, Math.min(size, limit));
       // The owner and mode the host gave the copy (the server's, its umask, the work dir's
       // default ACL): changed only where they differ. Owner before mode: chown clears set-id bits.
       const made = host.fstatNsNow(dst);

@@ -600,14 +600,16 @@ export const SMALL_WRITE = 128 * 1024;
  * libuv's copyfile (by path) cannot do. Up to SMALL_WRITE on the calling thread; a larger file
  * in libuv's pool, through layerfs's addon, where waiting for the disk holds no other request
  * up (without the addon, by libuv's copyfile, which leaves the source's atime to the host).
- * `size`: the file's size as its lstat said; the copy goes on to the source's end. `stop[0]` set
+ * `size`: the file's size as its lstat said; the copy goes on to the source's end, or to `limit`
+ * bytes (a copy-up for a caller that cuts the file there). `stop[0]` set
  * while a copy in the pool runs: it ends within 64 MiB, nothing of it kept, and this fails with
  * EINTR (a copy-up whose callers were all killed: copyup.ts).
  */
-export async function copyFileData(from: RealPath, to: RealPath, size = Infinity, stop?: Int32Array): Promise<void> {
-  if (isLongPath(from) || isLongPath(to)) return via2(from, to, 'copy_file_range', (f, t) => copyFileData(f, t, size, stop));
+export async function copyFileData(from: RealPath, to: RealPath, size = Infinity, stop?: Int32Array, limit = Infinity): Promise<void> {
+  if (isLongPath(from) || isLongPath(to)) return via2(from, to, 'copy_file_range', (f, t) => copyFileData(f, t, size, stop, limit));
   const inPool = size > SMALL_WRITE ? copyInPool() : undefined;
-  if (size > SMALL_WRITE && inPool === undefined) {
+  const length = Math.min(limit, Number.MAX_SAFE_INTEGER);
+  if (size > SMALL_WRITE && inPool === undefined && limit === Infinity) {
     const flags = fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE;
     return wrap('copy_file_range', to, () => fsp.copyFile(from, to, flags));
   }
@@ -617,9 +619,9 @@ export async function copyFileData(from: RealPath, to: RealPath, size = Infinity
     const dst = await openFile(to, O.O_WRONLY | O.O_CREAT | O.O_EXCL, 0o600);
     try {
       if (inPool === undefined) {
-        copyRange(src, dst, Number.MAX_SAFE_INTEGER);
+        copyRange(src, dst, length);
       } else {
-        const n = await new Promise<number>((resolve) => inPool(src, dst, Number.MAX_SAFE_INTEGER, resolve, stop));
+        const n = await new Promise<number>((resolve) => inPool(src, dst, length, resolve, stop));
         if (n === -ECANCELED) throw new FsError('EINTR', 'copy_file_range', to);
         if (n < 0) throw new FsError(codeOfErrno(-n), 'copy_file_range', to);
       }

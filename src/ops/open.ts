@@ -39,7 +39,9 @@ export async function open(ctx: UnionCtx, p: VPath, flags: number): Promise<Open
   if (opensForWrite(flags) && !branch.writable) {
     // Opening a lower file for writing copies it up first (EROFS without an upper).
     const up = requireUpper(ctx, 'open', p);
-    ({ real, xattrs: copied } = await up.copyUp.copy(p));
+    // With O_TRUNC the copy gets none of the data, as the kernel's overlayfs copies up: the open
+    // empties it anyway (and a file of many GiB needs neither the time nor the room).
+    ({ real, xattrs: copied } = await up.copyUp.copy(p, (flags & host.O.O_TRUNC) !== 0 ? 0 : Infinity));
     branch = up.branch;
   }
   // O_NOFOLLOW is added by the host layer. A regular file's open cannot wait: the calling thread

@@ -16,7 +16,8 @@ export async function truncate(ctx: UnionCtx, p: VPath, size: number): Promise<v
   const up = requireUpper(ctx, 'truncate', p);
   const r = await ctx.resolver.get(p, 'truncate');
   if (r.kind === 'dir') throw new FsError('EISDIR', 'truncate', p);
-  await host.truncate(await up.copyUp.ensure(p), size);
+  // Only the bytes the cut keeps are copied up (none for a truncate to 0).
+  await host.truncate(await up.copyUp.ensure(p, size), size);
 }
 
 export async function ftruncate(ctx: UnionCtx, fh: number, size: number): Promise<void> {

@@ -357,6 +357,9 @@ export class KernelSession {
     // A new entry's mode comes as asked, with the umask beside it: where the directory has a
     // default ACL the umask does not apply (posix_acl_create), and only layerfs can tell.
     if (this.policy.writable) want |= Init.DONT_MASK;
+    // An open with O_TRUNC comes with O_TRUNC (else as an open, then a truncate): a lower file is
+    // then copied up without its data, which the open discards (D49).
+    if (this.policy.writable) want |= Init.ATOMIC_O_TRUNC;
     if (this.policy.cacheSymlinks) want |= Init.CACHE_SYMLINKS;
     if (this.policy.posixAcl) want |= Init.POSIX_ACL;
     const flags = (want & offered) >>> 0;

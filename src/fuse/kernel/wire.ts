@@ -25,6 +25,7 @@ export const enum Op {
 /** INIT flags (fuse_init_in.flags / fuse_init_out.flags). */
 export const Init = {
   ASYNC_READ: 1 << 0,
+  ATOMIC_O_TRUNC: 1 << 3,
   BIG_WRITES: 1 << 5,
   DONT_MASK: 1 << 6,
   DO_READDIRPLUS: 1 << 13,
