@@ -21,6 +21,11 @@ export interface UpperCtx {
   readonly gate: ChangeGate;
   /** A fresh, unused path in the work dir. */
   scratch(): RealPath;
+  /**
+   * Moves of merged directories under way (D16), by the moved path: setting [0] stops one, for a
+   * caller that was killed (D48; move-dir.ts).
+   */
+  readonly moving: Map<VPath, Int32Array>;
 }
 
 /**

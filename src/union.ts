@@ -117,7 +117,8 @@ export interface UnionOps {
   fremovexattr(fh: number, name: string): Promise<void>;
   /**
    * The caller of a request on p was killed while it waited for the answer: a copy-up of p that
-   * only killed callers still wait for stops (copyup.ts, interrupted).
+   * only killed callers still wait for stops (copyup.ts, interrupted), and so does a move of the
+   * merged directory p (move-dir.ts).
    */
   interrupted(p: VPath): void;
 }
@@ -142,6 +143,7 @@ function upperCtx(branches: BranchSet, resolver: Resolver, inodes: InodeNumbers,
   const copyUp = new CopyUp(branches, work, resolver, (dev, ino) => inodes.of(dev, ino));
   return {
     branch, work, copyUp, gate: new ChangeGate(), whiteouts: new WhiteoutWriter(config.whiteout ?? 'overlay'), scratch: () => copyUp.scratch(),
+    moving: new Map(),
   };
 }
 
@@ -243,7 +245,11 @@ export function createUnion(config: UnionConfig): Union {
     futimens: (fh, a, m) => futimens(ctx, fh, a, m),
     setxattr: (p, name, value, flags) => change(() => setxattr(ctx, p, name, value, flags)),
     removexattr: (p, name) => change(() => removexattr(ctx, p, name)),
-    interrupted: (p) => ctx.upper?.copyUp.interrupted(p),
+    interrupted: (p) => {
+      ctx.upper?.copyUp.interrupted(p);
+      const move = ctx.upper?.moving.get(p);
+      if (move !== undefined) move[0] = 1; // a move has one caller
+    },
     fgetxattr: async (fh, name) => fgetxattr(ctx, fh, name),
     flistxattr: async (fh) => flistxattr(ctx, fh),
     fsetxattr: async (fh, name, value, flags) => fsetxattr(ctx, fh, name, value, flags),

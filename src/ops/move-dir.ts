@@ -11,6 +11,7 @@
 // copied bytes (reflinks where the upper's filesystem has them) plus a few syscalls per entry.
 import type { UnionCtx, UpperCtx } from '../context.js';
 import { copyEntry } from '../copyup.js';
+import { FsError } from '../errno.js';
 import { markImpure, shownIno } from '../origin.js';
 import * as host from '../host/fs.js';
 import { renameExchange, setTimesNs } from '../host/libc.js';
@@ -27,8 +28,11 @@ export async function moveMergedDir(ctx: UnionCtx, up: UpperCtx, from: VPath, to
   const tmp = up.scratch();
   const target = up.branch.real(to);
   markImpure(up.branch.real(parentOf(to))); // the moved directory keeps its number
+  // A killed caller stops the copy (union.interrupted): it fails with EINTR and leaves nothing.
+  const stop = new Int32Array(1);
+  up.moving.set(from, stop);
   try {
-    await copyMerged(newMove(ctx, up), from, tmp, opaque);
+    await copyMerged(newMove(ctx, up, stop), from, tmp, opaque);
     if ((await host.lstatOrUndefined(target)) !== undefined) {
       // rename(2) cannot put a directory over a char device; the exchange also takes an empty
       // directory's place (it may hold whiteouts, which go with it).
@@ -40,6 +44,8 @@ export async function moveMergedDir(ctx: UnionCtx, up: UpperCtx, from: VPath, to
   } catch (e) {
     await host.rmTree(tmp).catch(() => undefined);
     throw e;
+  } finally {
+    up.moving.delete(from);
   }
   if (up.whiteouts.format === 'oci') await up.whiteouts.remove(up.branch, parentOf(to), baseName(to));
   const dir = parentOf(from);
@@ -58,6 +64,8 @@ interface Move {
   readonly links: Map<string, Promise<RealPath>>;
   /** Bounds the syscalls in flight: entries are copied side by side, not one after another. */
   readonly slot: <T>(fn: () => Promise<T>) => Promise<T>;
+  /** [0] set: the caller was killed; no entry is begun any more, a large file's copy stops. */
+  readonly stop: Int32Array;
 }
 
 /** At most `n` of the functions passed run at once; the rest wait in order. */
@@ -82,8 +90,13 @@ function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
 // overlayfs (EXDEV, then mv's own copy) 3.5-3.7 s. (Single runs on a busy 2-core machine.)
 const MOVE_CONCURRENCY = 16;
 
-function newMove(ctx: UnionCtx, up: UpperCtx): Move {
-  return { ctx, up, links: new Map(), slot: limiter(MOVE_CONCURRENCY) };
+function newMove(ctx: UnionCtx, up: UpperCtx, stop: Int32Array): Move {
+  const limit = limiter(MOVE_CONCURRENCY);
+  const slot = <T>(fn: () => Promise<T>): Promise<T> => limit(() => {
+    if (stop[0] !== 0) throw new FsError('EINTR', 'rename');
+    return fn();
+  });
+  return { ctx, up, links: new Map(), slot, stop };
 }
 
 /** Build at `to` a copy of what the merged view shows at p (recursively). */
@@ -99,11 +112,11 @@ async function copyMerged(m: Move, p: VPath, to: RealPath, opaque = false): Prom
         const at = await first;
         return m.slot(() => host.link(at, to));
       }
-      m.links.set(key, m.slot(() => copyEntry(r.real, to, ctx.inodes.of(r.stat.dev, r.stat.ino), r.stat)).then(() => to));
+      m.links.set(key, m.slot(() => copyEntry(r.real, to, ctx.inodes.of(r.stat.dev, r.stat.ino), r.stat, { stop: m.stop })).then(() => to));
       await m.links.get(key);
       return;
     }
-    await m.slot(() => copyEntry(r.real, to, ctx.inodes.of(r.stat.dev, r.stat.ino), r.stat));
+    await m.slot(() => copyEntry(r.real, to, ctx.inodes.of(r.stat.dev, r.stat.ino), r.stat, { stop: m.stop }));
     return;
   }
   const top = r.stack[0];

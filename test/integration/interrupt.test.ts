@@ -1,7 +1,8 @@
 // A process killed while it waits for a copy-up (D48): as on the kernel's overlayfs, the copy
 // stops and the process goes at once, leaving the lower file as it was and nothing in the upper
 // or the work dir; a signal the process handles does not cut the copy short, nor does the death of
-// one of two processes waiting for the same copy.
+// one of two processes waiting for the same copy. The same for a rename that copies a large
+// lower file up, or a merged directory's tree (D16).
 import test, { type ExecutionContext } from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -26,6 +27,7 @@ async function setup(name: string, files: readonly string[]): Promise<Setup> {
   for (const n of ['lower', 'upper', 'work']) fs.mkdirSync(d(n));
   const chunk = Buffer.alloc(64 << 20, 'o');
   for (const f of files) {
+    fs.mkdirSync(path.dirname(d(`lower/${f}`)), { recursive: true });
     const fd = fs.openSync(d(`lower/${f}`), 'w');
     for (let at = 0; at < SIZE; at += chunk.length) fs.writeSync(fd, chunk, 0, chunk.length, at);
     fs.closeSync(fd);
@@ -141,3 +143,31 @@ test('when one of two processes waiting for the same copy-up is killed, the copy
     t.deepEqual(copying(s), []);
   });
 });
+
+for (const [what, entry, files] of [
+  ['a lower file', 'big', ['big']],
+  ['a merged directory', 'd', ['d/big', 'd/small']],
+] as const) {
+  test(`SIGKILL of mv renaming ${what} that must be copied up stops the copy; nothing is moved`, async (t) => {
+    if (!requireMountCapable(t)) return;
+    const s = await setup(`mv-${entry}`, files);
+    await withLayerfs(s.dirs, async (mnt) => {
+      const mv = running(spawn('mv', [path.join(mnt, entry), path.join(mnt, 'moved')], { stdio: 'ignore' }));
+      await until('the copy to start', () => copying(s).length > 0);
+      const killedAt = Date.now();
+      mv.child.kill('SIGKILL');
+      const e = await mv.exit;
+      t.is(e.signal, 'SIGKILL');
+      t.log(`mv was gone ${e.at - killedAt} ms after the kill`);
+      await until('the copy to be undone', () => copying(s).length === 0, 5_000);
+      t.false(fs.existsSync(path.join(mnt, 'moved')), 'nothing at the new name');
+      t.deepEqual(fs.readdirSync(s.d('upper')).filter((n) => !n.startsWith('.')), [], 'nothing copied up');
+      t.is(fs.statSync(path.join(mnt, files[0])).size, SIZE, 'the entry is where it was');
+      // Not killed, the same move is made whole.
+      const again = running(spawn('mv', [path.join(mnt, entry), path.join(mnt, 'moved')], { stdio: 'ignore' }));
+      t.is((await again.exit).code, 0);
+      t.is(fs.statSync(path.join(mnt, 'moved', ...files[0].split('/').slice(1))).size, SIZE);
+      t.false(fs.existsSync(path.join(mnt, entry)));
+    });
+  });
+}

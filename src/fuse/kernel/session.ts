@@ -75,8 +75,11 @@ interface Answering {
   readonly unique: bigint;
   /** The caller's thread id (the request header's pid). */
   readonly pid: number;
-  /** The request may be waiting for a copy-up of its node (INTERRUPT: see interrupt()). */
-  readonly copiesUp: boolean;
+  /**
+   * What the request may be copying up and so waiting for, if its caller is killed (INTERRUPT: see
+   * interrupt()): '' its node, a name that child of its node (a rename's source); else undefined.
+   */
+  readonly copies: string | undefined;
   /** An INTERRUPT came for it: whether its caller is being killed is being watched. */
   watched: boolean;
   /** performance.now() when it came. */
@@ -217,7 +220,7 @@ export class KernelSession {
     }
     const name = opName(h.opcode);
     const serial = ++this.serial;
-    this.answering.set(serial, { op: name, node, since: t0, told: false, unique: h.unique, pid: h.pid, copiesUp: mayCopyUp(h.opcode, b), watched: false });
+    this.answering.set(serial, { op: name, node, since: t0, told: false, unique: h.unique, pid: h.pid, copies: copiesUp(h.opcode, b, len), watched: false });
     this.pending[0] = this.answering.size;
     result.then(
       (out) => {
@@ -253,13 +256,14 @@ export class KernelSession {
   private interrupt(unique: bigint): void {
     for (const [serial, a] of this.answering) {
       if (a.unique !== unique) continue;
-      if (!a.copiesUp || a.watched) return;
+      const copies = a.copies;
+      if (copies === undefined || a.watched) return;
       a.watched = true;
       const check = (): void => {
         if (this.answering.get(serial) !== a) return; // answered meanwhile
         if (fatalSignalPending(a.pid)) {
           const p = this.nodes.path(a.node);
-          if (p !== null) this.u.interrupted(p);
+          if (p !== null) this.u.interrupted(copies === '' ? p : childOf(p, copies as Name));
           return;
         }
         setTimeout(check, KILL_CHECK_MS).unref();
@@ -791,13 +795,19 @@ export class KernelSession {
 const KILL_CHECK_MS = 100;
 
 /**
- * Requests that copy their node up first when a lower serves it, and wait for that: an open for
- * writing, a change of attributes or of xattrs. (A rename or a link copies up another node than
- * theirs, and is not cut short.)
+ * What a request copies up first when a lower serves it, and waits for: its node, for an open
+ * for writing or a change of attributes or xattrs (''); the source, a child of its node, for a
+ * rename (a lower file copied up, a merged directory's tree copied: move-dir.ts). A link, which
+ * copies up a node of its body, is not cut short.
  */
-function mayCopyUp(opcode: number, b: Buffer): boolean {
-  if (opcode === Op.OPEN) return opensForWrite(b.readUInt32LE(IN_HEADER));
-  return opcode === Op.SETATTR || opcode === Op.SETXATTR || opcode === Op.REMOVEXATTR;
+function copiesUp(opcode: number, b: Buffer, len: number): string | undefined {
+  switch (opcode) {
+    case Op.OPEN: return opensForWrite(b.readUInt32LE(IN_HEADER)) ? '' : undefined;
+    case Op.SETATTR: case Op.SETXATTR: case Op.REMOVEXATTR: return '';
+    case Op.RENAME: return cString(b, IN_HEADER + 8, len)[0];
+    case Op.RENAME2: return cString(b, IN_HEADER + 16, len)[0];
+    default: return undefined;
+  }
 }
 
 /**
