@@ -600,10 +600,10 @@ export const SMALL_WRITE = 128 * 1024;
  * libuv's copyfile (by path) cannot do. Up to SMALL_WRITE on the calling thread; a larger file
  * in libuv's pool, through layerfs's addon, where waiting for the disk holds no other request
  * up (without the addon, by libuv's copyfile, which leaves the source's atime to the host).
- * `size`: the file's size as its lstat said; the copy goes on to the source's end, or to `limit`
- * bytes (a copy-up for a caller that cuts the file there). `stop[0]` set
- * while a copy in the pool runs: it ends within 64 MiB, nothing of it kept, and this fails with
- * EINTR (a copy-up whose callers were all killed: copyup.ts).
+ * `size`: the file's size as its lstat said (no more than `limit`); the copy goes on to the
+ * source's end, or to `limit` bytes (a copy-up for a caller that cuts the file there). `stop[0]`
+ * set while a copy in the pool runs: it ends within 64 MiB, nothing of it kept, and this fails
+ * with EINTR (a copy-up whose callers were all killed: copyup.ts).
  */
 export async function copyFileData(from: RealPath, to: RealPath, size = Infinity, stop?: Int32Array, limit = Infinity): Promise<void> {
   if (isLongPath(from) || isLongPath(to)) return via2(from, to, 'copy_file_range', (f, t) => copyFileData(f, t, size, stop, limit));

@@ -81,6 +81,12 @@ function tailOf(file: string, n: number): string {
   }
 }
 
+/** The file was copied up whole and `text` appended to it: in the upper, and shown so. */
+function assertAppended(t: ExecutionContext, s: Setup, mnt: string, f: string, text: string): void {
+  t.is(fs.statSync(s.d(`upper/${f}`)).size, SIZE + text.length);
+  t.is(tailOf(path.join(mnt, f), text.length + 1), `o${text}`);
+}
+
 function assertLowerOnly(t: ExecutionContext, s: Setup, mnt: string, f: string): void {
   t.false(fs.existsSync(s.d(`upper/${f}`)), 'no copy in the upper');
   t.deepEqual(copying(s), [], 'nothing left in the work dir');
@@ -104,8 +110,7 @@ test('SIGKILL of a process waiting for a copy-up stops the copy: the process goe
     // The next writer copies it up whole.
     const again = run(`echo again >> '${path.join(mnt, 'big')}'`);
     t.is((await again.exit).code, 0);
-    t.is(fs.statSync(s.d('upper/big')).size, SIZE + 6);
-    t.is(tailOf(path.join(mnt, 'big'), 7), 'oagain\n');
+    assertAppended(t, s, mnt, 'big', 'again\n');
   });
 });
 
@@ -120,8 +125,7 @@ test('a signal the process handles does not cut its copy-up short', async (t) =>
     w.child.kill('SIGUSR1');
     const e = await w.exit;
     t.is(e.code, 0, 'the append succeeded');
-    t.is(fs.statSync(s.d('upper/big')).size, SIZE + 9);
-    t.is(tailOf(path.join(mnt, 'big'), 10), 'oappended\n');
+    assertAppended(t, s, mnt, 'big', 'appended\n');
   });
 });
 
@@ -138,8 +142,7 @@ test('when one of two processes waiting for the same copy-up is killed, the copy
     first.child.kill('SIGKILL');
     t.is((await first.exit).signal, 'SIGKILL');
     t.is((await second.exit).code, 0, 'the other append succeeded, its open not failed by the kill of the first');
-    t.is(fs.statSync(s.d('upper/big')).size, SIZE + 7);
-    t.is(tailOf(file, 8), 'osecond\n');
+    assertAppended(t, s, mnt, 'big', 'second\n');
     t.deepEqual(copying(s), []);
   });
 });
