@@ -157,17 +157,36 @@ export class Resolver {
 
   /** Resolve p; throws ENOTDIR when an ancestor is not a directory. */
   resolve(p: VPath): Promise<Resolution> {
+    try {
+      const r = this.resolveNow(p);
+      return r instanceof Promise ? r : Promise.resolve(r);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * As resolve, but the answer comes back as it is when nothing has to be waited for: a kept
+   * resolution, or a child of a kept directory whose branches' listings are kept (lowers) or
+   * read on this thread (the upper). Throws (ENOTDIR) where resolve would reject.
+   */
+  resolveNow(p: VPath): Resolution | Promise<Resolution> {
     const hit = this.#cache.get(p);
     if (hit !== undefined) {
       this.#hits++;
-      return Promise.resolve(hit);
+      return hit;
     }
     this.#misses++;
-    return this.#inflight.run(p, async () => {
-      const r = p === ROOT ? await this.#resolveRoot() : await this.#resolveChild(p);
-      this.#cache.set(p, r);
-      return r;
+    return this.#inflight.runNow(p, () => {
+      const r = p === ROOT ? this.#resolveRoot() : this.#resolveChild(p);
+      if (r instanceof Promise) return r.then((x) => this.#keep(p, x));
+      return this.#keep(p, r);
     });
+  }
+
+  #keep(p: VPath, r: Resolution): Resolution {
+    this.#cache.set(p, r);
+    return r;
   }
 
   /** Resolve p and require it to exist. */
@@ -242,9 +261,14 @@ export class Resolver {
     return { kind: 'dir', stack, stat: EntryStat.of(await host.lstatNs(top.root)) };
   }
 
-  async #resolveChild(p: VPath): Promise<Resolution> {
+  #resolveChild(p: VPath): Resolution | Promise<Resolution> {
     const dir = parentOf(p);
-    const parent = await this.resolve(dir);
+    const parent = this.resolveNow(dir);
+    if (parent instanceof Promise) return parent.then((x) => this.#childOf(x, dir, p));
+    return this.#childOf(parent, dir, p);
+  }
+
+  #childOf(parent: Resolution, dir: VPath, p: VPath): Resolution | Promise<Resolution> {
     if (parent.kind === 'absent') return ABSENT;
     if (parent.kind === 'file') throw new FsError('ENOTDIR', 'lookup', p);
     const name = baseName(p);
@@ -264,55 +288,75 @@ export class Resolver {
     return d !== undefined ? probeIn(d, name) : this.branchDir(b, dir).then((x) => probeIn(x, name));
   }
 
-  async #lookupIn(parent: DirResolution, dir: VPath, name: Name): Promise<Resolution> {
+  #lookupIn(parent: DirResolution, dir: VPath, name: Name): Resolution | Promise<Resolution> {
     const stack = parent.stack;
     const upper = stack[0]?.writable === true ? stack[0] : undefined;
     const lowers = upper === undefined ? stack : stack.slice(1);
     // Shared by two or more lowers: answer from the directory's merged lower index.
-    if (lowers.length >= 2 && this.#useIndex) {
-      const index = await this.#lowerIndex(dir, lowers);
-      if (index !== undefined) {
-        const r = await this.#lookupIndexed(upper, lowers, index, dir, name);
-        if (r !== undefined) return r;
-      }
-    }
-    return this.#lookupEach(stack, dir, name);
+    if (lowers.length >= 2 && this.#useIndex) return this.#lookupShared(stack, upper, lowers, dir, name);
+    return this.#lookupEach({ branches: stack, dir, name, stack: [], top: undefined }, 0);
   }
 
-  /** The lookup, branch by branch. */
-  async #lookupEach(branches: readonly Branch[], dir: VPath, name: Name): Promise<Resolution> {
-    const p = childOf(dir, name);
-    const stack: Branch[] = [];
-    let top: EntryStat | undefined;
-    for (let i = 0; i < branches.length; i++) {
-      const b = branches[i] as Branch;
+  /** The lookup through the merged index of the lowers; branch by branch where it fails. */
+  #lookupShared(stack: readonly Branch[], upper: Branch | undefined, lowers: readonly Branch[], dir: VPath, name: Name): Resolution | Promise<Resolution> {
+    const slow = (): Resolution | Promise<Resolution> => this.#lookupEach({ branches: stack, dir, name, stack: [], top: undefined }, 0);
+    const within = (index: ReadonlyMap<string, LowerHit>): Resolution | Promise<Resolution> => {
+      const r = this.#lookupIndexed(upper, lowers, index, dir, name);
+      if (r instanceof Promise) return r.then((x) => x ?? slow());
+      return r ?? slow();
+    };
+    const index = this.#lowerIndex(dir, lowers);
+    return index instanceof Promise ? index.then(within) : within(index);
+  }
+
+  /**
+   * The lookup, branch by branch, from branches[from]: synchronous as long as each branch's
+   * answer is at hand, else it goes on once it is.
+   */
+  #lookupEach(s: EachLookup, from: number): Resolution | Promise<Resolution> {
+    for (let i = from; i < s.branches.length; i++) {
+      const b = s.branches[i] as Branch;
       // Whether a branch below may have the name: only then do the upper's markers matter.
-      const below = b.writable && this.#mayHave(branches, i + 1, dir, name);
-      const pr = this.#probe(b, dir, name, below);
-      const probe = pr instanceof Promise ? await pr : pr; // no await (a microtask) per branch
-      if (probe.kind === 'whiteout') break;
-      if (probe.kind === 'absent') continue;
-      if (probe.kind === 'nondir') {
-        if (top !== undefined) break; // a non-directory below a directory ends the merge
-        const real = b.real(p);
-        const stat = probe.stat ?? statEntry(real);
-        if (stat === undefined) continue; // gone from a lower since it was indexed
-        if (probe.stat === undefined && isXattrWhiteout(real, stat)) break; // (probeOnDisk looked)
-        return { kind: 'file', branch: b, real, stat };
-      }
-      const real = b.real(p);
-      if (top === undefined) {
-        const stat = probe.stat ?? statEntry(real);
-        if (stat === undefined) continue;
-        top = stat;
-      }
-      stack.push(b);
-      if (probe.hidesBelow) break;
-      if (b.writable && !below) break; // opaque or not, nothing below has it
-      const op = this.#isOpaque(b, p);
-      if (op instanceof Promise ? await op : op) break;
+      const below = b.writable && this.#mayHave(s.branches, i + 1, s.dir, s.name);
+      const pr = this.#probe(b, s.dir, s.name, below);
+      if (pr instanceof Promise) return pr.then((probe) => this.#then(s, i, this.#took(s, b, below, probe)));
+      const next = this.#took(s, b, below, pr);
+      if (next !== NEXT) return this.#then(s, i, next);
     }
-    return top === undefined ? ABSENT : { kind: 'dir', stack, stat: top };
+    return found(s);
+  }
+
+  /** What follows branch i's answer: the next branch, or the result as it stands. */
+  #then(s: EachLookup, i: number, next: Step): Resolution | Promise<Resolution> {
+    if (next === NEXT) return this.#lookupEach(s, i + 1);
+    if (next instanceof Promise) return next.then((x) => this.#then(s, i, x));
+    return next;
+  }
+
+  /** Take branch b's answer into the lookup: NEXT to go on to the next branch. */
+  #took(s: EachLookup, b: Branch, below: boolean, probe: Probe): Step {
+    if (probe.kind === 'whiteout') return found(s);
+    if (probe.kind === 'absent') return NEXT;
+    const p = childOf(s.dir, s.name);
+    if (probe.kind === 'nondir') {
+      if (s.top !== undefined) return found(s); // a non-directory below a directory ends the merge
+      const real = b.real(p);
+      const stat = probe.stat ?? statEntry(real);
+      if (stat === undefined) return NEXT; // gone from a lower since it was indexed
+      if (probe.stat === undefined && isXattrWhiteout(real, stat)) return found(s); // (probeOnDisk looked)
+      return { kind: 'file', branch: b, real, stat };
+    }
+    if (s.top === undefined) {
+      const stat = probe.stat ?? statEntry(b.real(p));
+      if (stat === undefined) return NEXT;
+      s.top = stat;
+    }
+    s.stack.push(b);
+    if (probe.hidesBelow) return found(s);
+    if (b.writable && !below) return found(s); // opaque or not, nothing below has it
+    const op = this.#isOpaque(b, p);
+    if (op instanceof Promise) return op.then((o) => (o ? found(s) : NEXT));
+    return op ? found(s) : NEXT;
   }
 
   /**
@@ -332,17 +376,16 @@ export class Resolver {
   /**
    * The lookup with the lowers answered by their merged index; undefined when an indexed entry
    * is gone from its branch (a lower changed under the mount): then the slow way decides.
+   * Synchronous unless an opaque mark has to be read.
    */
-  async #lookupIndexed(
+  #lookupIndexed(
     upper: Branch | undefined,
     lowers: readonly Branch[],
     index: ReadonlyMap<string, LowerHit>,
     dir: VPath,
     name: Name,
-  ): Promise<Resolution | undefined> {
+  ): Indexed | Promise<Indexed> {
     const p = childOf(dir, name);
-    const stack: Branch[] = [];
-    let top: EntryStat | undefined;
     const hit = index.get(name);
     // The upper's markers and opaqueness hide only what the lowers have.
     const below = hit !== undefined && hit.kind !== 'whiteout';
@@ -357,15 +400,19 @@ export class Resolver {
       if (probe.kind === 'dir') {
         const stat = probe.stat;
         if (stat === undefined) return undefined;
-        top = stat;
-        stack.push(upper);
-        if (!below || probe.hidesBelow || (await isOpaqueDir(upper.real(p)))) return { kind: 'dir', stack, stat };
+        const f: Found = { stack: [upper], top: stat };
+        if (!below || probe.hidesBelow) return found(f);
+        return isOpaqueDir(upper.real(p)).then((o) => (o ? found(f) : this.#indexedLowers(lowers, hit, p, f)));
       }
     }
-    const done = (): Resolution => (top === undefined ? ABSENT : { kind: 'dir', stack, stat: top });
-    if (hit === undefined || hit.kind === 'whiteout') return done();
+    return this.#indexedLowers(lowers, hit, p, { stack: [], top: undefined });
+  }
+
+  /** The indexed lookup's lowers, below what the upper had (`f`). */
+  #indexedLowers(lowers: readonly Branch[], hit: LowerHit | undefined, p: VPath, f: Found): Indexed | Promise<Indexed> {
+    if (hit === undefined || hit.kind === 'whiteout') return found(f);
     if (hit.kind === 'nondir') {
-      if (top !== undefined) return done(); // a non-directory below a directory ends the merge
+      if (f.top !== undefined) return found(f); // a non-directory below a directory ends the merge
       const b = lowers[hit.at];
       if (b === undefined) return undefined;
       const real = b.real(p);
@@ -374,25 +421,31 @@ export class Resolver {
       if (isXattrWhiteout(real, stat)) return ABSENT;
       return { kind: 'file', branch: b, real, stat };
     }
-    for (const at of hit.at) {
-      const b = lowers[at];
+    return this.#indexedDirs(lowers, hit.at, 0, p, f);
+  }
+
+  /** The lowers that have p as a directory (`at`, from at[from]) join its stack, to an opaque one. */
+  #indexedDirs(lowers: readonly Branch[], at: readonly number[], from: number, p: VPath, f: Found): Indexed | Promise<Indexed> {
+    for (let i = from; i < at.length; i++) {
+      const b = lowers[at[i] as number];
       if (b === undefined) return undefined;
-      if (top === undefined) {
-        top = statEntry(b.real(p));
-        if (top === undefined) return undefined;
+      if (f.top === undefined) {
+        f.top = statEntry(b.real(p));
+        if (f.top === undefined) return undefined;
       }
-      stack.push(b);
+      f.stack.push(b);
       const op = this.#isOpaque(b, p);
-      if (op instanceof Promise ? await op : op) break;
+      if (op instanceof Promise) return op.then((o) => (o ? found(f) : this.#indexedDirs(lowers, at, i + 1, p, f)));
+      if (op) break;
     }
-    return done();
+    return found(f);
   }
 
   /** The merged index of dir over these lowers (the lower part of its stack, which is fixed). */
-  #lowerIndex(dir: VPath, lowers: readonly Branch[]): Promise<ReadonlyMap<string, LowerHit> | undefined> {
+  #lowerIndex(dir: VPath, lowers: readonly Branch[]): ReadonlyMap<string, LowerHit> | Promise<ReadonlyMap<string, LowerHit>> {
     const key = `${dir}\0${lowers.map((b) => b.index).join(',')}`;
     const hit = this.#indexes.get(key);
-    if (hit !== undefined) return Promise.resolve(hit);
+    if (hit !== undefined) return hit;
     return this.#indexInflight.run(key, async () => {
       const index = buildLowerIndex(await Promise.all(lowers.map((b) => this.branchDir(b, dir))));
       this.#indexes.set(key, index);
@@ -406,6 +459,30 @@ export class Resolver {
     return d !== undefined ? d.opaque : this.branchDir(b, p).then((x) => x.opaque);
   }
 }
+
+/** An indexed lookup's result; undefined: an indexed entry is gone, the slow way decides. */
+type Indexed = Resolution | undefined;
+
+/** The directories found so far for a lookup, and the top one's attributes. */
+interface Found {
+  readonly stack: Branch[];
+  top: EntryStat | undefined;
+}
+
+function found(f: Found): Resolution {
+  return f.top === undefined ? ABSENT : { kind: 'dir', stack: f.stack, stat: f.top };
+}
+
+/** A lookup branch by branch, as it goes. */
+interface EachLookup extends Found {
+  readonly branches: readonly Branch[];
+  readonly dir: VPath;
+  readonly name: Name;
+}
+
+/** A step of it: go on to the next branch, the result, or either once a branch has answered. */
+const NEXT = Symbol('next');
+type Step = typeof NEXT | Resolution | Promise<typeof NEXT | Resolution>;
 
 /** The entry at real as a resolution keeps it; undefined when nothing is there. */
 function statEntry(real: RealPath): EntryStat | undefined {

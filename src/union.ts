@@ -15,7 +15,7 @@ import { Handles } from './handles.js';
 import { lstatSync } from './host/fs.js';
 import { InodeNumbers } from './inode.js';
 import { access } from './ops/access.js';
-import { getattr } from './ops/getattr.js';
+import { getattr, getattrNow } from './ops/getattr.js';
 import { detachOpen, fgetattr, forgetUnlinked, open, read, release, unlinkOpen, unlinkedAttr, type Opened } from './ops/open.js';
 import { readdir } from './ops/readdir.js';
 import { readlink } from './ops/readlink.js';
@@ -51,6 +51,8 @@ export interface UnionConfig {
 /** The operations of a union, named after the FUSE operations they serve. */
 export interface UnionOps {
   getattr(p: VPath): Promise<Attr>;
+  /** getattr, answered as it is when nothing has to be waited for; throws an error found at once. */
+  getattrNow(p: VPath): Attr | Promise<Attr>;
   access(p: VPath, mode: number): Promise<void>;
   readlink(p: VPath): Promise<string>;
   readdir(p: VPath): Promise<MergedEntry[]>;
@@ -195,6 +197,7 @@ export function createUnion(config: UnionConfig): Union {
     : undefined;
   const ops: UnionOps = {
     getattr: (p) => getattr(ctx, p),
+    getattrNow: (p) => getattrNow(ctx, p),
     access: (p, mode) => access(ctx, p, mode),
     readlink: (p) => readlink(ctx, p),
     readdir: (p) => readdir(ctx, p),

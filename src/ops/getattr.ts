@@ -7,13 +7,33 @@
 import { attrOfEntry, type Attr } from '../attr.js';
 import type { UnionCtx } from '../context.js';
 import type { EntryStat } from '../entry-stat.js';
+import { FsError } from '../errno.js';
 import * as host from '../host/fs.js';
 import { recordedIno } from '../origin.js';
 import type { RealPath, VPath } from '../path.js';
 import type { Resolution } from '../resolve.js';
 
-export async function getattr(ctx: UnionCtx, p: VPath): Promise<Attr> {
-  const r = await ctx.resolver.get(p, 'getattr');
+export function getattr(ctx: UnionCtx, p: VPath): Promise<Attr> {
+  try {
+    const a = getattrNow(ctx, p);
+    return a instanceof Promise ? a : Promise.resolve(a);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+/**
+ * getattr, answered as it is when nothing has to be waited for (Resolver.resolveNow): the kernel
+ * engine then replies to a LOOKUP in the same turn, with no promise to settle. An error found at
+ * once is thrown.
+ */
+export function getattrNow(ctx: UnionCtx, p: VPath): Attr | Promise<Attr> {
+  const r = ctx.resolver.resolveNow(p);
+  return r instanceof Promise ? r.then((x) => attrOf(ctx, p, x)) : attrOf(ctx, p, r);
+}
+
+function attrOf(ctx: UnionCtx, p: VPath, r: Resolution): Attr {
+  if (r.kind === 'absent') throw new FsError('ENOENT', 'getattr', p);
   if (r.kind === 'file') {
     if (r.branch.writable) return upperAttr(ctx, host.lstatEntry(r.real), undefined, recorded(r, r.real));
     return attrOfEntry(r.stat, ctx.inodes.of(r.stat.dev, r.stat.ino));

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { BranchSet } from '../../src/branch.js';
 import { FsError } from '../../src/errno.js';
 import { vpath, type RealPath } from '../../src/path.js';
-import { Resolver, type ResolverOptions } from '../../src/resolve.js';
+import { DEFAULT_RESOLVER_OPTIONS, Resolver, type Resolution, type ResolverOptions } from '../../src/resolve.js';
 import {
   chardev, dir, fifo, file, makeScratch, symlink, whiteout, xattrOpaque, xwhiteout, type Spec,
 } from './fixture.js';
@@ -27,20 +27,23 @@ function makeResolver(roots: string[], mode: Mode, opts?: ResolverOptions): Reso
 /** A resolution in short: "absent", "file@1", "dir@0,2" (branch indexes), or an error code. */
 async function show(r: Resolver, p: string): Promise<string> {
   try {
-    const x = await r.resolve(vpath(p));
-    if (x.kind === 'absent') return 'absent';
-    if (x.kind === 'file') {
-      // The stat must be that of the serving entry itself (never a followed link).
-      const st = fs.lstatSync(x.real);
-      if (st.ino !== x.stat.ino || x.real !== x.branch.real(vpath(p))) return `inconsistent file@${x.branch.index}`;
-      return `file@${x.branch.index}`;
-    }
-    const top = x.stack[0]!;
-    if (fs.lstatSync(top.real(vpath(p))).ino !== x.stat.ino) return 'inconsistent dir stat';
-    return `dir@${x.stack.map((b) => b.index).join(',')}`;
+    return shown(await r.resolve(vpath(p)), p);
   } catch (e) {
     return e instanceof FsError ? e.code : `BUG: ${String(e)}`;
   }
+}
+
+function shown(x: Resolution, p: string): string {
+  if (x.kind === 'absent') return 'absent';
+  if (x.kind === 'file') {
+    // The stat must be that of the serving entry itself (never a followed link).
+    const st = fs.lstatSync(x.real);
+    if (st.ino !== x.stat.ino || x.real !== x.branch.real(vpath(p))) return `inconsistent file@${x.branch.index}`;
+    return `file@${x.branch.index}`;
+  }
+  const top = x.stack[0]!;
+  if (fs.lstatSync(top.real(vpath(p))).ino !== x.stat.ino) return 'inconsistent dir stat';
+  return `dir@${x.stack.map((b) => b.index).join(',')}`;
 }
 
 interface Case {
@@ -155,6 +158,29 @@ for (const c of CASES) {
     });
   }
 }
+
+// The kernel engine answers a LOOKUP in the same turn when resolveNow has the answer at hand:
+// a path in a directory already resolved, whose lower listings (and merged index) are kept.
+// Such an answer must be the one resolve() gives, errors included.
+test('with its directory and listings kept, a path resolves at once, to what resolve() gives', async (t) => {
+  for (const c of CASES) {
+    for (const useIndex of [true, false]) {
+      const r = makeResolver(s.branches(...c.layers), 'lowers', { ...DEFAULT_RESOLVER_OPTIONS, lowerIndex: useIndex });
+      for (const p of Object.keys(c.expect)) await show(r, p);
+      for (const [p, want] of Object.entries(c.expect)) {
+        r.invalidate(vpath(p));
+        let got: string;
+        try {
+          const x = r.resolveNow(vpath(p));
+          got = x instanceof Promise ? `waited for ${await show(r, p)}` : shown(x, p);
+        } catch (e) {
+          got = e instanceof FsError ? e.code : `BUG: ${String(e)}`;
+        }
+        t.is(got, p === '/' ? `waited for ${want}` : want, `${c.name} (index ${useIndex}): ${p}`);
+      }
+    }
+  }
+});
 
 test('tiny caches (constant eviction) give the same answers', async (t) => {
   for (const c of CASES) {

@@ -212,13 +212,19 @@ export class KernelSession {
     const t0 = performance.now();
     // Read now: `b` holds the next request by the time this one is answered.
     const traced = this.log.tracing ? this.describe(node, h, b, len) : '';
-    let result: Promise<Reply>;
+    const name = opName(h.opcode);
+    let result: Reply | Promise<Reply>;
     try {
       result = this.dispatch(h, node, b, len);
     } catch (e) {
-      result = Promise.reject(e);
+      this.failed(h, name, t0, traced, e);
+      return;
     }
-    const name = opName(h.opcode);
+    // Answered in this turn (a LOOKUP or GETATTR whose answer was at hand): no promise to wait for.
+    if (!(result instanceof Promise)) {
+      this.answered(h, name, t0, traced, result);
+      return;
+    }
     const serial = ++this.serial;
     this.answering.set(serial, { op: name, node, since: t0, told: false, unique: h.unique, pid: h.pid, copies: copiesUp(h.opcode, b, len), watched: false });
     this.pending[0] = this.answering.size;
@@ -226,23 +232,31 @@ export class KernelSession {
       (out) => {
         this.answering.delete(serial);
         this.pending[0] = this.answering.size;
-        const us = (performance.now() - t0) * 1000;
-        this.log.stats?.record(name, us);
-        if (this.log.tracing) this.log.trace(name, traced, 'ok', us);
-        this.send(out ?? reply(h.unique, 0));
-        if (h.opcode === Op.READ && out !== undefined) this.giveBackReadBuffer(out);
+        this.answered(h, name, t0, traced, out);
       },
       (e: unknown) => {
         this.answering.delete(serial);
         this.pending[0] = this.answering.size;
-        if (!(e instanceof FsError)) this.log.bug(name, e);
-        const us = (performance.now() - t0) * 1000;
-        const code = e instanceof FsError ? e.code : 'EIO';
-        this.log.stats?.record(name, us, code);
-        if (this.log.tracing) this.log.trace(name, traced, code, us);
-        this.send(e instanceof CachedAbsence ? e.reply : reply(h.unique, toErrno(e)));
+        this.failed(h, name, t0, traced, e);
       },
     );
+  }
+
+  private answered(h: Header, name: string, t0: number, traced: string, out: Reply): void {
+    const us = (performance.now() - t0) * 1000;
+    this.log.stats?.record(name, us);
+    if (this.log.tracing) this.log.trace(name, traced, 'ok', us);
+    this.send(out ?? reply(h.unique, 0));
+    if (h.opcode === Op.READ && out !== undefined) this.giveBackReadBuffer(out);
+  }
+
+  private failed(h: Header, name: string, t0: number, traced: string, e: unknown): void {
+    if (!(e instanceof FsError)) this.log.bug(name, e);
+    const us = (performance.now() - t0) * 1000;
+    const code = e instanceof FsError ? e.code : 'EIO';
+    this.log.stats?.record(name, us, code);
+    if (this.log.tracing) this.log.trace(name, traced, code, us);
+    this.send(e instanceof CachedAbsence ? e.reply : reply(h.unique, toErrno(e)));
   }
 
   /**
@@ -410,12 +424,12 @@ export class KernelSession {
   }
 
   /** Attributes of a node: through a handle when one is given or the node has no name. */
-  private async attrOf(n: Node, fh?: number): Promise<Attr> {
+  private attrOf(n: Node, fh?: number): Attr | Promise<Attr> {
     const p = this.nodes.path(n);
     const handle = fh ?? this.namelessHandle(n, p);
-    if (handle !== undefined && this.fileNode.has(handle)) return (await this.u.fgetattr(handle, p)).attr;
+    if (handle !== undefined && this.fileNode.has(handle)) return this.u.fgetattr(handle, p).then((x) => x.attr);
     if (p === null) throw new FsError('ENOENT', 'getattr');
-    return this.u.getattr(p);
+    return this.u.getattrNow(p);
   }
 
   /**
@@ -453,14 +467,15 @@ export class KernelSession {
     if (!(await this.u.unlinkOpen(p, unlinkedKey()))) await this.u.unlink(p);
   }
 
-  private dispatch(h: Header, n: Node, b: Buffer, len: number): Promise<Reply> {
+  private dispatch(h: Header, n: Node, b: Buffer, len: number): Reply | Promise<Reply> {
     const at = IN_HEADER;
     switch (h.opcode) {
       case Op.LOOKUP: return this.lookup(h, n, cString(b, at, len)[0]);
       case Op.GETATTR: {
         const flags = b.readUInt32LE(at);
         const fh = (flags & GETATTR_FH) !== 0 ? Number(b.readBigUInt64LE(at + 8)) : undefined;
-        return this.attrOf(n, fh).then((a) => this.attrOut(h, a));
+        const a = this.attrOf(n, fh);
+        return a instanceof Promise ? a.then((x) => this.attrOut(h, x)) : this.attrOut(h, a);
       }
       case Op.SETATTR: return this.setattr(h, n, Buffer.from(b.subarray(at, at + 88)));
       case Op.READLINK: return this.u.readlink(this.path(n)).then((t) => reply(h.unique, 0, Buffer.from(t)));
@@ -628,20 +643,29 @@ export class KernelSession {
     }
   }
 
-  private async lookup(h: Header, parent: Node, name: string): Promise<Buffer> {
+  /** Answered in this turn when the union has the answer at hand (getattrNow). */
+  private lookup(h: Header, parent: Node, name: string): Reply | Promise<Reply> {
     this.listingAttrs.lookedUp(parent.id, name);
     const p = this.child(parent, name);
-    let a: Attr;
+    let a: Attr | Promise<Attr>;
     try {
-      a = await this.u.getattr(p);
+      a = this.u.getattrNow(p);
     } catch (e) {
-      if (e instanceof FsError && e.code === 'ENOENT' && this.policy.negativeSec > 0) {
-        // Node id 0 with a timeout: the kernel keeps the absence that long.
-        throw new CachedAbsence(p, replyWith(h.unique, ENTRY_OUT, (o, at) => writeEntry(o, at, 0, undefined, this.policy.negativeSec, 0)));
-      }
-      throw e;
+      throw this.absence(h, p, e);
+    }
+    if (a instanceof Promise) {
+      return a.then((x) => this.entry(h, parent, name, x), (e: unknown) => {
+        throw this.absence(h, p, e);
+      });
     }
     return this.entry(h, parent, name, a);
+  }
+
+  /** A lookup's error; an absence as one the kernel may keep, when it is told to keep them. */
+  private absence(h: Header, p: VPath, e: unknown): unknown {
+    if (!(e instanceof FsError && e.code === 'ENOENT' && this.policy.negativeSec > 0)) return e;
+    // Node id 0 with a timeout: the kernel keeps the absence that long.
+    return new CachedAbsence(p, replyWith(h.unique, ENTRY_OUT, (o, at) => writeEntry(o, at, 0, undefined, this.policy.negativeSec, 0)));
   }
 
   private async setattr(h: Header, n: Node, s: Buffer): Promise<Buffer> {
