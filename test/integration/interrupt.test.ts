@@ -2,7 +2,7 @@
 // stops and the process goes at once, leaving the lower file as it was and nothing in the upper
 // or the work dir; a signal the process handles does not cut the copy short, nor does the death of
 // one of two processes waiting for the same copy. The same for a rename that copies a large
-// lower file up, or a merged directory's tree (D16).
+// lower file up, or a merged directory's tree (D16), and for a link that copies a lower file up.
 import test, { type ExecutionContext } from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -94,18 +94,22 @@ function assertLowerOnly(t: ExecutionContext, s: Setup, mnt: string, f: string):
   t.is(fs.statSync(s.d(`lower/${f}`)).size, SIZE, 'the lower is untouched');
 }
 
+/** Kill `p` once the copy it waits for has started: it must go at once, and the copy be undone. */
+async function killDuringCopy(t: ExecutionContext, s: Setup, what: string, p: Running): Promise<void> {
+  await until('the copy to start', () => copying(s).length > 0);
+  const killedAt = Date.now();
+  p.child.kill('SIGKILL');
+  const e = await p.exit;
+  t.is(e.signal, 'SIGKILL');
+  t.log(`${what} was gone ${e.at - killedAt} ms after the kill`);
+  await until('the copy to be undone', () => copying(s).length === 0, 5_000);
+}
+
 test('SIGKILL of a process waiting for a copy-up stops the copy: the process goes at once, nothing is left', async (t) => {
   if (!requireMountCapable(t)) return;
   const s = await setup('killed', ['big']);
   await withLayerfs(s.dirs, async (mnt) => {
-    const w = run(`echo appended >> '${path.join(mnt, 'big')}'`);
-    await until('the copy-up to start', () => copying(s).length > 0);
-    const killedAt = Date.now();
-    w.child.kill('SIGKILL');
-    const e = await w.exit;
-    t.is(e.signal, 'SIGKILL');
-    t.log(`the killed process was gone ${e.at - killedAt} ms after the kill`);
-    await until('the copy-up to be undone', () => copying(s).length === 0, 5_000);
+    await killDuringCopy(t, s, 'the appending process', run(`echo appended >> '${path.join(mnt, 'big')}'`));
     assertLowerOnly(t, s, mnt, 'big');
     // The next writer copies it up whole.
     const again = run(`echo again >> '${path.join(mnt, 'big')}'`);
@@ -155,14 +159,7 @@ for (const [what, entry, files] of [
     if (!requireMountCapable(t)) return;
     const s = await setup(`mv-${entry}`, files);
     await withLayerfs(s.dirs, async (mnt) => {
-      const mv = running(spawn('mv', [path.join(mnt, entry), path.join(mnt, 'moved')], { stdio: 'ignore' }));
-      await until('the copy to start', () => copying(s).length > 0);
-      const killedAt = Date.now();
-      mv.child.kill('SIGKILL');
-      const e = await mv.exit;
-      t.is(e.signal, 'SIGKILL');
-      t.log(`mv was gone ${e.at - killedAt} ms after the kill`);
-      await until('the copy to be undone', () => copying(s).length === 0, 5_000);
+      await killDuringCopy(t, s, 'mv', running(spawn('mv', [path.join(mnt, entry), path.join(mnt, 'moved')], { stdio: 'ignore' })));
       t.false(fs.existsSync(path.join(mnt, 'moved')), 'nothing at the new name');
       t.deepEqual(fs.readdirSync(s.d('upper')).filter((n) => !n.startsWith('.')), [], 'nothing copied up');
       t.is(fs.statSync(path.join(mnt, files[0])).size, SIZE, 'the entry is where it was');
@@ -174,3 +171,19 @@ for (const [what, entry, files] of [
     });
   });
 }
+
+test('SIGKILL of ln linking a lower file that must be copied up stops the copy; no link is made', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const s = await setup('ln-big', ['big']);
+  await withLayerfs(s.dirs, async (mnt) => {
+    await killDuringCopy(t, s, 'ln', running(spawn('ln', [path.join(mnt, 'big'), path.join(mnt, 'linked')], { stdio: 'ignore' })));
+    t.false(fs.existsSync(path.join(mnt, 'linked')), 'no link');
+    assertLowerOnly(t, s, mnt, 'big');
+    // Not killed, the same link is made, to the copy.
+    const again = running(spawn('ln', [path.join(mnt, 'big'), path.join(mnt, 'linked')], { stdio: 'ignore' }));
+    t.is((await again.exit).code, 0);
+    t.is(fs.statSync(path.join(mnt, 'linked')).nlink, 2);
+    t.is(fs.statSync(s.d('upper/big')).size, SIZE);
+  });
+});
+

@@ -77,9 +77,10 @@ interface Answering {
   readonly pid: number;
   /**
    * What the request may be copying up and so waiting for, if its caller is killed (INTERRUPT: see
-   * interrupt()): '' its node, a name that child of its node (a rename's source); else undefined.
+   * interrupt()): '' its node, a name that child of its node (a rename's source), a number the
+   * node of that id (a link's source); else undefined.
    */
-  readonly copies: string | undefined;
+  readonly copies: string | number | undefined;
   /** An INTERRUPT came for it: whether its caller is being killed is being watched. */
   watched: boolean;
   /** performance.now() when it came. */
@@ -276,8 +277,9 @@ export class KernelSession {
       const check = (): void => {
         if (this.answering.get(serial) !== a) return; // answered meanwhile
         if (fatalSignalPending(a.pid)) {
-          const p = this.nodes.path(a.node);
-          if (p !== null) this.u.interrupted(copies === '' ? p : childOf(p, copies as Name));
+          const n = typeof copies === 'number' ? this.nodes.get(copies) : a.node;
+          const p = n === undefined ? null : this.nodes.path(n);
+          if (p !== null) this.u.interrupted(typeof copies === 'string' && copies !== '' ? childOf(p, copies as Name) : p);
           return;
         }
         setTimeout(check, KILL_CHECK_MS).unref();
@@ -821,15 +823,16 @@ const KILL_CHECK_MS = 100;
 /**
  * What a request copies up first when a lower serves it, and waits for: its node, for an open
  * for writing or a change of attributes or xattrs (''); the source, a child of its node, for a
- * rename (a lower file copied up, a merged directory's tree copied: move-dir.ts). A link, which
- * copies up a node of its body, is not cut short.
+ * rename (a lower file copied up, a merged directory's tree copied: move-dir.ts); the source
+ * node's id, for a link.
  */
-function copiesUp(opcode: number, b: Buffer, len: number): string | undefined {
+function copiesUp(opcode: number, b: Buffer, len: number): string | number | undefined {
   switch (opcode) {
     case Op.OPEN: return opensForWrite(b.readUInt32LE(IN_HEADER)) ? '' : undefined;
     case Op.SETATTR: case Op.SETXATTR: case Op.REMOVEXATTR: return '';
     case Op.RENAME: return cString(b, IN_HEADER + 8, len)[0];
     case Op.RENAME2: return cString(b, IN_HEADER + 16, len)[0];
+    case Op.LINK: return Number(b.readBigUInt64LE(IN_HEADER));
     default: return undefined;
   }
 }
