@@ -298,7 +298,13 @@ export class Resolver {
   }
 
   /** The lookup through the merged index of the lowers; branch by branch where it fails. */
-  #lookupShared(stack: readonly Branch[], upper: Branch | undefined, lowers: readonly Branch[], dir: VPath, name: Name): Resolution | Promise<Resolution> {
+  #lookupShared(
+    stack: readonly Branch[],
+    upper: Branch | undefined,
+    lowers: readonly Branch[],
+    dir: VPath,
+    name: Name,
+  ): Resolution | Promise<Resolution> {
     const slow = (): Resolution | Promise<Resolution> => this.#lookupEach({ branches: stack, dir, name, stack: [], top: undefined }, 0);
     const within = (index: ReadonlyMap<string, LowerHit>): Resolution | Promise<Resolution> => {
       const r = this.#lookupIndexed(upper, lowers, index, dir, name);
