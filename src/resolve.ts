@@ -294,7 +294,7 @@ export class Resolver {
     const lowers = upper === undefined ? stack : stack.slice(1);
     // Shared by two or more lowers: answer from the directory's merged lower index.
     if (lowers.length >= 2 && this.#useIndex) return this.#lookupShared(stack, upper, lowers, dir, name);
-    return this.#lookupEach({ branches: stack, dir, name, stack: [], top: undefined }, 0);
+    return this.#lookupEach(eachLookup(stack, dir, name), 0);
   }
 
   /** The lookup through the merged index of the lowers; branch by branch where it fails. */
@@ -305,7 +305,7 @@ export class Resolver {
     dir: VPath,
     name: Name,
   ): Resolution | Promise<Resolution> {
-    const slow = (): Resolution | Promise<Resolution> => this.#lookupEach({ branches: stack, dir, name, stack: [], top: undefined }, 0);
+    const slow = (): Resolution | Promise<Resolution> => this.#lookupEach(eachLookup(stack, dir, name), 0);
     const within = (index: ReadonlyMap<string, LowerHit>): Resolution | Promise<Resolution> => {
       const r = this.#lookupIndexed(upper, lowers, index, dir, name);
       if (r instanceof Promise) return r.then((x) => x ?? slow());
@@ -343,7 +343,7 @@ export class Resolver {
   #took(s: EachLookup, b: Branch, below: boolean, probe: Probe): Step {
     if (probe.kind === 'whiteout') return found(s);
     if (probe.kind === 'absent') return NEXT;
-    const p = childOf(s.dir, s.name);
+    const p = s.p;
     if (probe.kind === 'nondir') {
       if (s.top !== undefined) return found(s); // a non-directory below a directory ends the merge
       const real = b.real(p);
@@ -484,6 +484,12 @@ interface EachLookup extends Found {
   readonly branches: readonly Branch[];
   readonly dir: VPath;
   readonly name: Name;
+  /** dir's child `name`, made once per lookup rather than per branch. */
+  readonly p: VPath;
+}
+
+function eachLookup(branches: readonly Branch[], dir: VPath, name: Name): EachLookup {
+  return { branches, dir, name, p: childOf(dir, name), stack: [], top: undefined };
 }
 
 /** A step of it: go on to the next branch, the result, or either once a branch has answered. */
