@@ -35,6 +35,11 @@ export interface MountOptions {
   /** Mount options passed to the kernel: nodev, nosuid, noexec, noatime, ... */
   readonly fuseOptions?: readonly string[];
   /**
+   * false: every read and write of the upper's files goes through layerfs (passthrough=off);
+   * default: the kernel reads and writes them itself where it can (D51).
+   */
+  readonly passthrough?: boolean;
+  /**
    * false (default): the mount ends when this process exits, even without unmount().
    * true: it stays, as `layerfs mount` leaves it, until unmount() or `layerfs umount`.
    */
@@ -69,6 +74,7 @@ export function optionString(o: MountOptions): string {
   if (o.lowerTtl !== undefined) opts.push(`lower_ttl=${o.lowerTtl}`);
   if (o.readOnly === true) opts.push('ro');
   if (o.allowOther === true) opts.push('allow_other');
+  if (o.passthrough === false) opts.push('passthrough=off');
   for (const f of o.fuseOptions ?? []) {
     // One option each: a comma would smuggle in another.
     if (f.includes(',')) throw new LayerfsError('CONFIG', `fuseOptions: one option per entry, not ${JSON.stringify(f)}`);

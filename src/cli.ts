@@ -60,6 +60,10 @@ Options:
                         sleeping (default 50; 0: never)
        readahead=KIB    how far the kernel reads ahead in files (default 1024; the kernel's
                         own default is 128). Set through sysfs, as root only
+       passthrough=on|off  let the kernel read and write files of the upper itself, with
+                        no request to layerfs (default on where the kernel has it: Linux
+                        6.9+, layerfs as root; only files without set-ids, opened by root
+                        or for reading)
        daemon           have the running \`layerfs daemon\` serve the mount, with its other
                         mounts, instead of a server of its own (faster from its first
                         request; one process for all: a crash ends every mount it serves)
@@ -107,7 +111,7 @@ function serveConfig(opts: ParsedOptions, paths: CheckedPaths): ServeConfig {
   return {
     lowers: paths.lowers, upper: paths.upper, work: paths.work, whiteout: opts.whiteout, lowerTtl: opts.lowerTtl, mountpoint: paths.mountpoint,
     readOnly: opts.readOnly, allowOther: opts.allowOther, fuseOptions: opts.fuseOptions, engine: opts.engine,
-    spinMicros: opts.spinMicros, readaheadKiB: opts.readaheadKiB,
+    spinMicros: opts.spinMicros, readaheadKiB: opts.readaheadKiB, passthrough: opts.passthrough,
   };
 }
 

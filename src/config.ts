@@ -100,6 +100,8 @@ export interface ParsedOptions {
   daemon?: boolean;
   /** readahead=: KiB the kernel reads ahead in the mount's files (D38); undefined: the default. */
   readaheadKiB?: number;
+  /** passthrough=off: every read and write of the upper goes through layerfs (D51); undefined: on. */
+  passthrough?: boolean;
 }
 
 /** A whole number from 0 to max, in `unit`, or a ConfigError that says so. */
@@ -152,6 +154,12 @@ export function parseOptions(optionStrings: readonly string[]): ParsedOptions {
       }
       case 'spin_us': out.spinMicros = wholeNumber(key, need(), 'microseconds', MAX_SPIN_MICROS); break;
       case 'readahead': out.readaheadKiB = wholeNumber(key, need(), 'KiB', MAX_READAHEAD_KIB); break;
+      case 'passthrough': {
+        const v = need();
+        if (v !== 'on' && v !== 'off') throw new ConfigError(`passthrough= takes on or off, not ${v}`);
+        out.passthrough = v === 'on';
+        break;
+      }
       case 'ro': out.readOnly = true; break;
       case 'rw': out.readOnly = false; break;
       case 'allow_other': out.allowOther = true; break;

@@ -23,4 +23,6 @@ export interface ServeConfig {
   readonly spinMicros?: number | undefined;
   /** KiB the kernel reads ahead in the mount's files (D38); undefined: the default. */
   readonly readaheadKiB?: number | undefined;
+  /** false: no FUSE passthrough for files of the upper (D51); undefined: where the kernel has it. */
+  readonly passthrough?: boolean | undefined;
 }

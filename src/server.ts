@@ -123,6 +123,7 @@ export function kernelPolicyFor(c: ServeConfig, kernelRelease: string = release(
     // layerfs's to give (ops/place.ts). Not with lower_ttl, as above.
     posixAcl: c.lowerTtl === undefined,
     writable: true,
+    passthrough: c.passthrough !== false,
   };
 }
 
@@ -225,7 +226,7 @@ export async function serve(c: ServeConfig, log: Log, o: { readonly daemon?: boo
   try {
     control = await listenControl(socketFor(c.mountpoint), (req) => {
       if ((req as { request?: unknown } | null)?.request !== 'stats') return { error: 'unknown request' };
-      return mountStats(union, ops, c.mountpoint, (Date.now() - started) / 1000, mounted.inFlight?.());
+      return mountStats(union, ops, c.mountpoint, (Date.now() - started) / 1000, mounted.inFlight?.(), mounted.passthrough?.());
     });
   } catch (e) {
     // Stats are a window onto the mount, not part of it: serve without them.

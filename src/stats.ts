@@ -154,6 +154,14 @@ export interface MountStats {
   readonly whiteouts: { readonly written: number; readonly opaqueDirs: number };
   /** Known with the kernel engine; the libfuse engine tells none. */
   readonly inFlight: InFlightStats;
+  /** Where the kernel reads and writes upper files itself (FUSE passthrough, D51). */
+  readonly passthrough?: PassthroughStats | undefined;
+}
+
+/** Backing files registered with the kernel since the mount, and registered now. */
+export interface PassthroughStats {
+  readonly registered: number;
+  readonly open: number;
 }
 
 /** How many of the requests in flight the stats list. */
@@ -168,6 +176,7 @@ export function cacheStats(hits: number, misses: number, entries: number, bytes:
 export function mountStats(
   union: Union, ops: OpCounters, mountpoint: string, uptimeSeconds: number,
   inFlight: InFlightStats = { count: 0, oldest: [] },
+  passthrough?: PassthroughStats,
 ): MountStats {
   const c = union.ctx.resolver.cacheStats();
   const up = union.ctx.upper;
@@ -183,6 +192,7 @@ export function mountStats(
     copyUps: { count: up?.copyUp.counts.copies ?? 0, bytes: up?.copyUp.counts.bytes ?? 0 },
     whiteouts: { written: up?.whiteouts.counts.whiteouts ?? 0, opaqueDirs: up?.whiteouts.counts.opaques ?? 0 },
     inFlight,
+    ...(passthrough === undefined ? {} : { passthrough }),
   };
 }
 
@@ -235,6 +245,7 @@ export function formatStats(s: MountStats): string {
   out.push(table(cache, (c) => c >= 1));
   out.push('');
   out.push(`copy-ups: ${s.copyUps.count} (${formatBytes(s.copyUps.bytes)} of file data copied)`);
+  if (s.passthrough !== undefined) out.push(`passthrough: ${s.passthrough.registered} backing files so far, ${s.passthrough.open} now`);
   out.push(`whiteouts written: ${s.whiteouts.written}; directories made opaque: ${s.whiteouts.opaqueDirs}`);
   // (inFlight: absent from the stats of a server older than this field)
   const waiting = (s.inFlight?.oldest ?? []).filter((r) => r.seconds >= 1);

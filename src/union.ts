@@ -16,7 +16,7 @@ import { lstatSync } from './host/fs.js';
 import { InodeNumbers } from './inode.js';
 import { access } from './ops/access.js';
 import { getattr, getattrNow } from './ops/getattr.js';
-import { detachOpen, fgetattr, forgetUnlinked, open, read, release, unlinkOpen, unlinkedAttr, type Opened } from './ops/open.js';
+import { detachOpen, fgetattr, forgetUnlinked, open, passthroughFd, read, release, unlinkOpen, unlinkedAttr, type Opened } from './ops/open.js';
 import { readdir } from './ops/readdir.js';
 import { readlink } from './ops/readlink.js';
 import { statfs } from './ops/statfs.js';
@@ -69,6 +69,11 @@ export interface UnionOps {
    * follows the release of its last handle (see unlinkOpen).
    */
   release(fh: number, nameless?: boolean): Promise<void>;
+  /**
+   * The host fd the kernel may read and write fh's file through itself (FUSE passthrough, D51);
+   * `mode`: the file's, where the caller has it at hand.
+   */
+  passthroughFd(fh: number, mode?: number): number | undefined;
   /** The attributes of the file behind an open handle; p is null when it has no name any more. */
   fgetattr(fh: number, p: VPath | null): Promise<{ attr: Attr; unlinked: boolean }>;
   /**
@@ -205,6 +210,7 @@ export function createUnion(config: UnionConfig): Union {
     read: (fh, buf, len, pos) => read(ctx, fh, buf, len, pos),
     readByPath: (p, buf, len, pos) => (pathReads === undefined ? Promise.reject(new FsError('EBADF', 'read', p)) : pathReads.read(p, buf, len, pos)),
     release: (fh, nameless) => release(ctx, fh, nameless),
+    passthroughFd: (fh, mode) => passthroughFd(ctx, fh, mode),
     fgetattr: (fh, p) => fgetattr(ctx, fh, p),
     unlinkOpen: (p, key) => change(() => unlinkOpen(ctx, p, key)),
     unlinkedAttr: (key) => unlinkedAttr(ctx, key),

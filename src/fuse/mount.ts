@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import type FuseType from 'fuse-native';
 import type { FuseOps } from 'fuse-native';
-import type { InFlightStats } from '../stats.js';
+import type { InFlightStats, PassthroughStats } from '../stats.js';
 
 export interface FuseMountOptions {
   /** libfuse / kernel mount options, e.g. ['ro', 'default_permissions', 'entry_timeout=1']. */
@@ -47,6 +47,8 @@ export interface Mounted {
   unmount(): Promise<void>;
   /** The requests being answered (the kernel engine; libfuse's does not tell). */
   inFlight?(): InFlightStats;
+  /** Backing files (FUSE passthrough, D51): the kernel engine's, once the kernel took it. */
+  passthrough?(): PassthroughStats | undefined;
 }
 
 /**

@@ -84,6 +84,23 @@ async function readFd(ctx: UnionCtx, h: Handle): Promise<number> {
 }
 
 /**
+ * The host fd through which the kernel may read and write fh's file itself (FUSE passthrough,
+ * D51), or undefined: only a regular file of the upper, opened there, and without set-ids. A
+ * write that bypasses layerfs is one whose set-ids layerfs cannot drop (ops/write.ts,
+ * dropSetIds), and a lower file is one that a write would first copy up.
+ */
+export function passthroughFd(ctx: UnionCtx, fh: number, mode?: number): number | undefined {
+  const h = ctx.handles.get(fh, 'open');
+  if (!h.branch.writable || h.unlinked !== undefined) return undefined;
+  const m = mode ?? host.fstatEntry(h.fd).mode;
+  if ((m & constants.S_IFMT) !== constants.S_IFREG || (m & (SET_UID | SET_GID)) !== 0) return undefined;
+  return h.fd;
+}
+
+const SET_UID = 0o4000;
+const SET_GID = 0o2000;
+
+/**
  * Release a handle. Once the last handle of a file unlinked while open is gone, libfuse unlinks
  * the hidden name it gave the file, unless it has no path for it any more (`nameless`); until
  * then the name is remembered, so that the unlink is recognised as libfuse's.

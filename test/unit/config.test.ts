@@ -149,6 +149,12 @@ test('engine= picks who speaks FUSE; the kernel engine keeps in the kernel what 
   for (const bad of ['-1', '1.5', '65537', '1M', '']) {
     t.throws(() => parseOptions([`lowerdir=/l,readahead=${bad}`]), { message: bad === '' ? /readahead needs a value/ : /readahead= takes KiB from 0 to 65536/ }, bad);
   }
+  t.is(parseOptions(['lowerdir=/l,passthrough=off']).passthrough, false);
+  t.is(parseOptions(['lowerdir=/l,passthrough=on']).passthrough, true);
+  t.is(parseOptions(['lowerdir=/l']).passthrough, undefined);
+  for (const bad of ['0', 'yes', '']) {
+    t.throws(() => parseOptions([`lowerdir=/l,passthrough=${bad}`]), { message: bad === '' ? /passthrough needs a value/ : /passthrough= takes on or off/ }, bad);
+  }
   const { kernelPolicyFor, mountOptionsFor } = await import('../../src/server.js');
   const base = { lowers: ['/l'], mountpoint: '/m', readOnly: false, allowOther: false, fuseOptions: ['nodev'] };
   const ro = kernelPolicyFor(base, '6.1.0');
@@ -156,7 +162,8 @@ test('engine= picks who speaks FUSE; the kernel engine keeps in the kernel what 
   t.like(kernelPolicyFor({ ...base, lowerTtl: 5 }, '6.1.0'), { entrySec: 5, attrSecDir: 5, negativeSec: 5, keepCache: false, kernelOpens: false, cacheSymlinks: false, posixAcl: false });
   t.like(kernelPolicyFor(base, '4.19.0'), { kernelOpens: false, cacheDirs: false });
   const rw = { ...base, upper: '/u', work: '/w' };
-  t.like(kernelPolicyFor(rw, '6.1.0'), { entrySec: 1, attrSecFile: 1, attrSecDir: 1, attrSecLinked: 0, negativeSec: 1, keepCache: false, kernelOpens: false, posixAcl: true });
+  t.like(kernelPolicyFor(rw, '6.1.0'), { entrySec: 1, attrSecFile: 1, attrSecDir: 1, attrSecLinked: 0, negativeSec: 1, keepCache: false, kernelOpens: false, posixAcl: true, passthrough: true });
+  t.like(kernelPolicyFor({ ...rw, passthrough: false }, '6.1.0'), { passthrough: false });
   t.like(kernelPolicyFor({ ...rw, lowerTtl: 0.25 }, '6.1.0'), { entrySec: 0.25, attrSecDir: 0.25, negativeSec: 0.25, posixAcl: false });
   t.deepEqual(mountOptionsFor(base), ['fsname=layerfs', 'subtype=layerfs', 'default_permissions', 'ro', 'nodev']);
   t.deepEqual(mountOptionsFor({ ...rw, allowOther: true }), ['fsname=layerfs', 'subtype=layerfs', 'default_permissions', 'allow_other', 'nodev']);

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { createLog } from '../../src/log.js';
 import { OpCounters } from '../../src/stats.js';
 import { KernelSession, type KernelPolicy } from '../../src/fuse/kernel/session.js';
+import type { BackingFiles } from '../../src/fuse/kernel/passthrough.js';
 import { IN_HEADER, Op } from '../../src/fuse/kernel/wire.js';
 import { createUnion, type Union, type UnionOps } from '../../src/union.js';
 import { file, makeScratch, type Spec } from './fixture.js';
@@ -42,8 +43,13 @@ class Client {
   private readonly wire = Buffer.alloc(1 << 17);
   /** The caller's thread id every request carries. */
   pid = 0;
+  /** The caller's uid every request carries. */
+  uid = 0;
 
-  constructor(lowers: Spec[], policy: KernelPolicy = WRITABLE, writable = true, wrap: (ops: UnionOps) => UnionOps = (ops) => ops) {
+  constructor(
+    lowers: Spec[], policy: KernelPolicy = WRITABLE, writable = true, wrap: (ops: UnionOps) => UnionOps = (ops) => ops,
+    backing?: BackingFiles,
+  ) {
     const roots = s.branches(...lowers);
     this.upper = s.dir('upper');
     const work = s.dir('work');
@@ -55,7 +61,7 @@ class Client {
       if (unique === 0n) this.notes.push({ error: b.readInt32LE(4), body: b.subarray(16, b.readUInt32LE(0)) });
       this.waiting.get(unique)?.({ error: -b.readInt32LE(4) || 0, body: b.subarray(16, b.readUInt32LE(0)) });
       this.waiting.delete(unique);
-    });
+    }, undefined, backing);
     u.tellFixedXattrNames(this.session.knowXattrs);
   }
 
@@ -72,6 +78,7 @@ class Client {
     b.writeUInt32LE(op, 4);
     b.writeBigUInt64LE(unique, 8);
     b.writeBigUInt64LE(BigInt(nodeid), 16);
+    b.writeUInt32LE(this.uid, 24);
     b.writeUInt32LE(this.pid, 32);
     body.copy(b, IN_HEADER);
     const reply = new Promise<Reply>((resolve) => this.waiting.set(unique, resolve));
@@ -476,4 +483,122 @@ test('an OPEN that copies a file up answers its security.capability in the sessi
   t.is(got.error, 0, 'the capability set meanwhile is there');
   t.is(got.body.subarray(0, cap.length).toString('hex'), cap.toString('hex'));
   t.is(c.session.known, 1, 'asked of the union');
+});
+
+/** Backing files as the kernel registers them: ids from 1, a record of what is registered now. */
+class FakeBacking implements BackingFiles {
+  readonly files = new Map<number, number>();
+  next = 1;
+  refuse: number | undefined;
+  open(fd: number): number {
+    if (this.refuse !== undefined) return -this.refuse;
+    this.files.set(this.next, fd);
+    return this.next++;
+  }
+  close(id: number): void {
+    this.files.delete(id);
+  }
+}
+
+const FUSE_INIT_EXT = 1 << 30;
+const FUSE_PASSTHROUGH2 = 1 << 5; // flags2 bit 5: FUSE_PASSTHROUGH (1 << 37)
+const FOPEN_PASSTHROUGH = 1 << 7;
+
+/** INIT as a 7.40 kernel sends it, offering `flags2`; the reply's flags, flags2 and max_stack_depth. */
+async function init(c: Client, flags2: number): Promise<{ flags: number; flags2: number; depth: number }> {
+  const r = await c.send(Op.INIT, 0, u32s(7, 40, 128 * 1024, 0xffff_ffff, flags2, ...new Array<number>(11).fill(0)));
+  return { flags: r.body.readUInt32LE(12), flags2: r.body.readUInt32LE(32), depth: r.body.readUInt32LE(36) };
+}
+
+/** An OPEN (or the open part of a CREATE): its fh, open_flags and backing_id. */
+const openOut = (b: Buffer, at = 0) => ({ fh: b.readBigUInt64LE(at), flags: b.readUInt32LE(at + 8), backing: b.readInt32LE(at + 12) });
+const release = (c: Client, node: number, fh: bigint) => c.send(Op.RELEASE, node, u64s(fh), u32s(0, 0), u64s(0n));
+
+test('passthrough (D51): a writable union takes it where offered; a file of the upper opened by root gets a backing file, which every open of its node shares until the last release', async (t) => {
+  const backing = new FakeBacking();
+  const c = new Client([{ f: 'lower' }], { ...WRITABLE, passthrough: true }, true, undefined, backing);
+  const i = await init(c, FUSE_PASSTHROUGH2);
+  t.true((i.flags & FUSE_INIT_EXT) !== 0);
+  t.is(i.flags2 & FUSE_PASSTHROUGH2, FUSE_PASSTHROUGH2);
+  t.is(i.depth, 1);
+
+  const made = await c.send(Op.CREATE, ROOT, u32s(fs.constants.O_WRONLY | fs.constants.O_CREAT, 0o100644, 0o022, 0), 'new');
+  const node = Number(made.body.readBigUInt64LE(0));
+  const first = openOut(made.body, 128);
+  t.is(first.flags & FOPEN_PASSTHROUGH, FOPEN_PASSTHROUGH);
+  t.is(first.backing, 1);
+  t.is(backing.files.get(1), Number(first.fh), 'the handle\'s own fd, on the upper');
+  // Another caller's open of the node, for writing: it must name the same backing file (the kernel
+  // fails it with EIO otherwise), whoever opens.
+  c.uid = 1000;
+  const second = openOut((await c.send(Op.OPEN, node, u32s(fs.constants.O_RDWR, 0))).body);
+  t.is(second.flags & FOPEN_PASSTHROUGH, FOPEN_PASSTHROUGH);
+  t.is(second.backing, 1);
+  t.is(backing.files.size, 1);
+  await release(c, node, first.fh);
+  t.true(backing.files.has(1), 'kept while a handle of the node is open');
+  await release(c, node, second.fh);
+  t.is(backing.files.size, 0, 'dropped with the last');
+
+  // A non-root writer's own open goes through layerfs: its writes drop set-ids there.
+  const written = openOut((await c.send(Op.OPEN, node, u32s(fs.constants.O_WRONLY, 0))).body);
+  t.is(written.flags & FOPEN_PASSTHROUGH, 0);
+  t.is(written.backing, 0);
+  // ...and so then does every open of the node, root's too, until it is released.
+  c.uid = 0;
+  const meanwhile = openOut((await c.send(Op.OPEN, node, u32s(fs.constants.O_RDONLY, 0))).body);
+  t.is(meanwhile.flags & FOPEN_PASSTHROUGH, 0);
+  await release(c, node, written.fh);
+  await release(c, node, meanwhile.fh);
+  c.uid = 1000;
+  const reading = openOut((await c.send(Op.OPEN, node, u32s(fs.constants.O_RDONLY, 0))).body);
+  t.is(reading.backing, 2, 'anyone\'s read-only open may have one');
+  await release(c, node, reading.fh);
+
+  // A lower file: its first open for writing copies it up, and the copy is the backing file.
+  c.uid = 0;
+  const f = await c.lookup(ROOT, 'f');
+  const up = openOut((await c.send(Op.OPEN, f.nodeid, u32s(fs.constants.O_WRONLY, 0))).body);
+  t.is(up.backing, 3);
+  t.is(fs.readFileSync(path.join(c.upper, 'f'), 'utf8'), 'lower');
+  await release(c, f.nodeid, up.fh);
+
+  // A file with a set-id: a write must drop it, and only layerfs can (ops/write.ts).
+  const chmod = Buffer.alloc(88); // fuse_setattr_in: valid FATTR_MODE, mode at 68
+  chmod.writeUInt32LE(1, 0);
+  chmod.writeUInt32LE(0o104755, 68);
+  t.is((await c.send(Op.SETATTR, node, chmod)).error, 0);
+  const setuid = openOut((await c.send(Op.OPEN, node, u32s(fs.constants.O_WRONLY, 0))).body);
+  t.is(setuid.flags & FOPEN_PASSTHROUGH, 0);
+  await release(c, node, setuid.fh);
+  t.is(backing.files.size, 0);
+});
+
+test('passthrough stays off where the kernel does not offer it, in read-only unions and with passthrough=off; a kernel that refuses backing files turns it off', async (t) => {
+  const opened = async (c: Client): Promise<number> => {
+    const made = await c.send(Op.CREATE, ROOT, u32s(fs.constants.O_WRONLY | fs.constants.O_CREAT, 0o100644, 0o022, 0), `n${c.nextUnique}`);
+    t.is(made.error, 0);
+    return openOut(made.body, 128).flags & FOPEN_PASSTHROUGH;
+  };
+  const notOffered = new Client([{}], { ...WRITABLE, passthrough: true }, true, undefined, new FakeBacking());
+  t.is((await init(notOffered, 0)).flags2, 0);
+  t.is(await opened(notOffered), 0);
+  const off = new Client([{}], { ...WRITABLE, passthrough: false }, true, undefined, new FakeBacking());
+  t.is((await init(off, FUSE_PASSTHROUGH2)).flags2, 0);
+  t.is(await opened(off), 0);
+  const ro = new Client([{ f: 'x' }], { ...WRITABLE, writable: false, passthrough: true }, false, undefined, new FakeBacking());
+  t.is((await init(ro, FUSE_PASSTHROUGH2)).flags2, 0);
+
+  const refusing = new FakeBacking();
+  const c = new Client([{}], { ...WRITABLE, passthrough: true }, true, undefined, refusing);
+  t.is((await init(c, FUSE_PASSTHROUGH2)).flags2, FUSE_PASSTHROUGH2);
+  refusing.refuse = 40; // ELOOP: this file's filesystem stacks too deep; the next is tried
+  t.is(await opened(c), 0);
+  refusing.refuse = undefined;
+  t.is(await opened(c), FOPEN_PASSTHROUGH);
+  refusing.refuse = 1; // EPERM: no CAP_SYS_ADMIN; said once, never tried again
+  t.is(await opened(c), 0);
+  refusing.refuse = undefined;
+  t.is(await opened(c), 0);
+  t.is(c.traces.filter((l) => l.includes('passthrough is off')).length, 1);
 });

@@ -6,6 +6,8 @@ import { closeSync, writeSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import koffi from 'koffi';
 import { loadFuseDev } from '../../host/addon.js';
+import type { BackingFiles } from './passthrough.js';
+import { DEV_IOC_BACKING_CLOSE, DEV_IOC_BACKING_OPEN } from './wire.js';
 
 interface LibFuse {
   addArg(args: unknown, arg: string): number;
@@ -96,6 +98,35 @@ export function readConnection(
     onEnd(errno);
   }, spin.micros, spin.pending);
   return { close };
+}
+
+let ioctl: ((fd: number, request: number, arg: Buffer) => number) | undefined;
+
+/**
+ * The backing files of connection `fd` (D51): FUSE_DEV_IOC_BACKING_OPEN takes a struct
+ * fuse_backing_map (the fd, then flags and padding, zero) and gives the id, or fails with the
+ * errno (EPERM without CAP_SYS_ADMIN, ELOOP for a file on a filesystem stacked too deep).
+ */
+export function backingFiles(fd: number): BackingFiles {
+  if (ioctl === undefined) {
+    const f = koffi.load('libc.so.6').func('int ioctl(int fd, unsigned long request, _Inout_ uint8_t *arg)');
+    ioctl = (d, request, arg) => Number(f(d, request, arg));
+  }
+  const call = ioctl;
+  const map = Buffer.alloc(16);
+  const id = Buffer.alloc(4);
+  return {
+    open: (file) => {
+      map.fill(0);
+      map.writeInt32LE(file, 0);
+      const r = call(fd, DEV_IOC_BACKING_OPEN, map);
+      return r > 0 ? r : -koffi.errno();
+    },
+    close: (backingId) => {
+      id.writeUInt32LE(backingId, 0);
+      call(fd, DEV_IOC_BACKING_CLOSE, id);
+    },
+  };
 }
 
 /** Write one reply; a request the kernel withdrew meanwhile (ENOENT) or a closed connection is no error. */

@@ -3,7 +3,7 @@ import type { Log } from '../../log.js';
 import type { VPath } from '../../path.js';
 import type { UnionOps } from '../../union.js';
 import { unmountPath, type Mounted } from '../mount.js';
-import { SPIN_MICROS, mountConnection, readConnection, writeReply } from './device.js';
+import { SPIN_MICROS, backingFiles, mountConnection, readConnection, writeReply } from './device.js';
 import { setReadahead } from './readahead.js';
 import { IN_FLIGHT_SHOWN } from '../../stats.js';
 import { KernelSession, type KernelPolicy } from './session.js';
@@ -42,7 +42,7 @@ export function mountKernelFuse(
   }, ra === undefined ? undefined : () => {
     const problem = setReadahead(mountpoint, ra.kib);
     if (problem !== undefined && !ra.quiet) o.log.info(`readahead stays the kernel's default: ${problem}`);
-  });
+  }, o.policy.passthrough === true ? backingFiles(fd) : undefined);
   o.fixedXattrNames?.(session.knowXattrs);
   readConnection(fd, o.policy.maxWrite + HEADER_ROOM, (b, len) => {
     try {
@@ -66,5 +66,6 @@ export function mountKernelFuse(
     mountpoint,
     unmount: () => unmountPath(mountpoint),
     inFlight: () => ({ count: session.pendingCount, oldest: session.inFlight(IN_FLIGHT_SHOWN) }),
+    passthrough: () => session.passthroughStats(),
   };
 }

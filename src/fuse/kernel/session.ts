@@ -14,16 +14,17 @@ import type { Log } from '../../log.js';
 import type { MergedEntry } from '../../dir-merge.js';
 import { ROOT, childOf, isName, type Name, type VPath } from '../../path.js';
 import type { Owner } from '../../ops/place.js';
-import type { InFlight } from '../../stats.js';
+import type { InFlight, PassthroughStats } from '../../stats.js';
 import type { UnionOps } from '../../union.js';
 import { O_ACCMODE } from '../../host/fs.js';
 import type { TimeSpec } from '../../host/libc.js';
 import { opensForWrite } from '../../ops/open.js';
 import { fatalSignalPending } from './killed.js';
 import { ListingAttrs } from './listing-attrs.js';
+import { Passthrough, type BackingFiles } from './passthrough.js';
 import { NodeTable, type Node } from './nodes.js';
 import {
-  ATTR_OUT, ENTRY_OUT, Fattr, Fopen, GETATTR_FH, IN_HEADER, INIT_OUT, Init, KERNEL_MINOR, KERNEL_VERSION, MIN_KERNEL_MINOR,
+  ATTR_OUT, ENTRY_OUT, Fattr, Fopen, GETATTR_FH, IN_HEADER, INIT_OUT, Init, Init2, KERNEL_MINOR, KERNEL_VERSION, MIN_KERNEL_MINOR,
   OPEN_KILL_SUIDGID, OPEN_OUT, Op, STATFS_OUT, WRITE_IN, WRITE_KILL_SUIDGID, cString, notifyInvalInode, direntPlusSize, direntSize, readHeader, reply, replyWith, writeAttrOut, writeDirent, writeEntry,
   writeInit, writeOpen, writeStatfs, type Header,
 } from './wire.js';
@@ -62,6 +63,11 @@ export interface KernelPolicy {
   readonly maxWrite: number;
   /** The union takes changes (writes, set-id drops: FUSE_HANDLE_KILLPRIV_V2). */
   readonly writable: boolean;
+  /**
+   * Files of the upper are read and written by the kernel itself where it can (FUSE passthrough,
+   * D51; needs `backing` too).
+   */
+  readonly passthrough?: boolean;
 }
 
 /** The sink replies go to: the connection's fd (device.ts), a recorder in tests. */
@@ -123,6 +129,8 @@ export class KernelSession {
   private serial = 0;
   private readonly dirs = new Map<number, DirHandle>();
   private nextDir = 1;
+  /** Set at INIT when the kernel takes backing files (D51). */
+  private passthrough: Passthrough | undefined;
   /** File handle -> the node it was opened on. */
   private readonly fileNode = new Map<number, Node>();
   private proto = 0;
@@ -139,7 +147,15 @@ export class KernelSession {
     private readonly send: Send,
     /** Runs once INIT is answered: the mount is then set up in the kernel (readahead.ts). */
     private readonly afterInit?: () => void,
+    /** The connection's backing files, for passthrough (D51); undefined: none. */
+    private readonly backing?: BackingFiles,
   ) {}
+
+  /** Backing files so far and now (D51); undefined when the kernel did not take passthrough. */
+  passthroughStats(): PassthroughStats | undefined {
+    const pt = this.passthrough;
+    return pt === undefined ? undefined : { registered: pt.registered, open: pt.open };
+  }
 
   get pendingCount(): number {
     return this.answering.size;
@@ -382,10 +398,21 @@ export class KernelSession {
     if (this.policy.writable) want |= Init.ATOMIC_O_TRUNC;
     if (this.policy.cacheSymlinks) want |= Init.CACHE_SYMLINKS;
     if (this.policy.posixAcl) want |= Init.POSIX_ACL;
+    // Passthrough (D51) where the kernel offers it (Linux 6.9+ built with it) to a writable union.
+    // Backing files are those of the upper, on a filesystem that stacks nothing (depth 0): the
+    // mount itself counts as stacked once, so an overlayfs may still be mounted over it.
+    const offered2 = (offered & Init.INIT_EXT) !== 0 && this.proto >= 40 ? b.readUInt32LE(IN_HEADER + 16) : 0;
+    let flags2 = 0;
+    if (this.policy.writable && this.policy.passthrough === true && this.backing !== undefined && (offered2 & Init2.PASSTHROUGH) !== 0) {
+      want |= Init.INIT_EXT;
+      flags2 |= Init2.PASSTHROUGH;
+      this.passthrough = new Passthrough(this.backing, (errno) => this.log.info(`passthrough is off: the kernel refused a backing file (errno ${errno}); layerfs needs CAP_SYS_ADMIN for it`));
+    }
     const flags = (want & offered) >>> 0;
     return replyWith(h.unique, INIT_OUT, (o, at) => writeInit(o, at, {
       minor: this.proto, maxReadahead, flags, maxBackground: 64, congestionThreshold: 48,
       maxWrite: this.policy.maxWrite, maxPages: Math.ceil(this.policy.maxWrite / 4096),
+      flags2, maxStackDepth: flags2 !== 0 ? 1 : 0,
     }));
   }
 
@@ -450,6 +477,18 @@ export class KernelSession {
   private opened(n: Node, fh: number): void {
     this.fileNode.set(fh, n);
     (n.handles ??= new Set()).add(fh);
+  }
+
+  /**
+   * The backing file handle fh of node n opens with (D51), or 0. A file gets one of its own only
+   * when a write through it needs nothing of layerfs: the opener is root (whose writes keep
+   * set-ids) or reads only, and the file has no set-ids to drop (union.passthroughFd).
+   */
+  private backingFor(h: Header, n: Node, fh: number, flags: number, mode?: number): number {
+    const pt = this.passthrough;
+    if (pt === undefined) return 0;
+    const may = h.uid === 0 || (flags & O_ACCMODE) === fsc.O_RDONLY;
+    return pt.opened(n.id, fh, may ? this.u.passthroughFd(fh, mode) : undefined);
   }
 
   /**
@@ -537,12 +576,14 @@ export class KernelSession {
             throw e;
           });
           this.opened(n, fh);
+          const backingId = this.backingFor(h, n, fh, flags);
           // Copied up just now: the kernel asks for its capability before the first write, and
           // the copy has one only if its lower file had one (until an xattr is set, as after CREATE).
           if (copied !== undefined && !copied.includes(CAPABILITY) && changes === this.xattrChanges) n.noCapability = true;
           // Opening for writing may have copied the file up: a new ctime and block count that
           // the kernel, keeping the lower's, would show until its attributes time out.
           if ((flags & O_ACCMODE) !== fsc.O_RDONLY && this.policy.attrSecFile > 0) this.invalidateAttrs(n);
+          if (backingId > 0) return replyWith(h.unique, OPEN_OUT, (o, o2) => writeOpen(o, o2, BigInt(fh), Fopen.PASSTHROUGH, backingId));
           return replyWith(h.unique, OPEN_OUT, (o, o2) => writeOpen(o, o2, BigInt(fh), this.policy.keepCache ? Fopen.KEEP_CACHE : 0));
         });
       }
@@ -585,6 +626,7 @@ export class KernelSession {
         })));
       case Op.RELEASE: {
         const fh = Number(b.readBigUInt64LE(at));
+        this.passthrough?.released(fh);
         this.closed(fh);
         // nameless: no hidden name ever reaches the union from this engine (see unlinkName).
         return this.u.release(fh, true).then(() => undefined);
@@ -752,9 +794,10 @@ export class KernelSession {
     const n = this.nodes.lookedUp(parent, name);
     n.noCapability = made !== undefined;
     this.opened(n, fh);
+    const backingId = this.backingFor(h, n, fh, flags, a.mode);
     return replyWith(h.unique, ENTRY_OUT + OPEN_OUT, (o, o2) => {
       writeEntry(o, o2, n.id, a, this.policy.entrySec, this.attrSec(a));
-      writeOpen(o, o2 + ENTRY_OUT, BigInt(fh), 0);
+      writeOpen(o, o2 + ENTRY_OUT, BigInt(fh), backingId > 0 ? Fopen.PASSTHROUGH : 0, backingId);
     });
   }
 

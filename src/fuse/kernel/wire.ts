@@ -1,12 +1,12 @@
 // The FUSE kernel protocol, as far as layerfs speaks it: opcodes, the layout of the requests
-// it reads and of the replies it writes (Linux include/uapi/linux/fuse.h, protocol 7.38;
+// it reads and of the replies it writes (Linux include/uapi/linux/fuse.h, protocol 7.40;
 // little-endian, as on every host the kernel's FUSE runs on here). Plain encoding and decoding,
 // no policy: src/fuse/kernel/session.ts decides what to answer.
 import type { Attr } from '../../attr.js';
 
 export const KERNEL_VERSION = 7;
 /** The newest minor version layerfs knows the structures of; the kernel adapts to it. */
-export const KERNEL_MINOR = 38;
+export const KERNEL_MINOR = 40;
 /**
  * The oldest minor layerfs answers: 7.28 (Linux 4.20) brought max_pages, FOPEN_CACHE_DIR and
  * cached symlinks, and every structure below has had its present size since then.
@@ -34,7 +34,19 @@ export const Init = {
   MAX_PAGES: 1 << 22,
   CACHE_SYMLINKS: 1 << 23,
   HANDLE_KILLPRIV_V2: 1 << 28,
+  /** fuse_init_in/out carry flags2 (the flags from bit 32 on). */
+  INIT_EXT: 1 << 30,
 } as const;
+
+/** INIT flags2 (fuse_init_in.flags2 / fuse_init_out.flags2): bit 32 + n of the flags. */
+export const Init2 = {
+  /** FUSE_PASSTHROUGH (7.40, Linux 6.9): opens may name a backing file (FOPEN_PASSTHROUGH). */
+  PASSTHROUGH: 1 << 5,
+} as const;
+
+/** ioctls on /dev/fuse (7.40): register a backing file (struct fuse_backing_map), drop one. */
+export const DEV_IOC_BACKING_OPEN = 0x4010e501;
+export const DEV_IOC_BACKING_CLOSE = 0x4004e502;
 
 /** fuse_setattr_in.valid */
 export const Fattr = {
@@ -48,7 +60,7 @@ export const WRITE_KILL_SUIDGID = 1 << 2;
 export const OPEN_KILL_SUIDGID = 1 << 0;
 
 /** fuse_open_out.open_flags */
-export const Fopen = { KEEP_CACHE: 1 << 1, CACHE_DIR: 1 << 3 } as const;
+export const Fopen = { KEEP_CACHE: 1 << 1, CACHE_DIR: 1 << 3, PASSTHROUGH: 1 << 7 } as const;
 
 export const GETATTR_FH = 1;
 export const IN_HEADER = 40;
@@ -195,10 +207,11 @@ export function writeAttrOut(b: Buffer, at: number, a: Attr, attrSec: number): v
 
 export const OPEN_OUT = 16;
 
-export function writeOpen(b: Buffer, at: number, fh: bigint, flags: number): void {
+/** fuse_open_out; `backingId` with Fopen.PASSTHROUGH (else 0). */
+export function writeOpen(b: Buffer, at: number, fh: bigint, flags: number, backingId = 0): void {
   b.writeBigUInt64LE(fh, at);
   b.writeUInt32LE(flags, at + 8);
-  b.writeUInt32LE(0, at + 12);
+  b.writeInt32LE(backingId, at + 12);
 }
 
 export const INIT_OUT = 64;
@@ -211,6 +224,10 @@ export interface InitOut {
   readonly congestionThreshold: number;
   readonly maxWrite: number;
   readonly maxPages: number;
+  /** With Init.INIT_EXT in flags. */
+  readonly flags2?: number;
+  /** With Init2.PASSTHROUGH: how deep the stack under a backing file may be. */
+  readonly maxStackDepth?: number;
 }
 
 export function writeInit(b: Buffer, at: number, o: InitOut): void {
@@ -224,6 +241,8 @@ export function writeInit(b: Buffer, at: number, o: InitOut): void {
   b.writeUInt32LE(o.maxWrite, at + 20);
   b.writeUInt32LE(1, at + 24); // time_gran: nanoseconds
   b.writeUInt16LE(o.maxPages, at + 28);
+  b.writeUInt32LE(o.flags2 ?? 0, at + 32);
+  b.writeUInt32LE(o.maxStackDepth ?? 0, at + 36);
 }
 
 export const STATFS_OUT = 80;
