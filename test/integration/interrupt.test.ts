@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { requireMountCapable, scratch } from '../helpers/env.js';
+import { requestStats } from '../../src/mount-process.js';
 import { withLayerfs } from '../helpers/mounts.js';
 
 const space = scratch(test);
@@ -60,6 +61,12 @@ const run = (script: string): Running => running(spawn('sh', ['-c', script], { s
 /** A process that appends `text` to `file` and exits 3 if the open fails (EINTR included), 0 when written. */
 const spawnWriter = (file: string, text: string): Running =>
   running(spawn('perl', ['-e', 'open(my $f, ">>", $ARGV[0]) or exit 3; print $f $ARGV[1]; close($f) or exit 4; exit 0', file, text], { stdio: 'ignore' }));
+
+/** How many OPENs of `/name` layerfs is answering now (the requests in flight of `layerfs stats`). */
+async function opensInFlight(mnt: string, name: string): Promise<number> {
+  const s = await requestStats(mnt);
+  return s.inFlight.oldest.filter((x) => x.op === 'open' && x.path === `/${name}`).length;
+}
 
 /** Whether process `pid` waits in the kernel for the answer to a FUSE OPEN (its kernel stack). */
 function waitsInOpen(pid: number): boolean {
@@ -143,6 +150,13 @@ test('when one of two processes waiting for the same copy-up is killed, the copy
     // Perl's open does not retry on EINTR (dd and the shells do): a copy stopped under it would show.
     const second = spawnWriter(file, 'second\n');
     await until('both opens to wait for it', () => waitsInOpen(first.child.pid!) && waitsInOpen(second.child.pid!));
+    // The kernel shows an open waiting once it has queued the OPEN, before layerfs has read it;
+    // and it hands layerfs the INTERRUPT of a kill ahead of requests still queued. Killed then,
+    // the first would be the copy-up's only caller so far, and the copy would stop (D48).
+    let seen = 0;
+    for (const end = Date.now() + 20_000; (seen = await opensInFlight(mnt, 'big')) < 2;) {
+      if (Date.now() > end || copying(s).length === 0) throw new Error(`layerfs had ${seen} of the two opens while the copy-up ran`);
+    }
     first.child.kill('SIGKILL');
     t.is((await first.exit).signal, 'SIGKILL');
     t.is((await second.exit).code, 0, 'the other append succeeded, its open not failed by the kill of the first');
