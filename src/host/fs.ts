@@ -566,6 +566,7 @@ export const chmod = (p: RealPath, mode: number): Promise<void> =>
  * calls above.
  */
 export async function rmTree(p: RealPath): Promise<void> {
+  if (!isLongPath(p) && rmFlatOnThread(p)) return;
   try {
     if (isLongPath(p)) await via(p, 'rm', (q) => fsp.rm(q, { recursive: true, force: true }));
     else await fsp.rm(p, { recursive: true, force: true });
@@ -574,6 +575,59 @@ export async function rmTree(p: RealPath): Promise<void> {
     if (!hasCode(e, 'ENAMETOOLONG')) throw fromNodeError(e, 'rm', p);
     await rmDeep(p);
   }
+}
+
+/** The most entries a directory may hold for rmTree to remove it on the calling thread. */
+const RM_ON_THREAD = 4096;
+
+/**
+ * rm -rf, on the calling thread (D21), of what the union removes most often: a directory that
+ * holds no directory (an emptied one's whiteouts, kept out of sight in the upper), or no
+ * directory at all. Node's rm walks on libuv's pool, a round trip per entry: an emptied
+ * directory of 100 whiteouts took 3 ms to remove that way. False, with nothing or only some
+ * files removed: p holds a directory or more than RM_ON_THREAD entries, for the pool's walk.
+ */
+function rmFlatOnThread(p: RealPath): boolean {
+  // lstat first: a symlink to a directory is removed, never listed through.
+  let st: Stats | undefined;
+  try {
+    st = fs.lstatSync(p, { throwIfNoEntry: false });
+  } catch {
+    return false; // the walk reports it
+  }
+  if (st === undefined) return true;
+  if (!st.isDirectory()) {
+    try {
+      fs.unlinkSync(p);
+    } catch (e) {
+      if (!hasCode(e, 'ENOENT')) throw fromNodeError(e, 'unlink', p);
+    }
+    return true;
+  }
+  let entries: Dirent[];
+  try {
+    entries = fs.readdirSync(p, { withFileTypes: true });
+  } catch {
+    return false; // the walk reports it
+  }
+  if (entries.length > RM_ON_THREAD || entries.some((d) => d.isDirectory())) return false;
+  for (const d of entries) {
+    const q = `${p}/${d.name}`;
+    if (isLongPath(q)) return false;
+    try {
+      fs.unlinkSync(q);
+    } catch (e) {
+      if (!hasCode(e, 'ENOENT')) throw fromNodeError(e, 'unlink', q);
+    }
+  }
+  try {
+    fs.rmdirSync(p);
+  } catch (e) {
+    if (hasCode(e, 'ENOENT')) return true;
+    if (hasCode(e, 'ENOTEMPTY')) return false; // an entry came meanwhile
+    throw fromNodeError(e, 'rmdir', p);
+  }
+  return true;
 }
 
 async function rmDeep(p: RealPath): Promise<void> {
