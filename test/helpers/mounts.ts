@@ -11,6 +11,7 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { mount, type Mount, type MountOptions } from '../../src/index.js';
 import { run } from './tree.js';
 
 /** Repository root, found from this compiled file: dist/test/helpers/mounts.js -> ../../.. */
@@ -370,5 +371,22 @@ export async function layerfsCanMount(): Promise<{ ok: boolean; why: string }> {
     return { ok: false, why: (e as Error).message };
   } finally {
     fs.rmSync(base, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Mount through the API at `mnt`, run fn, and unmount whatever happens: by the API, then by the
+ * CLI, and at last lazily, so that no mount is left behind.
+ */
+export async function withApiMount<T>(mnt: string, options: MountOptions, fn: (m: Mount) => Promise<T>): Promise<T> {
+  const m = await mount(mnt, options);
+  try {
+    return await fn(m);
+  } finally {
+    await m.unmount().catch(() => undefined);
+    if (mountedFsType(mnt) !== undefined) {
+      await layerfsCli(['umount', mnt]).catch(() => undefined);
+      if (mountedFsType(mnt) !== undefined) spawnSync('umount', ['-l', mnt]);
+    }
   }
 }

@@ -9,9 +9,9 @@ import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { mount, type Mount, type MountOptions } from '../../src/index.js';
+import type { Mount, MountOptions } from '../../src/index.js';
 import { requireMountCapable, scratch } from '../helpers/env.js';
-import { layerfsCli, mountedFsType } from '../helpers/mounts.js';
+import { withApiMount } from '../helpers/mounts.js';
 
 const space = scratch(test);
 
@@ -29,16 +29,7 @@ async function image(name: string): Promise<Image> {
 }
 
 async function withMount<T>(img: Image, extra: Partial<MountOptions>, fn: (m: Mount) => Promise<T>): Promise<T> {
-  const m = await mount(img.mnt, { lowers: [img.top, img.base], ...extra });
-  try {
-    return await fn(m);
-  } finally {
-    await m.unmount().catch(() => undefined);
-    if (mountedFsType(img.mnt) !== undefined) {
-      await layerfsCli(['umount', img.mnt]).catch(() => undefined);
-      if (mountedFsType(img.mnt) !== undefined) spawnSync('umount', ['-l', img.mnt]);
-    }
-  }
+  return withApiMount(img.mnt, { lowers: [img.top, img.base], ...extra }, fn);
 }
 
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');

@@ -9,9 +9,9 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { mount, type Mount, type MountOptions } from '../../src/index.js';
+import type { Mount, MountOptions } from '../../src/index.js';
 import { requireMountCapable, scratch } from '../helpers/env.js';
-import { layerfsCli, mountedFsType } from '../helpers/mounts.js';
+import { withApiMount } from '../helpers/mounts.js';
 
 const space = scratch(test);
 
@@ -27,16 +27,7 @@ async function setup(name: string): Promise<Setup> {
 }
 
 async function withMount<T>(s: Setup, extra: Partial<MountOptions>, fn: (m: Mount) => Promise<T>): Promise<T> {
-  const m = await mount(s.mnt, { lowers: [s.lower], upper: s.upper, work: s.work, ...extra });
-  try {
-    return await fn(m);
-  } finally {
-    await m.unmount().catch(() => undefined);
-    if (mountedFsType(s.mnt) !== undefined) {
-      await layerfsCli(['umount', s.mnt]).catch(() => undefined);
-      if (mountedFsType(s.mnt) !== undefined) spawnSync('umount', ['-l', s.mnt]);
-    }
-  }
+  return withApiMount(s.mnt, { lowers: [s.lower], upper: s.upper, work: s.work, ...extra }, fn);
 }
 
 /**
