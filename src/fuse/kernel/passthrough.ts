@@ -75,7 +75,7 @@ export class Passthrough {
     return 0;
   }
 
-  /** Handle fh is released (or its open failed before the reply went out). */
+  /** Handle fh is released (RELEASE). */
   released(fh: number): void {
     const h = this.#handles.get(fh);
     if (h === undefined) return;
