@@ -11,11 +11,11 @@ import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { Mount, MountOptions } from '../../src/index.js';
 import { requireMountCapable, scratch } from '../helpers/env.js';
-import { withApiMount } from '../helpers/mounts.js';
+import { withApiMount, withKernelOverlay } from '../helpers/mounts.js';
 
 const space = scratch(test);
 
-interface Setup { lower: string; upper: string; work: string; mnt: string; data: Buffer }
+interface Setup { lower: string; upper: string; work: string; mnt: string; data: Buffer; whiteout?: 'oci' }
 
 async function setup(name: string): Promise<Setup> {
   const root = await space.dir(name);
@@ -27,7 +27,7 @@ async function setup(name: string): Promise<Setup> {
 }
 
 async function withMount<T>(s: Setup, extra: Partial<MountOptions>, fn: (m: Mount) => Promise<T>): Promise<T> {
-  return withApiMount(s.mnt, { lowers: [s.lower], upper: s.upper, work: s.work, ...extra }, fn);
+  return withApiMount(s.mnt, { lowers: [s.lower], upper: s.upper, work: s.work, whiteout: s.whiteout ?? 'overlay', ...extra }, fn);
 }
 
 /**
@@ -92,5 +92,26 @@ test('passthrough=off: the same work, with every write through layerfs', async (
     check(t, s);
     t.true(await count(m, 'write') >= Math.ceil(s.data.length / (1 << 20)), `${await count(m, 'write')} writes`);
     t.is((await m.stats()).passthrough?.registered ?? 0, 0);
+  });
+});
+
+test('an upper on a stacked filesystem (the kernel\'s overlayfs): passthrough is off for the mount, every write goes through layerfs, the result is the same', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const s = await setup('stacked');
+  // As for layerfs in a container whose upper is not on a volume. (Whiteouts in OCI's format:
+  // an overlayfs takes no char 0:0 device.)
+  const root = path.dirname(s.mnt);
+  const [ol, ou, ow] = ['ol', 'ou', 'ow'].map((d) => path.join(root, d)) as [string, string, string];
+  for (const d of [ol, ou, ow]) fs.mkdirSync(d);
+  await withKernelOverlay({ lowers: [ol], upper: ou, work: ow }, async (o) => {
+    const stacked: Setup = { ...s, upper: path.join(o, 'u'), work: path.join(o, 'w'), whiteout: 'oci' };
+    fs.mkdirSync(stacked.upper);
+    fs.mkdirSync(stacked.work);
+    await withMount(stacked, {}, async (m) => {
+      work(stacked);
+      check(t, stacked);
+      t.true(await count(m, 'write') >= Math.ceil(s.data.length / (1 << 20)), `${await count(m, 'write')} writes`);
+      t.is((await m.stats()).passthrough?.registered ?? 0, 0, 'the kernel took no backing file from the overlayfs');
+    });
   });
 });

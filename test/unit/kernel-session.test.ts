@@ -574,7 +574,7 @@ test('passthrough (D51): a writable union takes it where offered; a file of the 
   t.is(backing.files.size, 0);
 });
 
-test('passthrough stays off where the kernel does not offer it, in read-only unions and with passthrough=off; a kernel that refuses backing files turns it off', async (t) => {
+test('passthrough stays off where the kernel does not offer it, in read-only unions and with passthrough=off; a kernel that refuses backing files for good (EPERM, ELOOP) turns it off', async (t) => {
   const opened = async (c: Client): Promise<number> => {
     const made = await c.send(Op.CREATE, ROOT, u32s(fs.constants.O_WRONLY | fs.constants.O_CREAT, 0o100644, 0o022, 0), `n${c.nextUnique}`);
     t.is(made.error, 0);
@@ -592,7 +592,7 @@ test('passthrough stays off where the kernel does not offer it, in read-only uni
   const refusing = new FakeBacking();
   const c = new Client([{}], { ...WRITABLE, passthrough: true }, true, undefined, refusing);
   t.is((await init(c, FUSE_PASSTHROUGH2)).flags2, FUSE_PASSTHROUGH2);
-  refusing.refuse = 40; // ELOOP: this file's filesystem stacks too deep; the next is tried
+  refusing.refuse = 12; // ENOMEM: this file's; the next is tried
   t.is(await opened(c), 0);
   refusing.refuse = undefined;
   t.is(await opened(c), FOPEN_PASSTHROUGH);
@@ -601,4 +601,14 @@ test('passthrough stays off where the kernel does not offer it, in read-only uni
   refusing.refuse = undefined;
   t.is(await opened(c), 0);
   t.is(c.traces.filter((l) => l.includes('passthrough is off')).length, 1);
+  // ELOOP: the upper is on a stacked filesystem, as every file of it is: the same.
+  const stacked = new FakeBacking();
+  const d = new Client([{}], { ...WRITABLE, passthrough: true }, true, undefined, stacked);
+  await init(d, FUSE_PASSTHROUGH2);
+  stacked.refuse = 40;
+  t.is(await opened(d), 0);
+  stacked.refuse = undefined;
+  t.is(await opened(d), 0);
+  t.is(stacked.next, 1, 'not tried again');
+  t.is(d.traces.filter((l) => l.includes('passthrough is off: the upper is on a stacked filesystem')).length, 1);
 });

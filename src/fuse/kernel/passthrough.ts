@@ -26,6 +26,7 @@ interface Backed {
 }
 
 const EPERM = 1;
+const ELOOP = 40;
 
 export class Passthrough {
   readonly #backed = new Map<number, Backed>();
@@ -39,7 +40,10 @@ export class Passthrough {
 
   constructor(
     readonly files: BackingFiles,
-    /** Told once when registering is refused (EPERM: no CAP_SYS_ADMIN); passthrough then stops. */
+    /**
+     * Told once when the kernel refuses backing files for good (EPERM: no CAP_SYS_ADMIN; ELOOP:
+     * the upper's filesystem is itself stacked); passthrough then stops.
+     */
     readonly onRefused: (errno: number) => void,
   ) {}
 
@@ -64,8 +68,8 @@ export class Passthrough {
         this.#handles.set(fh, { node, backed: true });
         return id;
       }
-      // ELOOP (the upper is on a stacked filesystem) and the like: this file goes through layerfs.
-      if (id === -EPERM) {
+      // Anything else (ENOMEM, EMFILE) is this file's: it goes through layerfs.
+      if (id === -EPERM || id === -ELOOP) {
         this.#refused = true;
         this.onRefused(-id);
       }

@@ -406,7 +406,9 @@ export class KernelSession {
     if (this.policy.writable && this.policy.passthrough === true && this.backing !== undefined && (offered2 & Init2.PASSTHROUGH) !== 0) {
       want |= Init.INIT_EXT;
       flags2 |= Init2.PASSTHROUGH;
-      this.passthrough = new Passthrough(this.backing, (errno) => this.log.info(`passthrough is off: the kernel refused a backing file (errno ${errno}); layerfs needs CAP_SYS_ADMIN for it`));
+      this.passthrough = new Passthrough(this.backing, (errno) => this.log.info(errno === E.ELOOP
+        ? 'passthrough is off: the upper is on a stacked filesystem (an overlayfs?), whose files the kernel takes no backing files from'
+        : `passthrough is off: the kernel refused a backing file (errno ${errno}); layerfs needs CAP_SYS_ADMIN for it`));
     }
     const flags = (want & offered) >>> 0;
     return replyWith(h.unique, INIT_OUT, (o, at) => writeInit(o, at, {
