@@ -49,18 +49,19 @@ export class Passthrough {
 
   /**
    * Handle fh of node `node` is being opened: the backing id its reply names, or 0 (through
-   * layerfs). `fd`: the host fd the file may be read and written through, when it may be
-   * (union.passthroughFd and the opener allow it); a node whose files are open with a backing file
-   * gets that one whatever `fd` is.
+   * layerfs). `fdOf`: the host fd the file may be read and written through, when it may be
+   * (union.passthroughFd and the opener allow it); asked only where a new backing file could be
+   * given. A node whose files are open with a backing file gets that one.
    */
-  opened(node: number, fh: number, fd: number | undefined): number {
+  opened(node: number, fh: number, fdOf: () => number | undefined): number {
     const b = this.#backed.get(node);
     if (b !== undefined) {
       b.handles++;
       this.#handles.set(fh, { node, backed: true });
       return b.id;
     }
-    if (fd !== undefined && !this.#refused && !this.#served.has(node)) {
+    const fd = this.#refused || this.#served.has(node) ? undefined : fdOf();
+    if (fd !== undefined) {
       const id = this.files.open(fd);
       if (id > 0) {
         this.registered++;

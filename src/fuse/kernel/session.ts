@@ -490,7 +490,7 @@ export class KernelSession {
     const pt = this.passthrough;
     if (pt === undefined) return 0;
     const may = h.uid === 0 || (flags & O_ACCMODE) === fsc.O_RDONLY;
-    return pt.opened(n.id, fh, may ? this.u.passthroughFd(fh, mode) : undefined);
+    return pt.opened(n.id, fh, () => (may ? this.u.passthroughFd(fh, mode) : undefined));
   }
 
   /**
