@@ -26,10 +26,14 @@
 // sleeps, but only while requests have been coming that quickly: when the last sleep was longer
 // than the spin would have been, the next burst ends in sleep at once. Idle and sparse mounts
 // never spin. Nor does it spin while a request is still being answered: what comes next is then
-// most likely that answer (a read done in libuv's pool), which only the loop can deliver.
+// most likely that answer (a read done in libuv's pool), which only the loop can deliver. Nor
+// after a READ (D53): the program then works on the data it got before it asks again (`cat`
+// writes it out, frees its buffer and opens the next file), and a spin while it does slowed
+// it down more than a wake-up costs.
 #define _GNU_SOURCE // preadv2, RWF_NOWAIT
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fuse.h> // FUSE_READ
 #include <linux/magic.h>
 #include <node_api.h>
 #include <stdint.h>
@@ -61,6 +65,8 @@ typedef struct {
   // enough that spinning would have caught the next request.
   int64_t slept_at;
   int quick;
+  // The opcode of the last request read: after a READ the loop sleeps at once (D53).
+  uint32_t last_opcode;
 } reader_t;
 
 static int64_t now_ns(void) {
@@ -124,15 +130,20 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     // A burst is read in one go, but not forever: other handles of the loop get their turn.
     for (int i = 0; i < 128 && !r->stopped; i++) {
       ssize_t n = read(r->fd, r->data, r->size);
-      if (n < 0 && errno == EAGAIN && r->quick && *r->pending == 0) n = read_spinning(r);
+      int may_spin = r->quick && *r->pending == 0 && r->last_opcode != FUSE_READ;
+      if (n < 0 && errno == EAGAIN && may_spin) n = read_spinning(r);
       if (n >= 0) {
+        // (struct fuse_in_header: the length, then the opcode.)
+        r->last_opcode = 0;
+        if (n >= 8) memcpy(&r->last_opcode, (const char *)r->data + 4, sizeof r->last_opcode);
         call(r, r->on_request, (int)n);
         continue;
       }
       int e = errno;
       if (e == EAGAIN) {
-        // (A spin that ran out is a sleep longer than the spin: no spinning next time.)
-        if (r->spin_ns > 0) r->slept_at = now_ns() - (r->quick ? r->spin_ns : 0);
+        // (A spin that ran out is a sleep longer than the spin: no spinning next time. A sleep
+        // after a READ is not: the next request may well come quickly.)
+        if (r->spin_ns > 0) r->slept_at = now_ns() - (r->quick && r->last_opcode != FUSE_READ ? r->spin_ns : 0);
         break;
       }
       // EINTR; ENOENT: the request was interrupted and withdrawn before it was read.
