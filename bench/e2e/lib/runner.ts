@@ -48,8 +48,8 @@ import {
   unmountWith,
 } from './sys.js';
 import type { TimedResult } from './sys.js';
-import { FUSE_VARIANTS, VARIANT_NAMES, VARIANT_TOOLS, Variant } from './variants.js';
-import type { MountSpec, VariantName } from './variants.js';
+import { VARIANT_NAMES, VARIANT_TOOLS, Variant, parseVariant } from './variants.js';
+import type { MountSpec } from './variants.js';
 import { diffContents, diffTrees, listTree, snapshotPaths } from './verify.js';
 import type { TreeDiff } from './verify.js';
 
@@ -100,7 +100,8 @@ interface Options {
   files: number;
   bigMiB: number;
   runs: number;
-  variants: VariantName[];
+  /** Variant ids (variants.ts parseVariant). */
+  variants: string[];
   workloads: WorkloadGroup[];
   layers: number[];
   wide: number;
@@ -151,7 +152,9 @@ function usage(preset: Preset, d: Record<string, string>): string {
   --files N          small files in the image, all layers (default ${d.files})
   --big-mib N        size of the big lower file in MiB (default ${d['big-mib']})
   --runs N           measured runs (default ${d.runs})
-  --variants LIST    subset of ${VARIANT_NAMES.join(',')} (default ${d.variants})
+  --variants LIST    subset of ${VARIANT_NAMES.join(',')} (default ${d.variants});
+                     KIND@OPT[+OPT...] adds a layerfs variant with mount options of its own,
+                     e.g. layerfs@spin_us=0, measured interleaved with the rest
   --workloads LIST   subset of ${WORKLOAD_GROUPS.join(',')}
                      (default ${d.workloads})
   --layers LIST      layer counts of the lookup workload (default ${d.layers})
@@ -219,13 +222,24 @@ function parseOptions(argv: string[], preset: Preset): Options | undefined {
     // Canonical order, whatever the order on the command line: tables and charts stay comparable.
     return (items as T[]).sort((a, b) => known.indexOf(a) - known.indexOf(b));
   };
+  // Known variants in their canonical order, each followed by its option variants as given.
+  const variantList = (v: string): string[] => {
+    const items = [...new Set(v.split(',').map((x) => x.trim()).filter(Boolean))];
+    if (items.length === 0) throw new Error('--variants is empty');
+    const specs = items.map((x) => parseVariant(x));
+    const rank = (k: string): number => (VARIANT_NAMES as readonly string[]).indexOf(k);
+    return specs
+      .map((x, i) => ({ x, i }))
+      .sort((a, b) => rank(a.x.kind) - rank(b.x.kind) || a.x.options.length - b.x.options.length || a.i - b.i)
+      .map(({ x }) => x.id);
+  };
   const layers = [...new Set(values.layers.split(',').map((s) => int('layers', s.trim(), 1)))].sort((a, b) => a - b);
   if (layers.some((l) => l > 99)) throw new Error('--layers: at most 99 layers');
   return {
     files,
     bigMiB: int('big-mib', values['big-mib'], 1),
     runs: int('runs', values.runs, 1),
-    variants: list('variants', values.variants, VARIANT_NAMES),
+    variants: variantList(values.variants),
     workloads: list('workloads', values.workloads, WORKLOAD_GROUPS),
     layers,
     wide: sized('wide', values.wide, 0),
@@ -368,7 +382,7 @@ function treeProblems(t: TreeDiff): string[] {
 
 interface Failure {
   run: number;
-  variant: VariantName;
+  variant: string;
   workload: string;
   message: string;
 }
@@ -406,7 +420,7 @@ async function main(argv: string[], preset: Preset): Promise<number> {
   );
 
   if (opts.install) {
-    const tools = opts.variants.flatMap((v) => VARIANT_TOOLS[v] ?? []);
+    const tools = [...new Set(opts.variants.map((v) => parseVariant(v).kind))].flatMap((k) => VARIANT_TOOLS[k] ?? []);
     for (const p of ensureDebianTools(tools, log)) log(`WARNING: ${p}`);
   }
   const env = envInfo();
@@ -597,7 +611,7 @@ async function main(argv: string[], preset: Preset): Promise<number> {
   const cfg = { mountBase, layerfsBin: opts.layerfsBin, layerfsOpts: opts.layerfsOpts };
   const skipped: Record<string, string> = {};
   const verification: Record<string, Record<string, VerifyResult>> = {};
-  const record = (v: VariantName, what: string, r: VerifyResult): void => {
+  const record = (v: string, what: string, r: VerifyResult): void => {
     (verification[v] ??= {})[what] = r;
     if (r.ok) log(`  ok   ${v.padEnd(14)} ${what}`);
     else {
@@ -627,7 +641,7 @@ async function main(argv: string[], preset: Preset): Promise<number> {
   const modelCount = ds.merged.size - 1;
   if (expectedMain.length !== modelCount) throw new Error(`plain copy has ${expectedMain.length} entries, model ${modelCount}`);
   const timeoutMs = opts.timeoutS * 1000;
-  const broken = new Set<VariantName>();
+  const broken = new Set<string>();
   // Time spent mounting and unmounting during the checks: it does not grow with the image.
   let checkMountMs = 0;
   const timedMount = (v: Variant, spec: MountSpec): void => {
@@ -842,6 +856,12 @@ async function main(argv: string[], preset: Preset): Promise<number> {
   const mountSummary = present.map((v) => summarize(mountMs.get(v) ?? []));
   if (mountSummary.some((m) => m !== undefined)) timeRows.push(['mount', ...mountSummary.map((m) => (m ? cell(m) : '—'))]);
 
+  // Each option variant against its own kind, then against the peers.
+  const optionPairs = measured.filter((v) => v.options.length > 0).flatMap((v) => [
+    [v.name, v.kind],
+    [v.name, 'fuse-overlayfs'],
+    [v.name, 'kernel'],
+  ] as Array<[string, string]>);
   const ratioPairs = (
     [
       ['layerfs', 'fuse-overlayfs'],
@@ -855,14 +875,15 @@ async function main(argv: string[], preset: Preset): Promise<number> {
       ['fuse-overlayfs', 'kernel'],
       ['unionfs-fuse', 'kernel'],
       ['plain', 'kernel'],
-    ] as const
+      ...optionPairs,
+    ] as Array<readonly [string, string]>
   ).filter(([a, b]) => present.includes(a) && present.includes(b));
   const ratioCell = (a: string, b: string, s: (typeof series)[number]): string => {
     if (b === 'unionfs-fuse' && s.w.xattrs) return 'n/c¹';
     return fmtRatio(ratioOf(a, b, s.key));
   };
   const ratioRows = series.map((s) => [s.label, ...ratioPairs.map(([a, b]) => ratioCell(a, b, s))]);
-  const fusePresent = present.filter((v) => FUSE_VARIANTS.includes(v));
+  const fusePresent = measured.filter((v) => v.fuse).map((v) => v.name);
   const cpuRows = series
     .filter((s) => fusePresent.some((v) => (cpu.get(v)?.get(s.key)?.length ?? 0) > 0))
     .map((s) => [
@@ -1001,6 +1022,9 @@ async function main(argv: string[], preset: Preset): Promise<number> {
         'each mount still starts with empty caches. Its CPU is measured per command as the others\' is; its peak RSS is the daemon\'s over every mount so far.',
     );
   }
+  for (const v of measured.filter((x) => x.options.length > 0)) {
+    notes.push(`- ${v.name}: ${v.kind} as above, mounted with \`${v.options.join(',')}\` as well${opts.layerfsOpts ? ' (and, as every layerfs variant, --layerfs-opts)' : ''}.`);
+  }
   notes.push(
     '- Each tool runs with its default cache settings. Layers, uppers and the plain directory live on tmpfs, whose pages and dentries are the storage itself: ' +
       'drop_caches barely affects plain and kernel, for which cold vs warm mostly measures overlayfs dentry/inode setup after the remount.',
@@ -1021,6 +1045,8 @@ async function main(argv: string[], preset: Preset): Promise<number> {
     'layerfs-libfuse': '#b279a2',
     'layerfs-daemon': '#72b7b2',
   };
+  const spare = ['#eeca3b', '#ff9da6', '#9d755d', '#bab0ac', '#17becf', '#bcbd22'];
+  present.filter((v) => colors[v] === undefined).forEach((v, i) => (colors[v] = spare[i % spare.length] as string));
   const svg = ratioChart(
     series.map((s) => ({ label: s.label, medians: new Map(present.map((v) => [v as string, med(v, s.key)])) })),
     {

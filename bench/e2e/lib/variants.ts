@@ -19,6 +19,39 @@ export const VARIANT_NAMES = ['plain', 'kernel', 'fuse-overlayfs', 'unionfs-fuse
 export type VariantName = (typeof VARIANT_NAMES)[number];
 export const FUSE_VARIANTS: readonly VariantName[] = ['fuse-overlayfs', 'unionfs-fuse', 'layerfs', 'layerfs-daemon', 'layerfs-libfuse'];
 
+// A layerfs variant with mount options of its own, written `layerfs@spin_us=0` (several joined by
+// `+`: `layerfs-daemon@spin_us=0+lower_ttl=5`): two settings compared in one run, interleaved,
+// rather than in two runs a machine's drift apart.
+const OPTION_KINDS: readonly VariantName[] = ['layerfs', 'layerfs-daemon', 'layerfs-libfuse'];
+/** Options that make the variant what it is: set by the bench, never by a variant's name. */
+const RESERVED_OPTIONS = new Set(['lowerdir', 'upperdir', 'workdir', 'daemon', 'engine']);
+
+export interface VariantSpec {
+  /** As given: a name of VARIANT_NAMES, or KIND@OPTIONS. */
+  readonly id: string;
+  readonly kind: VariantName;
+  /** The variant's own mount options, in order. */
+  readonly options: readonly string[];
+}
+
+/** What a variant id names; throws with the reason when it names nothing the bench can mount. */
+export function parseVariant(id: string): VariantSpec {
+  const at = id.indexOf('@');
+  const kind = at < 0 ? id : id.slice(0, at);
+  if (!(VARIANT_NAMES as readonly string[]).includes(kind)) {
+    throw new Error(`unknown variant ${id}; known: ${VARIANT_NAMES.join(', ')}, or ${OPTION_KINDS.join('|')}@OPTION[+OPTION...]`);
+  }
+  if (at < 0) return { id, kind: kind as VariantName, options: [] };
+  if (!OPTION_KINDS.includes(kind as VariantName)) throw new Error(`variant ${id}: only ${OPTION_KINDS.join(', ')} take options`);
+  const options = id.slice(at + 1).split('+');
+  for (const o of options) {
+    if (!/^[a-z][a-z0-9_]*(=[^\s,+@]+)?$/.test(o)) throw new Error(`variant ${id}: "${o}" is not a mount option (NAME or NAME=VALUE)`);
+    const name = o.split('=')[0] as string;
+    if (RESERVED_OPTIONS.has(name)) throw new Error(`variant ${id}: ${name} is set by the bench, not by a variant`);
+  }
+  return { id, kind: kind as VariantName, options };
+}
+
 /** Tools each variant needs, with the Debian package that has them. */
 export const VARIANT_TOOLS: Partial<Record<VariantName, ReadonlyArray<{ cmd: string; pkg: string }>>> = {
   'fuse-overlayfs': [{ cmd: 'fuse-overlayfs', pkg: 'fuse-overlayfs' }],
@@ -52,7 +85,11 @@ export interface MountSpec {
 }
 
 export class Variant {
-  readonly name: VariantName;
+  /** The variant's id (VariantSpec.id): a key of every table, and its mount point's name. */
+  readonly name: string;
+  readonly kind: VariantName;
+  /** Mount options of its own (KIND@OPTIONS). */
+  readonly options: readonly string[];
   readonly fuse: boolean;
   readonly needsMount: boolean;
   /** Directory the workloads run on (for plain: set by mount()). */
@@ -63,17 +100,20 @@ export class Variant {
   /** layerfs-daemon: the daemon this bench started, and its private runtime directory. */
   private daemon: { child: ChildProcess; env: NodeJS.ProcessEnv; runtime: string } | undefined;
 
-  constructor(name: VariantName, cfg: VariantConfig) {
-    this.name = name;
+  constructor(id: string, cfg: VariantConfig) {
+    const spec = parseVariant(id);
+    this.name = spec.id;
+    this.kind = spec.kind;
+    this.options = spec.options;
     this.cfg = cfg;
-    this.fuse = FUSE_VARIANTS.includes(name);
-    this.needsMount = name !== 'plain';
-    this.root = path.join(cfg.mountBase, name);
+    this.fuse = FUSE_VARIANTS.includes(this.kind);
+    this.needsMount = this.kind !== 'plain';
+    this.root = path.join(cfg.mountBase, this.name.replace(/[^A-Za-z0-9._=-]/g, '_'));
   }
 
   /** Why this variant cannot run on this machine, if it cannot. */
   unavailableReason(): string | undefined {
-    switch (this.name) {
+    switch (this.kind) {
       case 'plain':
         return undefined;
       case 'kernel': {
@@ -87,7 +127,7 @@ export class Variant {
       case 'fuse-overlayfs':
       case 'unionfs-fuse':
         if (!fs.existsSync('/dev/fuse')) return '/dev/fuse missing';
-        return which(this.name) ? undefined : `${this.name} not installed`;
+        return which(this.kind) ? undefined : `${this.kind} not installed`;
       case 'layerfs':
       case 'layerfs-daemon':
       case 'layerfs-libfuse':
@@ -108,10 +148,10 @@ export class Variant {
       return 0;
     }
     if (this.mounted) throw new Error(`${this.root} is already mounted`);
-    if (writable && spec.work === undefined && this.name !== 'unionfs-fuse') throw new Error('a writable mount needs a work directory');
+    if (writable && spec.work === undefined && this.kind !== 'unionfs-fuse') throw new Error('a writable mount needs a work directory');
     fs.mkdirSync(this.root, { recursive: true });
     let lowers = spec.lowers;
-    if (this.name === 'kernel' && !writable && lowers.length === 1) {
+    if (this.kind === 'kernel' && !writable && lowers.length === 1) {
       // The kernel refuses a read-only overlay of one layer ("at least 2 lowerdir are needed
       // while upperdir nonexistent"): put an empty layer below it.
       const empty = path.join(this.cfg.mountBase, '.empty-layer');
@@ -123,7 +163,7 @@ export class Variant {
     const rw = writable ? `,upperdir=${spec.upper ?? ''},workdir=${spec.work ?? ''}` : '';
     const t0 = process.hrtime.bigint();
     let r: CmdResult;
-    switch (this.name) {
+    switch (this.kind) {
       case 'kernel':
         r = run('mount', ['-t', 'overlay', 'overlay', '-o', writable ? `lowerdir=${lowerdir}${rw}` : `ro,lowerdir=${lowerdir}`, this.root]);
         break;
@@ -142,9 +182,9 @@ export class Variant {
       case 'layerfs':
       case 'layerfs-daemon':
       case 'layerfs-libfuse': {
-        const extra = (this.cfg.layerfsOpts ? `,${this.cfg.layerfsOpts}` : '') +
-          (this.name === 'layerfs-libfuse' ? ',engine=libfuse' : this.name === 'layerfs-daemon' ? ',daemon' : '');
-        const env = this.name === 'layerfs-daemon' ? this.startDaemon().env : undefined;
+        const extra = (this.cfg.layerfsOpts ? `,${this.cfg.layerfsOpts}` : '') + this.options.map((o) => `,${o}`).join('') +
+          (this.kind === 'layerfs-libfuse' ? ',engine=libfuse' : this.kind === 'layerfs-daemon' ? ',daemon' : '');
+        const env = this.kind === 'layerfs-daemon' ? this.startDaemon().env : undefined;
         r = run(process.execPath, [this.cfg.layerfsBin, 'mount', '-o', `lowerdir=${lowerdir}${rw}${extra}`, this.root], 120_000, env);
         break;
       }
@@ -195,7 +235,7 @@ export class Variant {
   async locateServer(): Promise<string | undefined> {
     this.pid = undefined;
     if (!this.fuse || !this.mounted) return undefined;
-    if (this.name === 'layerfs-daemon') {
+    if (this.kind === 'layerfs-daemon') {
       this.pid = this.daemon?.child.pid;
       return this.pid === undefined ? 'no daemon' : undefined;
     }
@@ -210,14 +250,14 @@ export class Variant {
     const problems: string[] = [];
     if (isMounted(this.root)) {
       let primary: string[] | undefined;
-      if (this.name === 'kernel') primary = ['umount', this.root];
-      else if (this.name === 'layerfs' || this.name === 'layerfs-libfuse') primary = [process.execPath, this.cfg.layerfsBin, 'umount', this.root];
-      else if (this.name === 'layerfs-daemon') primary = ['env', `LAYERFS_RUNTIME_DIR=${this.daemon?.runtime ?? ''}`, process.execPath, this.cfg.layerfsBin, 'umount', this.root];
+      if (this.kind === 'kernel') primary = ['umount', this.root];
+      else if (this.kind === 'layerfs' || this.kind === 'layerfs-libfuse') primary = [process.execPath, this.cfg.layerfsBin, 'umount', this.root];
+      else if (this.kind === 'layerfs-daemon') primary = ['env', `LAYERFS_RUNTIME_DIR=${this.daemon?.runtime ?? ''}`, process.execPath, this.cfg.layerfsBin, 'umount', this.root];
       else primary = which('fusermount3') ? ['fusermount3', '-u', this.root] : ['umount', this.root];
       problems.push(...unmountWith(this.root, primary));
     }
     // The daemon lives on after each of its mounts.
-    if (this.name === 'layerfs-daemon') this.pid = undefined;
+    if (this.kind === 'layerfs-daemon') this.pid = undefined;
     if (this.pid !== undefined) {
       if (!waitPidExit(this.pid, 15_000)) problems.push(`${this.name} server pid ${this.pid} still running 15 s after unmount`);
       this.pid = undefined;
