@@ -230,7 +230,7 @@ function parseOptions(argv: string[], preset: Preset): Options | undefined {
     const rank = (k: string): number => (VARIANT_NAMES as readonly string[]).indexOf(k);
     return specs
       .map((x, i) => ({ x, i }))
-      .sort((a, b) => rank(a.x.kind) - rank(b.x.kind) || a.x.options.length - b.x.options.length || a.i - b.i)
+      .sort((a, b) => rank(a.x.kind) - rank(b.x.kind) || Math.sign(a.x.options.length) - Math.sign(b.x.options.length) || a.i - b.i)
       .map(({ x }) => x.id);
   };
   const layers = [...new Set(values.layers.split(',').map((s) => int('layers', s.trim(), 1)))].sort((a, b) => a - b);
