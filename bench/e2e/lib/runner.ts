@@ -8,6 +8,7 @@
  * (warm). Before any timing every variant's merged view, and the result of every writable
  * workload, is compared with the plain directory's. See bench/README.md.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -46,6 +47,7 @@ import {
   run,
   runTimed,
   unmountWith,
+  which,
 } from './sys.js';
 import type { TimedResult } from './sys.js';
 import { VARIANT_NAMES, VARIANT_TOOLS, Variant, parseVariant } from './variants.js';
@@ -117,6 +119,8 @@ interface Options {
   layerfsBin: string;
   layerfsOpts: string;
   install: boolean;
+  /** --pin: the one CPU every process of the run is kept on (undefined: no pinning). */
+  pin: number | undefined;
 }
 
 const FULL_DEFAULTS: Record<string, string> = {
@@ -170,6 +174,9 @@ function usage(preset: Preset, d: Record<string, string>): string {
   --scratch DIR      parent of the private tmpfs mount point (default ${os.tmpdir()})
   --layerfs-bin P    layerfs CLI (default ${path.join(repoRoot, 'bin/layerfs.js')})
   --layerfs-opts S   extra layerfs mount options, e.g. "default_permissions"
+  --pin CPU          run everything (servers, daemon, workloads, this script) on that one CPU:
+                     no wake-up crosses CPUs, so times count the work done, not where the
+                     scheduler put client and server (bench/README.md: "Pinned runs")
   --no-install       do not apt-get install missing fuse-overlayfs / unionfs-fuse`;
 }
 
@@ -199,6 +206,7 @@ function parseOptions(argv: string[], preset: Preset): Options | undefined {
       'layerfs-bin': { type: 'string', default: path.join(repoRoot, 'bin/layerfs.js') },
       'layerfs-opts': { type: 'string', default: '' },
       'no-install': { type: 'boolean', default: false },
+      pin: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -255,6 +263,7 @@ function parseOptions(argv: string[], preset: Preset): Options | undefined {
     layerfsBin: path.resolve(values['layerfs-bin']),
     layerfsOpts: values['layerfs-opts'],
     install: !values['no-install'],
+    pin: values.pin === undefined ? undefined : int('pin', values.pin, 0),
   };
 }
 
@@ -335,7 +344,7 @@ function fmtDuration(ms: number): string {
   return m < 90 ? `${m} min` : `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 
-function envInfo(): Record<string, string> {
+function envInfo(pin: number | undefined): Record<string, string> {
   const first = (r: ReturnType<typeof run>): string => (r.stdout || r.stderr).trim().split('\n').filter((l) => !/unknown argument ignored/.test(l))[0] ?? '';
   const gitRev = run('git', ['-C', repoRoot, 'rev-parse', '--short', 'HEAD']);
   const gitDirty = run('git', ['-C', repoRoot, 'status', '--porcelain']);
@@ -352,7 +361,34 @@ function envInfo(): Record<string, string> {
     'unionfs-fuse': /unionfs-fuse version:?\s*(\S+)/i.exec(`${uf.stdout}\n${uf.stderr}`)?.[1] ?? 'n/a',
     fusermount3: first(run('fusermount3', ['--version'])).replace(/^.*version:?\s*/i, '') || 'n/a',
     layerfs: gitRev.ok ? `${gitRev.stdout.trim()}${gitDirty.stdout.trim() ? ' (dirty tree)' : ''}` : 'unknown',
+    ...(pin === undefined ? {} : { pinned: `every process of the run on CPU ${pin} (--pin)` }),
   };
+}
+
+/** The CPUs this process may run on, from /proc/self/status (e.g. "0-1" -> [0, 1]). */
+function allowedCpus(): number[] {
+  const list = /^Cpus_allowed_list:\s*(\S+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '';
+  return list.split(',').flatMap((part) => {
+    const [a, b] = part.split('-').map(Number) as [number, number | undefined];
+    return Array.from({ length: (b ?? a) - a + 1 }, (_, i) => a + i);
+  });
+}
+
+/**
+ * --pin: runs this script again under `taskset -c CPU`, so that everything it starts (mount
+ * helpers, FUSE servers, the daemon, the timed shells) inherits that one CPU. Returns the exit
+ * code of that run; undefined when this process already runs there and should go on.
+ */
+function runPinned(pin: number, argv: readonly string[]): number | undefined {
+  const allowed = allowedCpus();
+  if (allowed.length === 1 && allowed[0] === pin) return undefined;
+  if (!allowed.includes(pin)) throw new Error(`--pin ${pin}: this process may only run on CPUs ${allowed.join(',')}`);
+  if (which('taskset') === undefined) throw new Error('--pin needs taskset (Debian package util-linux)');
+  const script = process.argv[1];
+  if (script === undefined) throw new Error('--pin: cannot tell which script to run again');
+  const r = spawnSync('taskset', ['-c', String(pin), process.execPath, ...process.execArgv, script, ...argv], { stdio: 'inherit' });
+  if (r.error) throw r.error;
+  return r.status ?? 1;
 }
 
 /** Files whose bytes are compared in every variant: visible overrides plus a random sample. */
@@ -410,6 +446,10 @@ async function main(argv: string[], preset: Preset): Promise<number> {
     console.error(`${preset.name} benchmark: must run as root (mount, mknod, trusted.* xattrs, drop_caches)`);
     return 2;
   }
+  if (opts.pin !== undefined) {
+    const code = runPinned(opts.pin, argv);
+    if (code !== undefined) return code;
+  }
   const started = new Date();
   const t0 = Date.now();
   const sel = new Set(opts.workloads);
@@ -423,7 +463,7 @@ async function main(argv: string[], preset: Preset): Promise<number> {
     const tools = [...new Set(opts.variants.map((v) => parseVariant(v).kind))].flatMap((k) => VARIANT_TOOLS[k] ?? []);
     for (const p of ensureDebianTools(tools, log)) log(`WARNING: ${p}`);
   }
-  const env = envInfo();
+  const env = envInfo(opts.pin);
 
   // 1. Data: model, scratch tmpfs, layers (kernel and unionfs-fuse formats), plain copy,
   //    lists, tarball, lookup stacks.
@@ -1024,6 +1064,13 @@ async function main(argv: string[], preset: Preset): Promise<number> {
   }
   for (const v of measured.filter((x) => x.options.length > 0)) {
     notes.push(`- ${v.name}: ${v.kind} as above, mounted with \`${v.options.join(',')}\` as well${opts.layerfsOpts ? ' (and, as every layerfs variant, --layerfs-opts)' : ''}.`);
+  }
+  if (opts.pin !== undefined) {
+    notes.push(
+      `- Pinned run (--pin ${opts.pin}): every server, the daemon and every timed command ran on CPU ${opts.pin} alone. ` +
+        'A client and its FUSE server then take turns on one CPU and no wake-up crosses CPUs, so a time is the CPU work of client, kernel and server together; ' +
+        'background threads (V8\'s compiler and GC, libuv\'s pool) take their share of that CPU too. It is not how the variants run when left free: see bench/README.md, "Pinned runs".',
+    );
   }
   notes.push(
     '- Each tool runs with its default cache settings. Layers, uppers and the plain directory live on tmpfs, whose pages and dentries are the storage itself: ' +
