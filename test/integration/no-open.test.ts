@@ -2,8 +2,8 @@
 // with ENOSYS, then the kernel opens files itself, keeps their pages across opens, and sends
 // reads by path. Through real mounts: every byte reads right (small files, a large file read at
 // random offsets, many files at once); a second pass over the files reaches layerfs with no
-// read at all, and a second walk with no readdir (D27); writable unions and lower_ttl mounts
-// still open every file and list every directory through layerfs.
+// read at all, and a second walk with no readdir (D27), nor any opendir (D55); writable unions
+// and lower_ttl mounts still open every file and list every directory through layerfs.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -81,6 +81,12 @@ test('read-only: files read right without opens, and a second pass is served by 
     t.true(readdirs >= 2);
     t.is(walk(), first);
     t.is(await listings(), readdirs, 'the second walk listed from the kernel\'s cache');
+    // Nor do directories need opening (D55): the first OPENDIR is answered ENOSYS, and the
+    // kernel opens and closes directories itself from then on.
+    const opendir = (await m.stats()).ops['opendir'];
+    t.is(opendir?.count, 1, 'one OPENDIR for the whole mount');
+    t.is(opendir?.errors, 1, 'answered ENOSYS');
+    t.is(await count(m, 'releasedir'), 0);
 
     // A large file, read in pieces at random offsets (the kernel's reads come by path).
     const fd = fs.openSync(path.join(img.mnt, 'big'), 'r');

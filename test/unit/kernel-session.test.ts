@@ -102,9 +102,15 @@ class Client {
     return r.body.readBigUInt64LE(0);
   }
 
-  /** Every name of a directory, read in pages of `size` bytes. */
-  async list(nodeid: number, size: number): Promise<{ names: string[]; pages: number }> {
-    const fh = (await this.send(Op.OPENDIR, nodeid, u32s(0, 0))).body.readBigUInt64LE(0);
+  /**
+   * Every name of a directory, read in pages of `size` bytes. Where OPENDIR answers ENOSYS the
+   * pages are asked with handle 0, as the kernel then does (D55), and no RELEASEDIR is sent.
+   */
+  async list(nodeid: number, size: number): Promise<{ names: string[]; pages: number; handle: boolean }> {
+    const opened = await this.send(Op.OPENDIR, nodeid, u32s(0, 0));
+    if (opened.error !== 0 && opened.error !== ENOSYS) throw new Error(`opendir: errno ${opened.error}`);
+    const handle = opened.error === 0;
+    const fh = handle ? opened.body.readBigUInt64LE(0) : 0n;
     const names: string[] = [];
     let offset = 0n;
     let pages = 0;
@@ -119,8 +125,8 @@ class Client {
         at += (24 + len + 7) & ~7;
       }
     }
-    await this.send(Op.RELEASEDIR, nodeid, u64s(fh), u32s(0, 0), u64s(0n));
-    return { names, pages };
+    if (handle) await this.send(Op.RELEASEDIR, nodeid, u64s(fh), u32s(0, 0), u64s(0n));
+    return { names, pages, handle };
   }
 }
 
@@ -136,7 +142,7 @@ function u64s(...v: bigint[]): Buffer {
 }
 
 const ROOT = 1;
-const { ENOENT, ERANGE, ENODATA } = (await import('node:os')).constants.errno;
+const { ENOENT, ERANGE, ENODATA, ENOSYS, EBADF } = (await import('node:os')).constants.errno;
 
 test('a listing longer than one reply is paged without a name lost or repeated', async (t) => {
   const spec: Spec = {};
@@ -146,6 +152,79 @@ test('a listing longer than one reply is paged without a name lost or repeated',
   t.true(pages > 3, `pages: ${pages}`);
   const expected = ['.', '..', 'only-below', ...Object.keys(spec)].sort();
   t.deepEqual([...names].sort(), expected);
+});
+
+const READ_ONLY: KernelPolicy = {
+  entrySec: 3600, attrSecFile: 3600, attrSecDir: 3600, attrSecLinked: 3600, negativeSec: 3600, keepCache: true, cacheDirs: true,
+  cacheSymlinks: true, posixAcl: false, kernelOpens: true, maxWrite: 1 << 20, writable: false,
+};
+const NO_OPENDIR_SUPPORT = 1 << 24;
+
+/** INIT from a kernel that offers exactly `flags` (protocol 7.40, no flags2). */
+const initOffering = (c: Client, flags: number): Promise<Reply> =>
+  c.send(Op.INIT, 0, u32s(7, 40, 128 * 1024, flags >>> 0, 0, ...new Array<number>(11).fill(0)));
+
+test('D55: where the kernel keeps listings, OPENDIR answers ENOSYS and listings page without a handle', async (t) => {
+  const top: Spec = { 'b/x': '1', 'b/y': '2' };
+  const names = Array.from({ length: 400 }, (_, i) => `name-${i}`);
+  for (const n of names) top[`a/${n}`] = n;
+  const lowers = (): Spec[] => [top, { 'a/name-5': 'hidden', 'a/below': 'z', 'b/z': '3' }];
+  const c = new Client(lowers(), READ_ONLY, false);
+  t.is((await initOffering(c, 0xffff_ffff)).error, 0);
+  const a = (await c.lookup(ROOT, 'a')).nodeid;
+  const b = (await c.lookup(ROOT, 'b')).nodeid;
+  t.is((await c.send(Op.OPENDIR, a, u32s(0, 0))).error, ENOSYS);
+  const want = ['.', '..', 'below', ...names].sort();
+  const one = await c.list(a, 4096);
+  t.false(one.handle);
+  t.true(one.pages > 3, `pages: ${one.pages}`);
+  t.deepEqual([...one.names].sort(), want);
+  t.is(new Set(one.names).size, one.names.length, 'no name twice');
+
+  // Two listings paged at once, and one left half-read, keep to their own directories.
+  const page = async (dir: number, offset: bigint): Promise<{ names: string[]; next: bigint }> => {
+    const r = await c.send(Op.READDIR, dir, u64s(0n, offset), u32s(512, 0), u64s(0n), u32s(0, 0));
+    t.is(r.error, 0);
+    const names: string[] = [];
+    let next = offset;
+    for (let at = 0; at < r.body.length;) {
+      const len = r.body.readUInt32LE(at + 16);
+      names.push(r.body.toString('utf8', at + 24, at + 24 + len));
+      next = r.body.readBigUInt64LE(at + 8);
+      at += (24 + len + 7) & ~7;
+    }
+    return { names, next };
+  };
+  await page(a, 0n); // left half-read
+  const got = { a: [] as string[], b: [] as string[] };
+  let [oa, ob] = [0n, 0n];
+  for (let doneA = false, doneB = false; !doneA || !doneB;) {
+    if (!doneA) {
+      const p = await page(a, oa);
+      doneA = p.names.length === 0;
+      got.a.push(...p.names);
+      oa = p.next;
+    }
+    if (!doneB) {
+      const p = await page(b, ob);
+      doneB = p.names.length === 0;
+      got.b.push(...p.names);
+      ob = p.next;
+    }
+  }
+  t.deepEqual(got.a.sort(), want);
+  t.deepEqual(got.b.sort(), ['.', '..', 'x', 'y', 'z']);
+
+  // A kernel that does not take ENOSYS to OPENDIR gets handles, as does a writable union.
+  const old = new Client(lowers(), READ_ONLY, false);
+  await initOffering(old, 0xffff_ffff & ~NO_OPENDIR_SUPPORT);
+  const listed = await old.list((await old.lookup(ROOT, 'a')).nodeid, 4096);
+  t.true(listed.handle);
+  t.deepEqual([...listed.names].sort(), want);
+  t.is((await old.send(Op.READDIR, ROOT, u64s(0n, 0n), u32s(4096, 0), u64s(0n), u32s(0, 0))).error, EBADF);
+  const rw = new Client(lowers());
+  await initOffering(rw, 0xffff_ffff);
+  t.true((await rw.list(ROOT, 4096)).handle);
 });
 
 test('getxattr and listxattr: size 0 asks for the size, a short buffer gets ERANGE, absence ENODATA', async (t) => {

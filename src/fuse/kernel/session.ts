@@ -109,6 +109,8 @@ const RENAME_NOREPLACE = 1;
 /** Reused READ reply buffers: a header and the largest READ the kernel sends (max_pages 256). */
 const READ_BUFFER_SIZE = 16 + (1 << 20);
 const READ_BUFFERS_KEPT = 8;
+/** Listings paged without a directory handle (D55) kept between their pages, at most. */
+const HANDLELESS_LISTINGS_KEPT = 64;
 
 export class KernelSession {
   readonly nodes = new NodeTable();
@@ -129,6 +131,18 @@ export class KernelSession {
   private serial = 0;
   private readonly dirs = new Map<number, DirHandle>();
   private nextDir = 1;
+  /**
+   * Set at INIT where the kernel keeps listings (policy.cacheDirs) and takes ENOSYS to OPENDIR
+   * (D55): no OPENDIR or RELEASEDIR comes, and READDIRs come with handle 0.
+   */
+  private noOpendir = false;
+  /**
+   * What READDIRs with handle 0 page through (D55), by directory path, oldest first: the listing
+   * read at offset 0, dropped once the kernel asks past its end, or when more are kept than
+   * HANDLELESS_LISTINGS_KEPT (a listing left half-read). The union is read-only there, so a
+   * listing read again would be the same.
+   */
+  private readonly handleless = new Map<VPath, MergedEntry[]>();
   /** Set at INIT when the kernel takes backing files (D51). */
   private passthrough: Passthrough | undefined;
   /** File handle -> the node it was opened on. */
@@ -411,6 +425,7 @@ export class KernelSession {
         : `passthrough is off: the kernel refused a backing file (errno ${errno}); layerfs needs CAP_SYS_ADMIN for it`));
     }
     const flags = (want & offered) >>> 0;
+    this.noOpendir = this.policy.cacheDirs && (offered & Init.NO_OPENDIR_SUPPORT) !== 0;
     return replyWith(h.unique, INIT_OUT, (o, at) => writeInit(o, at, {
       minor: this.proto, maxReadahead, flags, maxBackground: 64, congestionThreshold: 48,
       maxWrite: this.policy.maxWrite, maxPages: Math.ceil(this.policy.maxWrite / 4096),
@@ -669,14 +684,17 @@ export class KernelSession {
         return (fh !== undefined ? this.u.fremovexattr(fh, name) : this.u.removexattr(this.path(n), name)).then(() => undefined);
       }
       case Op.OPENDIR: {
+        // Where nothing can change a listing, the kernel needs no handle (D55): after this one
+        // ENOSYS it opens and closes directories itself and keeps their listings.
+        if (this.noOpendir) throw new FsError('ENOSYS', 'opendir');
         this.path(n); // a directory that has no name any more cannot be opened
         const fh = this.nextDir++;
         this.dirs.set(fh, { node: n, entries: undefined });
         const flags = this.policy.cacheDirs ? Fopen.CACHE_DIR | Fopen.KEEP_CACHE : 0;
         return Promise.resolve(replyWith(h.unique, OPEN_OUT, (o, o2) => writeOpen(o, o2, BigInt(fh), flags)));
       }
-      case Op.READDIR: return this.readdir(h, b, false);
-      case Op.READDIRPLUS: return this.readdir(h, b, true);
+      case Op.READDIR: return this.readdir(h, n, b, false);
+      case Op.READDIRPLUS: return this.readdir(h, n, b, true);
       case Op.RELEASEDIR:
         this.dirs.delete(Number(b.readBigUInt64LE(at)));
         return Promise.resolve(undefined);
@@ -808,16 +826,24 @@ export class KernelSession {
    * that the kernel need not look up what it lists (`ls -l`, a walk that descends). The kernel
    * asks for it where lookups follow listings (FUSE_READDIRPLUS_AUTO).
    */
-  private async readdir(h: Header, b: Buffer, plus: boolean): Promise<Buffer> {
+  private async readdir(h: Header, dir: Node, b: Buffer, plus: boolean): Promise<Buffer> {
     const at = IN_HEADER;
-    const d = this.dirs.get(Number(b.readBigUInt64LE(at)));
-    if (d === undefined) throw new FsError('EBADF', 'readdir');
+    const fh = Number(b.readBigUInt64LE(at));
     const offset = Number(b.readBigUInt64LE(at + 8));
     const size = b.readUInt32LE(at + 16);
-    const dirPath = this.path(d.node);
+    const handleless = fh === 0 && this.noOpendir;
+    const d = handleless ? undefined : this.dirs.get(fh);
+    if (!handleless && d === undefined) throw new FsError('EBADF', 'readdir');
+    const node = d?.node ?? dir;
+    const dirPath = this.path(node);
     // Offset 0 (opendir, rewinddir) reads the directory afresh; later offsets page through that.
-    if (offset === 0 || d.entries === undefined) d.entries = await this.u.readdir(dirPath);
-    const entries = d.entries;
+    let entries: MergedEntry[];
+    if (d !== undefined) {
+      if (offset === 0 || d.entries === undefined) d.entries = await this.u.readdir(dirPath);
+      entries = d.entries;
+    } else {
+      entries = (offset === 0 ? undefined : this.handleless.get(dirPath)) ?? await this.u.readdir(dirPath);
+    }
     // The entries that fit, by their encoded names.
     const page: Array<{ e: MergedEntry; name: Buffer; off: number }> = [];
     let used = 0;
@@ -829,6 +855,8 @@ export class KernelSession {
       used += need;
       page.push({ e, name, off: i + 1 });
     }
+    // (Kept until the kernel asks past the end, which a listing read to its end always does.)
+    if (handleless) this.keepHandleless(dirPath, entries, offset >= entries.length);
     const body = Buffer.allocUnsafe(used);
     if (!plus) {
       let pos = 0;
@@ -839,26 +867,34 @@ export class KernelSession {
     // neither, nor a file where the walk is one that does not stat what it lists (D42): the
     // kernel then looks it up if it wants it. A later page asked as READDIRPLUS is one the kernel
     // asks because lookups followed the first (FUSE_READDIRPLUS_AUTO): with attributes.
-    const withFiles = offset === 0 ? this.listingAttrs.startListing(d.node.id) : true;
+    const withFiles = offset === 0 ? this.listingAttrs.startListing(node.id) : true;
     const attrs = await Promise.all(page.map(({ e }) => {
       if (e.name === '.' || e.name === '..') return undefined;
       if (!withFiles && (e.type & fsc.S_IFMT) !== fsc.S_IFDIR) {
-        this.listingAttrs.listedBare(d.node.id, e.name);
+        this.listingAttrs.listedBare(node.id, e.name);
         return undefined;
       }
       return this.u.getattr(childOf(dirPath, e.name as Name)).catch(() => undefined);
     }));
     // The directory may have lost its name while the attributes were read: its entries then get none.
-    const named = this.nodes.path(d.node) === dirPath;
+    const named = this.nodes.path(node) === dirPath;
     let pos = 0;
     page.forEach(({ e, name, off }, i) => {
       const a = named ? attrs[i] : undefined;
       if (a === undefined) writeEntry(body, pos, 0, undefined, 0, 0);
-      else writeEntry(body, pos, this.nodes.lookedUp(d.node, e.name).id, a, this.policy.entrySec, this.attrSec(a));
+      else writeEntry(body, pos, this.nodes.lookedUp(node, e.name).id, a, this.policy.entrySec, this.attrSec(a));
       pos += ENTRY_OUT;
       pos += writeDirent(body, pos, a?.ino ?? e.ino, off, (e.type & fsc.S_IFMT) >> DT_SHIFT, name);
     });
     return reply(h.unique, 0, body);
+  }
+
+  /** Keep a handleless listing for its next page, or drop it once it has been read (D55). */
+  private keepHandleless(dirPath: VPath, entries: MergedEntry[], done: boolean): void {
+    this.handleless.delete(dirPath);
+    if (done) return;
+    this.handleless.set(dirPath, entries);
+    if (this.handleless.size > HANDLELESS_LISTINGS_KEPT) this.handleless.delete(this.handleless.keys().next().value as VPath);
   }
 }
 

@@ -33,6 +33,8 @@ export const Init = {
   POSIX_ACL: 1 << 20,
   MAX_PAGES: 1 << 22,
   CACHE_SYMLINKS: 1 << 23,
+  /** The kernel takes ENOSYS to OPENDIR as "no opens needed" (7.29, Linux 5.1). */
+  NO_OPENDIR_SUPPORT: 1 << 24,
   HANDLE_KILLPRIV_V2: 1 << 28,
   /** fuse_init_in/out carry flags2 (the flags from bit 32 on). */
   INIT_EXT: 1 << 30,
