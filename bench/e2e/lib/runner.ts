@@ -121,6 +121,8 @@ interface Options {
   install: boolean;
   /** --pin: the one CPU every process of the run is kept on (undefined: no pinning). */
   pin: number | undefined;
+  /** --tag: added to the report's name (full-DATE-TAG.md), '' for none. */
+  tag: string;
 }
 
 const FULL_DEFAULTS: Record<string, string> = {
@@ -169,6 +171,8 @@ function usage(preset: Preset, d: Record<string, string>): string {
   --tar-mib N        content size of the untar tarball (default ${auto('tar-mib', '50 per 50000 files')})
   --lookup-paths N   paths stat'ed by lookup (default ${auto('lookup-paths', 'files*0.1')})
   --out DIR          where ${preset.name}-<date>.md/.json/.svg go (default ${d.out})
+  --tag NAME         name them ${preset.name}-<date>-NAME.* instead (letters, digits, . _ -), so that
+                     a report kept in bench/results needs no renaming (its chart link follows)
   --seed N           RNG seed of the data (default ${d.seed})
   --timeout S        per-command timeout in seconds (default ${d.timeout})
   --scratch DIR      parent of the private tmpfs mount point (default ${os.tmpdir()})
@@ -207,6 +211,7 @@ function parseOptions(argv: string[], preset: Preset): Options | undefined {
       'layerfs-opts': { type: 'string', default: '' },
       'no-install': { type: 'boolean', default: false },
       pin: { type: 'string' },
+      tag: { type: 'string', default: '' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -264,6 +269,7 @@ function parseOptions(argv: string[], preset: Preset): Options | undefined {
     layerfsOpts: values['layerfs-opts'],
     install: !values['no-install'],
     pin: values.pin === undefined ? undefined : int('pin', values.pin, 0),
+    tag: tagOf(values.tag),
   };
 }
 
@@ -363,6 +369,12 @@ function envInfo(pin: number | undefined): Record<string, string> {
     layerfs: gitRev.ok ? `${gitRev.stdout.trim()}${gitDirty.stdout.trim() ? ' (dirty tree)' : ''}` : 'unknown',
     ...(pin === undefined ? {} : { pinned: `every process of the run on CPU ${pin} (--pin)` }),
   };
+}
+
+/** --tag's value, checked: it becomes part of file names. */
+function tagOf(v: string): string {
+  if (v !== '' && !/^[A-Za-z0-9._-]+$/.test(v)) throw new Error(`--tag: only letters, digits, '.', '_' and '-' (got ${JSON.stringify(v)})`);
+  return v;
 }
 
 /** The CPUs this process may run on, from /proc/self/status (e.g. "0-1" -> [0, 1]). */
@@ -965,8 +977,9 @@ async function main(argv: string[], preset: Preset): Promise<number> {
 
   fs.mkdirSync(opts.out, { recursive: true });
   const day = localDate(started);
-  let outBase = path.join(opts.out, `${preset.name}-${day}`);
-  for (let i = 2; ['.md', '.json', '.svg'].some((e) => fs.existsSync(`${outBase}${e}`)); i++) outBase = path.join(opts.out, `${preset.name}-${day}-${i}`);
+  const stem = `${preset.name}-${day}${opts.tag === '' ? '' : `-${opts.tag}`}`;
+  let outBase = path.join(opts.out, stem);
+  for (let i = 2; ['.md', '.json', '.svg'].some((e) => fs.existsSync(`${outBase}${e}`)); i++) outBase = path.join(opts.out, `${stem}-${i}`);
   const svgName = `${path.basename(outBase)}.svg`;
 
   const cmdLine = `node ${preset.script} ${argv.join(' ')}`.trim();
