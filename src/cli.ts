@@ -58,7 +58,7 @@ Options:
        engine=kernel|libfuse  who speaks FUSE: layerfs itself (default, Linux 4.20+) or libfuse
        spin_us=N        keep reading /dev/fuse for N µs after a burst of requests before
                         sleeping (default 50; 0: never)
-       readahead=KIB    how far the kernel reads ahead in files (default 1024; the kernel's
+       readahead=KIB    how far the kernel reads ahead in files (default 1020; the kernel's
                         own default is 128). Set through sysfs, as root only
        passthrough=on|off  let the kernel read and write files of the upper itself, with
                         no request to layerfs (default on where the kernel has it: Linux

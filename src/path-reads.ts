@@ -61,10 +61,19 @@ export class PathReads {
     return this.#open.size;
   }
 
-  async read(p: VPath, buf: Buffer, len: number, pos: number): Promise<number> {
+  read(p: VPath, buf: Buffer, len: number, pos: number): Promise<number> {
+    return this.use(p, (fd, known) => this.io.read(fd, buf, len, pos, known));
+  }
+
+  /**
+   * Run `fn` with the file's fd and what the union knows of the file; the fd stays open until
+   * what `fn` returns has settled.
+   */
+  async use<T>(p: VPath, fn: (fd: number, known: KnownFile | undefined) => Promise<T>): Promise<T> {
     const e = this.#acquire(p);
     try {
-      return await this.io.read(await e.fd, buf, len, pos, e.known);
+      const fd = await e.fd;
+      return await fn(fd, e.known);
     } finally {
       e.users--;
       if (e.evicted && e.users === 0) this.#closeEntry(e, true);

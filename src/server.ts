@@ -91,8 +91,13 @@ export function mountOptionsFor(c: ServeConfig): string[] {
   return [...o, ...c.fuseOptions];
 }
 
-/** Largest WRITE request of the 'kernel' engine: 1 MiB, 256 times libfuse 2's 4 KiB. */
-const KERNEL_MAX_WRITE = 1 << 20;
+/**
+ * Largest READ and WRITE request of the 'kernel' engine (the INIT reply's max_pages follows it):
+ * 255 pages, 1020 KiB, 255 times libfuse 2's 4 KiB. Not 256: a READ answered through a pipe
+ * (D56) takes a slot of it for the header and one per page, and a pipe holds 256 slots unless its
+ * owner has CAP_SYS_RESOURCE.
+ */
+const KERNEL_MAX_WRITE = 255 * 4096;
 
 /** What the kernel may keep, per reply, with the 'kernel' engine: the choices of fuseOptionsFor. */
 export function kernelPolicyFor(c: ServeConfig, kernelRelease: string = release()): KernelPolicy {
@@ -226,7 +231,7 @@ export async function serve(c: ServeConfig, log: Log, o: { readonly daemon?: boo
   try {
     control = await listenControl(socketFor(c.mountpoint), (req) => {
       if ((req as { request?: unknown } | null)?.request !== 'stats') return { error: 'unknown request' };
-      return mountStats(union, ops, c.mountpoint, (Date.now() - started) / 1000, mounted.inFlight?.(), mounted.passthrough?.());
+      return mountStats(union, ops, c.mountpoint, (Date.now() - started) / 1000, mounted.inFlight?.(), mounted.passthrough?.(), mounted.spliced?.());
     });
   } catch (e) {
     // Stats are a window onto the mount, not part of it: serve without them.

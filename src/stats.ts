@@ -156,6 +156,14 @@ export interface MountStats {
   readonly inFlight: InFlightStats;
   /** Where the kernel reads and writes upper files itself (FUSE passthrough, D51). */
   readonly passthrough?: PassthroughStats | undefined;
+  /** READs of lower files answered through a pipe (D56); read-only unions of the kernel engine. */
+  readonly spliced?: SplicedStats | undefined;
+}
+
+/** READs answered from a file through a pipe since the mount, and the bytes they carried. */
+export interface SplicedStats {
+  readonly reads: number;
+  readonly bytes: number;
 }
 
 /** Backing files registered with the kernel since the mount, and registered now. */
@@ -177,6 +185,7 @@ export function mountStats(
   union: Union, ops: OpCounters, mountpoint: string, uptimeSeconds: number,
   inFlight: InFlightStats = { count: 0, oldest: [] },
   passthrough?: PassthroughStats,
+  spliced?: SplicedStats,
 ): MountStats {
   const c = union.ctx.resolver.cacheStats();
   const up = union.ctx.upper;
@@ -193,6 +202,7 @@ export function mountStats(
     whiteouts: { written: up?.whiteouts.counts.whiteouts ?? 0, opaqueDirs: up?.whiteouts.counts.opaques ?? 0 },
     inFlight,
     ...(passthrough === undefined ? {} : { passthrough }),
+    ...(spliced === undefined ? {} : { spliced }),
   };
 }
 
@@ -246,6 +256,7 @@ export function formatStats(s: MountStats): string {
   out.push('');
   out.push(`copy-ups: ${s.copyUps.count} (${formatBytes(s.copyUps.bytes)} of file data copied)`);
   if (s.passthrough !== undefined) out.push(`passthrough: ${s.passthrough.registered} backing files so far, ${s.passthrough.open} now`);
+  if (s.spliced !== undefined) out.push(`reads spliced from lower files: ${s.spliced.reads} (${formatBytes(s.spliced.bytes)})`);
   out.push(`whiteouts written: ${s.whiteouts.written}; directories made opaque: ${s.whiteouts.opaqueDirs}`);
   // (inFlight: absent from the stats of a server older than this field)
   const waiting = (s.inFlight?.oldest ?? []).filter((r) => r.seconds >= 1);

@@ -12,7 +12,7 @@ import { WhiteoutWriter, type WhiteoutFormat } from './whiteout-writer.js';
 import type { MergedEntry } from './dir-merge.js';
 import { FsError } from './errno.js';
 import { Handles } from './handles.js';
-import { lstatSync } from './host/fs.js';
+import { lstatSync, type KnownFile } from './host/fs.js';
 import { InodeNumbers } from './inode.js';
 import { access } from './ops/access.js';
 import { getattr, getattrNow } from './ops/getattr.js';
@@ -64,6 +64,12 @@ export interface UnionOps {
    * union answered OPEN with ENOSYS (D26). EBADF on a writable union, which always opens.
    */
   readByPath(p: VPath, buf: Buffer, len: number, pos: number): Promise<number>;
+  /**
+   * The file a read by path reads (as readByPath), for a caller that moves its data itself:
+   * `fn` gets a host fd of it, open until what `fn` returns has settled, and the file's size and
+   * device where nothing can change them (else undefined). EBADF where readByPath gives it.
+   */
+  useByPath<T>(p: VPath, fn: (fd: number, known: KnownFile | undefined) => Promise<T>): Promise<T>;
   /**
    * nameless: the caller has no name for the file any more, so no forgetUnlinked of its key
    * follows the release of its last handle (see unlinkOpen).
@@ -209,6 +215,7 @@ export function createUnion(config: UnionConfig): Union {
     open: (p, flags) => change(() => open(ctx, p, flags)),
     read: (fh, buf, len, pos) => read(ctx, fh, buf, len, pos),
     readByPath: (p, buf, len, pos) => (pathReads === undefined ? Promise.reject(new FsError('EBADF', 'read', p)) : pathReads.read(p, buf, len, pos)),
+    useByPath: (p, fn) => (pathReads === undefined ? Promise.reject(new FsError('EBADF', 'read', p)) : pathReads.use(p, fn)),
     release: (fh, nameless) => release(ctx, fh, nameless),
     passthroughFd: (fh, mode) => passthroughFd(ctx, fh, mode),
     fgetattr: (fh, p) => fgetattr(ctx, fh, p),

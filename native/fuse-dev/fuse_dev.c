@@ -17,6 +17,7 @@
 //   stop(h)      stop reading (the fd stays open: the caller closes it)
 //   readCached(fd, buffer, position, dev)  file data from the page cache, never waiting (D34; below)
 //   copyRange(from, to, length, done, stop)  file data copied between fds in libuv's pool (D40, D48; below)
+//   spliceRead(dev, unique, fd, position, length, done)  a READ answered from a file through a pipe (D56; below)
 //   lstat(path, out), fstat(fd, out)  a stat into a Float64Array, on the calling thread (D43; below)
 //
 // Spinning (DECISIONS D32): a program that works through a mount sends its next request a few
@@ -502,6 +503,142 @@ static napi_value fstat_into(napi_env env, napi_callback_info info) {
   return out;
 }
 
+
+// spliceRead(dev, unique, fd, position, length, done): answer the READ `unique` on connection
+// `dev` with `length` bytes of fd at `position`, moved through a pipe on a thread of libuv's pool
+// (D56). splice(2) puts references to the file's pages into the pipe, and the kernel copies them
+// once, into the pages of the FUSE file. A read into a buffer and a write of it copy every byte
+// twice, and the write pins the buffer's pages as it goes.
+// The reply's header must precede the data in the pipe, and it states the length: the caller
+// must know that the file holds `length` bytes there (a lower file, which cannot change).
+// done(bytes sent), or done(-errno) with nothing sent: -EAGAIN where the file gave fewer bytes,
+// -EMSGSIZE where this thread's pipe cannot hold the reply (the caller then reads the usual way);
+// -ENOENT where the kernel no longer waits for the answer (the request was interrupted).
+// No SPLICE_F_MOVE: the kernel would then take a clean page of the file out of its page cache
+// for the FUSE file's, and whoever else reads that lower file (another mount of the same layer,
+// the host) would read it from the disk again.
+#define SPLICE_PIPE_BYTES (2 << 20)
+// Each pool thread has a pipe of its own, made on its first spliced read and kept.
+static __thread int splice_pipe[2] = {-1, -1};
+static __thread int64_t splice_pipe_pages;
+
+static void drop_splice_pipe(void) {
+  if (splice_pipe[0] >= 0) close(splice_pipe[0]);
+  if (splice_pipe[1] >= 0) close(splice_pipe[1]);
+  splice_pipe[0] = splice_pipe[1] = -1;
+}
+
+typedef struct {
+  napi_async_work work;
+  napi_ref done;
+  int dev;
+  int fd;
+  uint64_t unique;
+  int64_t pos;
+  int64_t length;
+  int64_t result;
+} splice_t;
+
+static void splice_execute(napi_env env, void *data) {
+  (void)env;
+  splice_t *c = data;
+  if (splice_pipe[0] < 0) {
+    if (pipe2(splice_pipe, O_CLOEXEC) != 0) {
+      c->result = -(int64_t)errno;
+      splice_pipe[0] = splice_pipe[1] = -1;
+      return;
+    }
+    // A pipe holds a page per slot. 2 MiB needs CAP_SYS_RESOURCE (or fs.pipe-max-size raised);
+    // 1 MiB, the default bound, holds a header and 255 pages: the most layerfs asks the kernel
+    // to read at once (src/server.ts, KERNEL_MAX_WRITE).
+    int got = fcntl(splice_pipe[1], F_SETPIPE_SZ, SPLICE_PIPE_BYTES);
+    if (got < 0) got = fcntl(splice_pipe[1], F_SETPIPE_SZ, SPLICE_PIPE_BYTES / 2);
+    if (got < 0) got = fcntl(splice_pipe[1], F_GETPIPE_SZ);
+    splice_pipe_pages = got > 0 ? got / 4096 : 0;
+  }
+  // The header's slot, and one for each page the data touches.
+  if (1 + ((c->pos % 4096) + c->length + 4095) / 4096 > splice_pipe_pages) {
+    c->result = -EMSGSIZE;
+    return;
+  }
+  struct fuse_out_header h = {.len = (uint32_t)(sizeof h + (size_t)c->length), .error = 0, .unique = c->unique};
+  if (write(splice_pipe[1], &h, sizeof h) != (ssize_t)sizeof h) {
+    c->result = -(int64_t)errno;
+    drop_splice_pipe();
+    return;
+  }
+  loff_t off = c->pos;
+  int64_t moved = 0;
+  while (moved < c->length) {
+    ssize_t n = splice(c->fd, &off, splice_pipe[1], NULL, (size_t)(c->length - moved), 0);
+    if (n > 0) {
+      moved += n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    break;
+  }
+  if (moved < c->length) {
+    // The pipe holds a header that promises more than follows: it must never reach the device.
+    drop_splice_pipe();
+    c->result = -EAGAIN;
+    return;
+  }
+  ssize_t sent = splice(splice_pipe[0], NULL, c->dev, NULL, sizeof h + (size_t)c->length, 0);
+  if (sent != (ssize_t)(sizeof h + (size_t)c->length)) {
+    c->result = sent < 0 ? -(int64_t)errno : -EIO;
+    drop_splice_pipe(); // with whatever the device left in it
+    return;
+  }
+  c->result = c->length;
+}
+
+static void splice_complete(napi_env env, napi_status status, void *data) {
+  splice_t *c = data;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value done, global, arg;
+  napi_get_reference_value(env, c->done, &done);
+  napi_get_global(env, &global);
+  napi_create_int64(env, status == napi_ok ? c->result : -(int64_t)ECANCELED, &arg);
+  napi_delete_reference(env, c->done);
+  napi_delete_async_work(env, c->work);
+  free(c);
+  napi_call_function(env, global, done, 1, &arg, NULL);
+  napi_close_handle_scope(env, scope);
+}
+
+static napi_value splice_read(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  splice_t *c = calloc(1, sizeof(*c));
+  if (c == NULL) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  bool lossless;
+  if (argc != 6 || napi_get_value_int32(env, argv[0], &c->dev) != napi_ok ||
+      napi_get_value_bigint_uint64(env, argv[1], &c->unique, &lossless) != napi_ok ||
+      napi_get_value_int32(env, argv[2], &c->fd) != napi_ok || napi_get_value_int64(env, argv[3], &c->pos) != napi_ok ||
+      napi_get_value_int64(env, argv[4], &c->length) != napi_ok || c->length < 0 ||
+      napi_create_reference(env, argv[5], 1, &c->done) != napi_ok) {
+    free(c);
+    napi_throw_error(env, NULL, "fuse_dev.spliceRead(dev, unique: bigint, fd, position, length, done)");
+    return NULL;
+  }
+  napi_value name;
+  napi_create_string_utf8(env, "layerfs.spliceRead", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_async_work(env, NULL, name, splice_execute, splice_complete, c, &c->work) != napi_ok ||
+      napi_queue_async_work(env, c->work) != napi_ok) {
+    napi_delete_reference(env, c->done);
+    free(c);
+    napi_throw_error(env, NULL, "fuse_dev.spliceRead: cannot queue the read");
+    return NULL;
+  }
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   // Each: its name and its function (utf8name, name, method, getter, setter, value, attributes,
   // data).
@@ -509,6 +646,7 @@ NAPI_MODULE_INIT() {
       {"start", NULL, start, NULL, NULL, NULL, napi_enumerable, NULL},
       {"stop", NULL, stop, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readCached", NULL, read_cached, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"spliceRead", NULL, splice_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"copyRange", NULL, copy_range, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lstat", NULL, lstat_into, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fstat", NULL, fstat_into, NULL, NULL, NULL, napi_enumerable, NULL},

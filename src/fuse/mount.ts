@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import type FuseType from 'fuse-native';
 import type { FuseOps } from 'fuse-native';
-import type { InFlightStats, PassthroughStats } from '../stats.js';
+import type { InFlightStats, PassthroughStats, SplicedStats } from '../stats.js';
 
 export interface FuseMountOptions {
   /** libfuse / kernel mount options, e.g. ['ro', 'default_permissions', 'entry_timeout=1']. */
@@ -49,6 +49,8 @@ export interface Mounted {
   inFlight?(): InFlightStats;
   /** Backing files (FUSE passthrough, D51): the kernel engine's, once the kernel took it. */
   passthrough?(): PassthroughStats | undefined;
+  /** READs answered from a file through a pipe (D56): the kernel engine's, in a read-only union. */
+  spliced?(): SplicedStats | undefined;
 }
 
 /**

@@ -18,6 +18,12 @@ export interface FuseDevAddon {
    * `stop[0]` set: the copy ends at the next 64 MiB, done(-ECANCELED).
    */
   copyRange(from: number, to: number, length: number, done: (result: number) => void, stop?: Int32Array): void;
+  /**
+   * Answer the READ `unique` on connection `dev` with `length` bytes of `fd` at `position`,
+   * moved through a pipe in libuv's pool (D56); done: the bytes sent, or -errno with nothing
+   * sent (-EAGAIN: the file gave fewer bytes; -EMSGSIZE: the thread's pipe cannot hold them).
+   */
+  spliceRead(dev: number, unique: bigint, fd: number, position: number, length: number, done: (result: number) => void): void;
   /** lstat(2) into `out` (Float64Array(16): src/entry-stat.ts RAW_STAT_FIELDS); 0 or the errno. */
   lstat(path: string, out: Float64Array): number;
   /** fstat(2) into `out`, as lstat. */

@@ -345,7 +345,7 @@ export interface KnownFile {
  * where one thread would copy them one after the other. A small file's READ is its size, rounded
  * up to pages.
  */
-const CACHED_READ_MAX = 64 * 1024;
+export const CACHED_READ_MAX = 64 * 1024;
 
 /** The addon's cached read; undefined where the addon cannot load (every read then uses the pool). */
 const readCached = (): FuseDevAddon['readCached'] | undefined => fuseDevIfBuilt()?.readCached;

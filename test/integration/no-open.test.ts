@@ -5,7 +5,7 @@
 // read at all, and a second walk with no readdir (D27), nor any opendir (D55); writable unions
 // and lower_ttl mounts still open every file and list every directory through layerfs.
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -15,7 +15,7 @@ import { withApiMount } from '../helpers/mounts.js';
 
 const space = scratch(test);
 
-interface Image { top: string; base: string; mnt: string; root: string; big: Buffer }
+interface Image { top: string; base: string; mnt: string; root: string; big: Buffer; big2: Buffer }
 
 async function image(name: string): Promise<Image> {
   const root = await space.dir(name);
@@ -25,7 +25,9 @@ async function image(name: string): Promise<Image> {
   for (let i = 0; i < 150; i += 3) fs.writeFileSync(path.join(top, 'many', `f${i}`), `top ${i} `.repeat(20 + i));
   const big = randomBytes(3 * 1024 * 1024 + 123);
   fs.writeFileSync(path.join(base, 'big'), big);
-  return { top, base, mnt, root, big };
+  const big2 = randomBytes(5 * 1024 * 1024 + 4321);
+  fs.writeFileSync(path.join(base, 'big2'), big2);
+  return { top, base, mnt, root, big, big2 };
 }
 
 async function withMount<T>(img: Image, extra: Partial<MountOptions>, fn: (m: Mount) => Promise<T>): Promise<T> {
@@ -103,6 +105,20 @@ test('read-only: files read right without opens, and a second pass is served by 
       fs.closeSync(fd);
     }
     t.is(sha(fs.readFileSync(path.join(img.mnt, 'big'))), sha(img.big));
+    // Those READs are large (the kernel reads ahead): they went from the file to the kernel
+    // through a pipe (D56), never more than the file held.
+    const spliced = (await m.stats()).spliced;
+    t.true((spliced?.reads ?? 0) > 0, `spliced READs: ${JSON.stringify(spliced)}`);
+    t.true((spliced?.bytes ?? Infinity) <= 2 * img.big.length);
+
+    // Another large file, read by three programs at once (spliced on several of libuv's threads).
+    const readers = [0, 1, 2].map(() => spawn('sha256sum', [path.join(img.mnt, 'big2')]));
+    const sums = await Promise.all(readers.map((r) => new Promise<string>((resolve) => {
+      let out = '';
+      r.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      r.on('close', () => resolve(out.split(' ')[0] ?? ''));
+    })));
+    t.deepEqual(sums, [sha(img.big2), sha(img.big2), sha(img.big2)]);
 
     // Many files at once, more than the fds layerfs keeps (64): each child reads a third.
     const kids = [0, 1, 2].map((k) => spawnSync('sh', ['-c', `for f in ${path.join(img.mnt, 'many')}/f*${k}; do cat "$f"; done | sha256sum`]));
@@ -111,6 +127,31 @@ test('read-only: files read right without opens, and a second pass is served by 
       const whole = Buffer.concat(names.map((n) => fs.readFileSync(fs.existsSync(path.join(img.top, 'many', n)) ? path.join(img.top, 'many', n) : path.join(img.base, 'many', n))));
       t.is(r.stdout.toString().split(' ')[0], sha(whole), `files ending in ${k}`);
     }
+  });
+});
+
+// Against the contract, a lower file shrinks under a read-only mount: the READs layerfs splices
+// (D56) are given the length the file had, the file gives less, and the pipe that held the
+// promise is thrown away. The reader gets the file's bytes as they are now, up to its new end
+// (the kernel may still have the old size, and fill no more than that), never a hang or another
+// file's bytes; spliced reads go on working after it.
+test('a lower file shrunk underneath reads short and right; large reads go on after it', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const img = await image('shrunk');
+  const shrinking = path.join(img.base, 'big');
+  await withMount(img, {}, async (m) => {
+    // Looked up (its size known) but not read yet.
+    t.is(fs.statSync(path.join(img.mnt, 'big')).size, img.big.length);
+    const keep = 1024 * 1024 + 5000;
+    fs.truncateSync(shrinking, keep);
+    const got = fs.readFileSync(path.join(img.mnt, 'big'));
+    t.true(got.length >= keep && got.length <= img.big.length, `read ${got.length} bytes`);
+    t.true(got.subarray(0, keep).equals(img.big.subarray(0, keep)), 'the bytes the file still has');
+    t.true(got.subarray(keep).every((x) => x === 0), 'nothing after its end but zeros');
+    const before = (await m.stats()).spliced?.reads ?? 0;
+    const r = spawnSync('sha256sum', [path.join(img.mnt, 'big2')]);
+    t.is(r.stdout.toString().split(' ')[0], sha(img.big2));
+    t.true(((await m.stats()).spliced?.reads ?? 0) > before, 'spliced reads after it');
   });
 });
 
@@ -139,6 +180,10 @@ for (const [label, extra] of [
       spawnSync('ls', [path.join(img.mnt, 'many')]);
       t.true(await count(m, 'readdir') >= readdirs + 2, 'every listing asks layerfs');
       t.is((await m.stats()).ops['open']?.errors ?? 0, 0);
+      // Its files may change (an upper, lower_ttl): their READs are read and answered, never
+      // spliced with a length known beforehand (D56).
+      t.is(sha(fs.readFileSync(path.join(img.mnt, 'big'))), sha(img.big));
+      t.is((await m.stats()).spliced, undefined);
     });
   });
 }

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createLog } from '../../src/log.js';
 import { OpCounters } from '../../src/stats.js';
-import { KernelSession, type KernelPolicy } from '../../src/fuse/kernel/session.js';
+import { KernelSession, type KernelPolicy, type SpliceRead } from '../../src/fuse/kernel/session.js';
 import type { BackingFiles } from '../../src/fuse/kernel/passthrough.js';
 import { IN_HEADER, Op } from '../../src/fuse/kernel/wire.js';
 import { createUnion, type Union, type UnionOps } from '../../src/union.js';
@@ -48,7 +48,7 @@ class Client {
 
   constructor(
     lowers: Spec[], policy: KernelPolicy = WRITABLE, writable = true, wrap: (ops: UnionOps) => UnionOps = (ops) => ops,
-    backing?: BackingFiles,
+    backing?: BackingFiles, splice?: SpliceRead,
   ) {
     const roots = s.branches(...lowers);
     this.upper = s.dir('upper');
@@ -61,7 +61,7 @@ class Client {
       if (unique === 0n) this.notes.push({ error: b.readInt32LE(4), body: b.subarray(16, b.readUInt32LE(0)) });
       this.waiting.get(unique)?.({ error: -b.readInt32LE(4) || 0, body: b.subarray(16, b.readUInt32LE(0)) });
       this.waiting.delete(unique);
-    }, undefined, backing);
+    }, undefined, backing, splice);
     u.tellFixedXattrNames(this.session.knowXattrs);
   }
 
@@ -142,7 +142,7 @@ function u64s(...v: bigint[]): Buffer {
 }
 
 const ROOT = 1;
-const { ENOENT, ERANGE, ENODATA, ENOSYS, EBADF } = (await import('node:os')).constants.errno;
+const { ENOENT, ERANGE, ENODATA, ENOSYS, EBADF, EAGAIN, EIO, EMSGSIZE } = (await import('node:os')).constants.errno;
 
 test('a listing longer than one reply is paged without a name lost or repeated', async (t) => {
   const spec: Spec = {};
@@ -690,4 +690,92 @@ test('passthrough stays off where the kernel does not offer it, in read-only uni
   t.is(await opened(d), 0);
   t.is(stacked.next, 1, 'not tried again');
   t.is(d.traces.filter((l) => l.includes('passthrough is off: the upper is on a stacked filesystem')).length, 1);
+});
+
+/**
+ * D56: a large READ of a file that cannot change is handed to the connection's splice (a pipe
+ * from the file to the kernel, device.ts) with the exact length the file holds there, and the
+ * session sends nothing of its own; where the splice could not, the session answers as always.
+ */
+test('D56: large READs of a read-only union are spliced with the length the file holds; small ones and failures answered as ever', async (t) => {
+  const content = Array.from({ length: 300 * 1024 / 16 }, (_, i) => (i % 4096).toString(16).padStart(16, '.')).join('');
+  const calls: Array<{ unique: bigint; pos: number; len: number; bytes: string }> = [];
+  let answer = (len: number): number => len;
+  const splice: SpliceRead = (unique, fd, pos, len) => {
+    // What the fd holds there is what the reply would carry.
+    const buf = Buffer.alloc(len);
+    const got = fs.readSync(fd, buf, 0, len, pos);
+    calls.push({ unique, pos, len, bytes: buf.subarray(0, got).toString() });
+    return Promise.resolve(answer(len));
+  };
+  const c = new Client([{ big: content, small: 'tiny' }], READ_ONLY, false, (ops) => ops, undefined, splice);
+  t.is((await initOffering(c, 0xffff_ffff)).error, 0);
+  const big = (await c.lookup(ROOT, 'big')).nodeid;
+  t.is((await c.send(Op.OPEN, big, u32s(fs.constants.O_RDONLY, 0))).error, ENOSYS, 'the kernel opens files itself (D26)');
+  /** A READ (with no handle, as the kernel sends them here): its reply, or 'no reply' once the session is done with it. */
+  const read = async (node: number, pos: number, size: number): Promise<Reply | 'no reply'> => {
+    const unique = c.nextUnique;
+    let reply: Reply | undefined;
+    void c.send(Op.READ, node, u64s(0n, BigInt(pos)), u32s(size, 0), u64s(0n), u32s(0, 0)).then((r) => (reply = r));
+    for (let i = 0; i < 1000 && (c.session.pendingCount > 0 || reply === undefined); i++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      if (c.session.pendingCount === 0 && reply === undefined && i > 10) break;
+    }
+    if (reply !== undefined) return reply;
+    t.true(calls.some((k) => k.unique === unique), 'a READ left unanswered is one handed to the splice');
+    return 'no reply';
+  };
+
+  // 1 MiB asked at 64 KiB: the file holds 236 KiB from there, and that is what the splice sends.
+  t.is(await read(big, 64 * 1024, 1 << 20), 'no reply', 'the session sends nothing itself');
+  t.is(calls.length, 1);
+  t.is(calls[0]?.pos, 64 * 1024);
+  t.is(calls[0]?.len, 236 * 1024);
+  t.is(calls[0]?.bytes, content.slice(64 * 1024));
+
+  // A small READ (a small file, or the last 20 KiB of this one): read and answered by the session.
+  const tail = await read(big, 280 * 1024, 128 * 1024);
+  t.not(tail, 'no reply');
+  t.is((tail as Reply).body.toString(), content.slice(280 * 1024));
+  const small = (await c.lookup(ROOT, 'small')).nodeid;
+  t.is(((await read(small, 0, 128 * 1024)) as Reply).body.toString(), 'tiny');
+  t.is(calls.length, 1, 'neither was spliced');
+
+  // The splice could not (the file gave less): the session answers.
+  answer = () => -EAGAIN;
+  const fallback = await read(big, 0, 256 * 1024);
+  t.not(fallback, 'no reply');
+  t.is((fallback as Reply).body.toString(), content.slice(0, 256 * 1024));
+  const before = calls.length;
+  // The kernel no longer waits (an interrupted READ): nothing is sent, and no error logged.
+  answer = () => -ENOENT;
+  t.is(await read(big, 0, 256 * 1024), 'no reply');
+  t.is(calls.length, before + 1);
+  // Any other failure is the READ's error.
+  answer = () => -EIO;
+  t.is(((await read(big, 0, 256 * 1024)) as Reply).error, EIO);
+  t.false(c.traces.some((l) => l.includes('BUG')), c.traces.filter((l) => l.includes('BUG')).join('\n'));
+  // A pipe that cannot hold a READ (refused by the kernel): this READ and every later one copied, and said once.
+  answer = () => -EMSGSIZE;
+  t.is(((await read(big, 0, 256 * 1024)) as Reply).body.toString(), content.slice(0, 256 * 1024));
+  const refused = calls.length;
+  t.is(((await read(big, 8192, 256 * 1024)) as Reply).body.toString(), content.slice(8192, 8192 + 256 * 1024));
+  t.is(calls.length, refused, 'not handed to the splice again');
+  t.is(c.traces.filter((l) => l.includes('large reads are copied')).length, 1);
+});
+
+test('D56: a writable union reads through its handles, never spliced', async (t) => {
+  let spliced = 0;
+  const splice: SpliceRead = () => {
+    spliced++;
+    return Promise.resolve(-EIO);
+  };
+  const content = 'w'.repeat(200 * 1024);
+  const c = new Client([{ big: content }], WRITABLE, true, (ops) => ops, undefined, splice);
+  const big = (await c.lookup(ROOT, 'big')).nodeid;
+  const fh = await c.open(big, fs.constants.O_RDONLY);
+  const r = await c.send(Op.READ, big, u64s(fh, 0n), u32s(128 * 1024, 0), u64s(0n), u32s(0, 0));
+  t.is(r.error, 0);
+  t.is(r.body.toString(), content.slice(0, 128 * 1024));
+  t.is(spliced, 0);
 });

@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os';
 import koffi from 'koffi';
 import { loadFuseDev } from '../../host/addon.js';
 import type { BackingFiles } from './passthrough.js';
+import type { SpliceRead } from './session.js';
 import { DEV_IOC_BACKING_CLOSE, DEV_IOC_BACKING_OPEN } from './wire.js';
 
 interface LibFuse {
@@ -127,6 +128,12 @@ export function backingFiles(fd: number): BackingFiles {
       call(fd, DEV_IOC_BACKING_CLOSE, id);
     },
   };
+}
+
+/** READ answers of connection `fd` spliced from the file (D56): session.ts, SpliceRead. */
+export function spliceReads(fd: number): SpliceRead {
+  const addon = loadFuseDev();
+  return (unique, file, position, length) => new Promise((resolve) => addon.spliceRead(fd, unique, file, position, length, resolve));
 }
 
 /** Write one reply; a request the kernel withdrew meanwhile (ENOENT) or a closed connection is no error. */

@@ -3,7 +3,7 @@ import type { Log } from '../../log.js';
 import type { VPath } from '../../path.js';
 import type { UnionOps } from '../../union.js';
 import { unmountPath, type Mounted } from '../mount.js';
-import { SPIN_MICROS, backingFiles, mountConnection, readConnection, writeReply } from './device.js';
+import { SPIN_MICROS, backingFiles, mountConnection, readConnection, spliceReads, writeReply } from './device.js';
 import { setReadahead } from './readahead.js';
 import { IN_FLIGHT_SHOWN } from '../../stats.js';
 import { KernelSession, type KernelPolicy } from './session.js';
@@ -36,13 +36,15 @@ export function mountKernelFuse(
 ): Mounted {
   const fd = mountConnection(mountpoint, o.options);
   const ra = o.readahead;
+  // Only a read-only union reads by path, where what a READ reads cannot change (D56).
+  const splice = o.policy.kernelOpens ? spliceReads(fd) : undefined;
   const session = new KernelSession(ops, o.policy, o.log, (reply) => {
     const err = writeReply(fd, reply);
     if (err !== undefined) o.log.bug('reply', new Error(`writing a reply to /dev/fuse failed: ${err}`));
   }, ra === undefined ? undefined : () => {
     const problem = setReadahead(mountpoint, ra.kib);
     if (problem !== undefined && !ra.quiet) o.log.info(`readahead stays the kernel's default: ${problem}`);
-  }, o.policy.passthrough === true ? backingFiles(fd) : undefined);
+  }, o.policy.passthrough === true ? backingFiles(fd) : undefined, splice);
   o.fixedXattrNames?.(session.knowXattrs);
   readConnection(fd, o.policy.maxWrite + HEADER_ROOM, (b, len) => {
     try {
@@ -67,5 +69,6 @@ export function mountKernelFuse(
     unmount: () => unmountPath(mountpoint),
     inFlight: () => ({ count: session.pendingCount, oldest: session.inFlight(IN_FLIGHT_SHOWN) }),
     passthrough: () => session.passthroughStats(),
+    spliced: () => (splice === undefined ? undefined : { ...session.spliced }),
   };
 }

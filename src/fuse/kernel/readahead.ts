@@ -3,11 +3,13 @@
 // the one way up is the device's read_ahead_kb in sysfs, which root may write. Every READ request
 // costs a round trip through the server, so a sequential read of a large file is bounded by the
 // number of requests: at 1 MiB a cold read of a 1 GiB file takes a quarter of the requests
-// (1,024 instead of 4,096, each carrying up to max_pages) and half the time (D38).
+// (1,024 instead of 4,096, each carrying up to max_pages) and half the time (D38). The default is
+// 1020 KiB, one READ of max_pages (255, src/server.ts): at 1024 KiB each window would be a READ
+// of 255 pages and one of a single page.
 import { readFileSync, writeFileSync } from 'node:fs';
 
 /** Readahead a mount gets unless `readahead=` says otherwise, in KiB (D38). */
-export const DEFAULT_READAHEAD_KIB = 1024;
+export const DEFAULT_READAHEAD_KIB = 1020;
 
 /**
  * The device number ("major:minor") of the mount at `mountpoint` from /proc/self/mountinfo text:

@@ -9,14 +9,14 @@ import { constants as fsc } from 'node:fs';
 import { constants } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Attr } from '../../attr.js';
-import { FsError, toErrno } from '../../errno.js';
+import { FsError, codeOfErrno, toErrno } from '../../errno.js';
 import type { Log } from '../../log.js';
 import type { MergedEntry } from '../../dir-merge.js';
 import { ROOT, childOf, isName, type Name, type VPath } from '../../path.js';
 import type { Owner } from '../../ops/place.js';
 import type { InFlight, PassthroughStats } from '../../stats.js';
 import type { UnionOps } from '../../union.js';
-import { O_ACCMODE } from '../../host/fs.js';
+import { CACHED_READ_MAX, O_ACCMODE, read as hostRead, type KnownFile } from '../../host/fs.js';
 import type { TimeSpec } from '../../host/libc.js';
 import { opensForWrite } from '../../ops/open.js';
 import { fatalSignalPending } from './killed.js';
@@ -73,6 +73,18 @@ export interface KernelPolicy {
 /** The sink replies go to: the connection's fd (device.ts), a recorder in tests. */
 export type Send = (reply: Buffer) => void;
 
+/**
+ * Answers the READ `unique` with `length` bytes of host fd `fd` at `position`, written to the
+ * connection without passing through a buffer of the session's (device.ts, D56): the bytes
+ * sent, or -errno with nothing sent (-EAGAIN: the file gave fewer bytes, -EMSGSIZE: the pipe
+ * cannot hold them, and the session answers the usual way; -ENOENT: the kernel no longer waits
+ * for the answer).
+ */
+export type SpliceRead = (unique: bigint, fd: number, position: number, length: number) => Promise<number>;
+
+/** What a READ answered by SpliceRead leaves to send: nothing. */
+const SENT = Buffer.alloc(0);
+
 type Reply = Buffer | undefined;
 
 interface Answering {
@@ -106,7 +118,7 @@ const unlinkedKey = (): Name => `.layerfs-unlinked-${(unlinkedSeq++).toString(16
 
 const DT_SHIFT = 12;
 const RENAME_NOREPLACE = 1;
-/** Reused READ reply buffers: a header and the largest READ the kernel sends (max_pages 256). */
+/** Reused READ reply buffers: a header and the largest READ the kernel sends (max_pages, 255 or 256). */
 const READ_BUFFER_SIZE = 16 + (1 << 20);
 const READ_BUFFERS_KEPT = 8;
 /** Listings paged without a directory handle (D55) kept between their pages, at most. */
@@ -163,6 +175,8 @@ export class KernelSession {
     private readonly afterInit?: () => void,
     /** The connection's backing files, for passthrough (D51); undefined: none. */
     private readonly backing?: BackingFiles,
+    /** How READs of large lower files are answered without a copy in between (D56); undefined: copied. */
+    private readonly spliceRead?: SpliceRead,
   ) {}
 
   /** Backing files so far and now (D51); undefined when the kernel did not take passthrough. */
@@ -277,6 +291,7 @@ export class KernelSession {
     const us = (performance.now() - t0) * 1000;
     this.log.stats?.record(name, us);
     if (this.log.tracing) this.log.trace(name, traced, 'ok', us);
+    if (out === SENT) return;
     this.send(out ?? reply(h.unique, 0));
     if (h.opcode === Op.READ && out !== undefined) this.giveBackReadBuffer(out);
   }
@@ -376,8 +391,27 @@ export class KernelSession {
     }
   }
 
+  /** A READ's answer, read from `fd` into a buffer of the session's. */
+  private readInto(h: Header, fd: number, size: number, pos: number, known: KnownFile | undefined): Promise<Buffer> {
+    const out = this.takeReadBuffer(16 + size);
+    return hostRead(fd, out.subarray(16, 16 + size), size, pos, known).then((got) => {
+      out.writeUInt32LE(16 + got, 0);
+      out.writeInt32LE(0, 4);
+      out.writeBigUInt64LE(h.unique, 8);
+      return out.subarray(0, 16 + got);
+    }, (e: unknown) => {
+      this.giveBackReadBuffer(out);
+      throw e;
+    });
+  }
+
   /** Requests answered from known xattr names (D20). */
   known = 0;
+
+  /** READs answered through a pipe (D56), and their bytes. */
+  readonly spliced = { reads: 0, bytes: 0 };
+  /** A pipe that holds a READ was refused: READs are copied (D56). */
+  private spliceRefused = false;
 
   /** What a trace line names: the node's path, and for a request about a name in it, the name. */
   private describe(n: Node, h: Header, b: Buffer, len: number): string {
@@ -608,6 +642,32 @@ export class KernelSession {
         const fh = Number(b.readBigUInt64LE(at));
         const pos = Number(b.readBigUInt64LE(at + 8));
         const size = b.readUInt32LE(at + 16);
+        // A large READ of a file that cannot change goes from the file to the kernel through a
+        // pipe (D56). One that small is read on this thread from the page cache (host/fs.ts).
+        const splice = this.spliceRead;
+        if (splice !== undefined && size > CACHED_READ_MAX && this.policy.kernelOpens && !this.spliceRefused) {
+          const unique = h.unique;
+          return this.u.useByPath(this.path(n), (fd, known) => {
+            // The length the reply states must be what the file holds: known only of a file that cannot change.
+            const len = known === undefined ? 0 : Math.max(0, Math.min(size, known.size - pos));
+            if (len <= CACHED_READ_MAX) return this.readInto(h, fd, size, pos, known);
+            return splice(unique, fd, pos, len).then((r) => {
+              if (r >= 0) {
+                this.spliced.reads++;
+                this.spliced.bytes += r;
+                return SENT;
+              }
+              if (r === -E.ENOENT) return SENT;
+              if (r === -E.EMSGSIZE && !this.spliceRefused) {
+                // A pipe of the size asked was refused (a user past fs.pipe-user-pages-soft): copy from now on.
+                this.spliceRefused = true;
+                this.log.info('large reads are copied: this process cannot have a pipe that holds one (fs.pipe-user-pages-soft?)');
+              }
+              if (r === -E.EAGAIN || r === -E.EMSGSIZE) return this.readInto(h, fd, size, pos, known);
+              throw new FsError(codeOfErrno(-r), 'read', this.nodes.path(n) ?? undefined);
+            });
+          });
+        }
         const out = this.takeReadBuffer(16 + size);
         const data = out.subarray(16, 16 + size);
         const done = (got: number): Buffer => {
