@@ -156,7 +156,7 @@ export interface MountStats {
   readonly inFlight: InFlightStats;
   /** Where the kernel reads and writes upper files itself (FUSE passthrough, D51). */
   readonly passthrough?: PassthroughStats | undefined;
-  /** READs of lower files answered through a pipe (D56); read-only unions of the kernel engine. */
+  /** READs of lower files answered through a pipe (D56); the kernel engine's. */
   readonly spliced?: SplicedStats | undefined;
 }
 

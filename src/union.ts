@@ -16,7 +16,7 @@ import { lstatSync, type KnownFile } from './host/fs.js';
 import { InodeNumbers } from './inode.js';
 import { access } from './ops/access.js';
 import { getattr, getattrNow } from './ops/getattr.js';
-import { detachOpen, fgetattr, forgetUnlinked, open, passthroughFd, read, release, unlinkOpen, unlinkedAttr, type Opened } from './ops/open.js';
+import { detachOpen, fgetattr, forgetUnlinked, open, passthroughFd, read, release, unlinkOpen, unlinkedAttr, useForRead, type Opened } from './ops/open.js';
 import { readdir } from './ops/readdir.js';
 import { readlink } from './ops/readlink.js';
 import { statfs } from './ops/statfs.js';
@@ -70,6 +70,8 @@ export interface UnionOps {
    * device where nothing can change them (else undefined). EBADF where readByPath gives it.
    */
   useByPath<T>(p: VPath, fn: (fd: number, known: KnownFile | undefined) => Promise<T>): Promise<T>;
+  /** The same for a read of handle fh (as read): `known` only of a lower file, which cannot change. */
+  useHandle<T>(fh: number, fn: (fd: number, known: KnownFile | undefined) => Promise<T>): Promise<T>;
   /**
    * nameless: the caller has no name for the file any more, so no forgetUnlinked of its key
    * follows the release of its last handle (see unlinkOpen).
@@ -215,6 +217,7 @@ export function createUnion(config: UnionConfig): Union {
     open: (p, flags) => change(() => open(ctx, p, flags)),
     read: (fh, buf, len, pos) => read(ctx, fh, buf, len, pos),
     readByPath: (p, buf, len, pos) => (pathReads === undefined ? Promise.reject(new FsError('EBADF', 'read', p)) : pathReads.read(p, buf, len, pos)),
+    useHandle: (fh, fn) => useForRead(ctx, fh, fn),
     useByPath: (p, fn) => (pathReads === undefined ? Promise.reject(new FsError('EBADF', 'read', p)) : pathReads.use(p, fn)),
     release: (fh, nameless) => release(ctx, fh, nameless),
     passthroughFd: (fh, mode) => passthroughFd(ctx, fh, mode),

@@ -49,7 +49,7 @@ export interface Mounted {
   inFlight?(): InFlightStats;
   /** Backing files (FUSE passthrough, D51): the kernel engine's, once the kernel took it. */
   passthrough?(): PassthroughStats | undefined;
-  /** READs answered from a file through a pipe (D56): the kernel engine's, in a read-only union. */
+  /** READs of lower files answered through a pipe (D56): the kernel engine's. */
   spliced?(): SplicedStats | undefined;
 }
 

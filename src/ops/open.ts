@@ -54,11 +54,19 @@ export async function open(ctx: UnionCtx, p: VPath, flags: number): Promise<Open
   return copied === undefined ? { fh } : { fh, copied };
 }
 
-export async function read(ctx: UnionCtx, fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
+export function read(ctx: UnionCtx, fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
+  return useForRead(ctx, fh, (fd, known) => host.read(fd, buf, len, pos, known));
+}
+
+/**
+ * Run `fn` with the fd a read of fh reads now (readFd) and what is known of that file: its size
+ * and device where it is the lower file the handle was opened on (it cannot change), not a copy
+ * made since. The fd stays open meanwhile: the kernel releases no handle with a read in flight.
+ */
+export async function useForRead<T>(ctx: UnionCtx, fh: number, fn: (fd: number, known: host.KnownFile | undefined) => Promise<T>): Promise<T> {
   const h = ctx.handles.get(fh, 'read');
   const fd = await readFd(ctx, h);
-  // What is known of the lower file holds for reads of it, not of a copy made since (readFd).
-  return host.read(fd, buf, len, pos, fd === h.fd ? h.known : undefined);
+  return fn(fd, fd === h.fd ? h.known : undefined);
 }
 
 /** Where a handle's reads go: its own fd, or the upper copy of the lower file it was opened on. */

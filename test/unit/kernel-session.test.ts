@@ -764,18 +764,41 @@ test('D56: large READs of a read-only union are spliced with the length the file
   t.is(c.traces.filter((l) => l.includes('large reads are copied')).length, 1);
 });
 
-test('D56: a writable union reads through its handles, never spliced', async (t) => {
-  let spliced = 0;
-  const splice: SpliceRead = () => {
-    spliced++;
-    return Promise.resolve(-EIO);
+test('D56: a writable union splices READs of a lower file through its handle, not of a copy made since', async (t) => {
+  const calls: Array<{ pos: number; len: number; bytes: string }> = [];
+  // Each splice records what the fd holds, then declines (EAGAIN): the session answers itself.
+  const splice: SpliceRead = (_unique, fd, pos, len) => {
+    const buf = Buffer.alloc(len);
+    calls.push({ pos, len, bytes: buf.subarray(0, fs.readSync(fd, buf, 0, len, pos)).toString() });
+    return Promise.resolve(-EAGAIN);
   };
-  const content = 'w'.repeat(200 * 1024);
+  const content = Array.from({ length: 200 * 1024 / 8 }, (_, i) => String(i % 1e7).padStart(8, '-')).join('');
   const c = new Client([{ big: content }], WRITABLE, true, (ops) => ops, undefined, splice);
   const big = (await c.lookup(ROOT, 'big')).nodeid;
-  const fh = await c.open(big, fs.constants.O_RDONLY);
-  const r = await c.send(Op.READ, big, u64s(fh, 0n), u32s(128 * 1024, 0), u64s(0n), u32s(0, 0));
-  t.is(r.error, 0);
-  t.is(r.body.toString(), content.slice(0, 128 * 1024));
-  t.is(spliced, 0);
+  const reader = await c.open(big, fs.constants.O_RDONLY);
+  const readAt = (pos: number): Promise<Reply> => c.send(Op.READ, big, u64s(reader, BigInt(pos)), u32s(128 * 1024, 0), u64s(0n), u32s(0, 0));
+
+  const first = await readAt(0);
+  t.true(first.body.toString() === content.slice(0, 128 * 1024), 'the first 128 KiB');
+  t.deepEqual(calls.map((k) => [k.pos, k.len]), [[0, 128 * 1024]], 'the lower file, spliced with what it holds there');
+  t.true(calls[0]?.bytes === content.slice(0, 128 * 1024), 'the fd handed to the splice is the lower file');
+
+  // Another handle appends: the file is copied up, and the reader's next READ reads the copy,
+  // whose size is not the lower's: read into a buffer.
+  const writer = await c.open(big, fs.constants.O_WRONLY | fs.constants.O_APPEND);
+  t.is((await c.send(Op.WRITE, big, u64s(writer, BigInt(content.length)), u32s(3, 0), u64s(0n), u32s(0, 0), Buffer.from('xyz'))).error, 0);
+  await c.send(Op.RELEASE, big, u64s(writer), u32s(0, 0), u64s(0n));
+  const second = await readAt(128 * 1024);
+  t.true(second.body.toString() === content.slice(128 * 1024) + 'xyz', 'the copy, appended bytes and all');
+  t.is(calls.length, 1, 'not spliced');
+
+  // A file of the upper: never.
+  const made = await c.send(Op.CREATE, ROOT, u32s(fs.constants.O_RDWR | fs.constants.O_CREAT, 0o100644, 0o022, 0), 'new');
+  const nid = Number(made.body.readBigUInt64LE(0));
+  const fh = made.body.readBigUInt64LE(128);
+  const upperContent = content.slice(0, 100 * 1024); // (a request fits the client's 128 KiB buffer)
+  t.is((await c.send(Op.WRITE, nid, u64s(fh, 0n), u32s(upperContent.length, 0), u64s(0n), u32s(0, 0), Buffer.from(upperContent))).error, 0);
+  const r = await c.send(Op.READ, nid, u64s(fh, 0n), u32s(96 * 1024, 0), u64s(0n), u32s(0, 0));
+  t.true(r.body.toString() === upperContent.slice(0, 96 * 1024), `${r.body.length} bytes read`);
+  t.is(calls.length, 1);
 });

@@ -36,8 +36,8 @@ export function mountKernelFuse(
 ): Mounted {
   const fd = mountConnection(mountpoint, o.options);
   const ra = o.readahead;
-  // Only a read-only union reads by path, where what a READ reads cannot change (D56).
-  const splice = o.policy.kernelOpens ? spliceReads(fd) : undefined;
+  // Large READs of lower files (D56).
+  const splice = spliceReads(fd);
   const session = new KernelSession(ops, o.policy, o.log, (reply) => {
     const err = writeReply(fd, reply);
     if (err !== undefined) o.log.bug('reply', new Error(`writing a reply to /dev/fuse failed: ${err}`));
@@ -69,6 +69,6 @@ export function mountKernelFuse(
     unmount: () => unmountPath(mountpoint),
     inFlight: () => ({ count: session.pendingCount, oldest: session.inFlight(IN_FLIGHT_SHOWN) }),
     passthrough: () => session.passthroughStats(),
-    spliced: () => (splice === undefined ? undefined : { ...session.spliced }),
+    spliced: () => ({ ...session.spliced }),
   };
 }

@@ -391,6 +391,32 @@ export class KernelSession {
     }
   }
 
+  /**
+   * A READ's answer through the connection's splice (D56), or where that cannot be, read from
+   * `fd` into a buffer of the session's. The length a spliced reply states must be what the file
+   * holds: known only of a file that cannot change.
+   */
+  private spliceOrRead(h: Header, n: Node, fd: number, size: number, pos: number, known: KnownFile | undefined): Promise<Buffer> {
+    const splice = this.spliceRead;
+    const len = known === undefined ? 0 : Math.max(0, Math.min(size, known.size - pos));
+    if (splice === undefined || len <= CACHED_READ_MAX) return this.readInto(h, fd, size, pos, known);
+    return splice(h.unique, fd, pos, len).then((r) => {
+      if (r >= 0) {
+        this.spliced.reads++;
+        this.spliced.bytes += r;
+        return SENT;
+      }
+      if (r === -E.ENOENT) return SENT;
+      if (r === -E.EMSGSIZE && !this.spliceRefused) {
+        // A pipe of the size asked was refused (a user past fs.pipe-user-pages-soft): copy from now on.
+        this.spliceRefused = true;
+        this.log.info('large reads are copied: this process cannot have a pipe that holds one (fs.pipe-user-pages-soft?)');
+      }
+      if (r === -E.EAGAIN || r === -E.EMSGSIZE) return this.readInto(h, fd, size, pos, known);
+      throw new FsError(codeOfErrno(-r), 'read', this.nodes.path(n) ?? undefined);
+    });
+  }
+
   /** A READ's answer, read from `fd` into a buffer of the session's. */
   private readInto(h: Header, fd: number, size: number, pos: number, known: KnownFile | undefined): Promise<Buffer> {
     const out = this.takeReadBuffer(16 + size);
@@ -644,29 +670,9 @@ export class KernelSession {
         const size = b.readUInt32LE(at + 16);
         // A large READ of a file that cannot change goes from the file to the kernel through a
         // pipe (D56). One that small is read on this thread from the page cache (host/fs.ts).
-        const splice = this.spliceRead;
-        if (splice !== undefined && size > CACHED_READ_MAX && this.policy.kernelOpens && !this.spliceRefused) {
-          const unique = h.unique;
-          return this.u.useByPath(this.path(n), (fd, known) => {
-            // The length the reply states must be what the file holds: known only of a file that cannot change.
-            const len = known === undefined ? 0 : Math.max(0, Math.min(size, known.size - pos));
-            if (len <= CACHED_READ_MAX) return this.readInto(h, fd, size, pos, known);
-            return splice(unique, fd, pos, len).then((r) => {
-              if (r >= 0) {
-                this.spliced.reads++;
-                this.spliced.bytes += r;
-                return SENT;
-              }
-              if (r === -E.ENOENT) return SENT;
-              if (r === -E.EMSGSIZE && !this.spliceRefused) {
-                // A pipe of the size asked was refused (a user past fs.pipe-user-pages-soft): copy from now on.
-                this.spliceRefused = true;
-                this.log.info('large reads are copied: this process cannot have a pipe that holds one (fs.pipe-user-pages-soft?)');
-              }
-              if (r === -E.EAGAIN || r === -E.EMSGSIZE) return this.readInto(h, fd, size, pos, known);
-              throw new FsError(codeOfErrno(-r), 'read', this.nodes.path(n) ?? undefined);
-            });
-          });
+        if (this.spliceRead !== undefined && size > CACHED_READ_MAX && !this.spliceRefused) {
+          const answer = (fd: number, known: KnownFile | undefined): Promise<Buffer> => this.spliceOrRead(h, n, fd, size, pos, known);
+          return this.policy.kernelOpens ? this.u.useByPath(this.path(n), answer) : this.u.useHandle(fh, answer);
         }
         const out = this.takeReadBuffer(16 + size);
         const data = out.subarray(16, 16 + size);
