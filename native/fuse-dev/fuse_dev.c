@@ -348,20 +348,43 @@ static void copy_execute(napi_env env, void *data) {
   c->result = copied;
 }
 
-static void copy_complete(napi_env env, napi_status status, void *data) {
-  copy_t *c = data;
+// The end of a job of libuv's pool, on the JS thread: done(result) is called, and its reference
+// dropped. The caller has freed the job by then, so that nothing done may do can reach it.
+static void call_done(napi_env env, napi_ref done_ref, int64_t result) {
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
   napi_value done, global, arg;
-  napi_get_reference_value(env, c->done, &done);
+  napi_get_reference_value(env, done_ref, &done);
   napi_get_global(env, &global);
-  napi_create_int64(env, status == napi_ok ? c->result : -(int64_t)ECANCELED, &arg);
-  napi_delete_reference(env, c->done);
+  napi_create_int64(env, result, &arg);
+  napi_delete_reference(env, done_ref);
+  napi_call_function(env, global, done, 1, &arg, NULL);
+  napi_close_handle_scope(env, scope);
+}
+
+// Queue a job on libuv's pool; 0 where N-API would not (nothing is then queued).
+static int queue_job(napi_env env, const char *name, napi_async_execute_callback execute, napi_async_complete_callback complete,
+                     void *data, napi_async_work *work) {
+  napi_value n;
+  if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &n) != napi_ok ||
+      napi_create_async_work(env, NULL, n, execute, complete, data, work) != napi_ok) {
+    return 0;
+  }
+  if (napi_queue_async_work(env, *work) != napi_ok) {
+    napi_delete_async_work(env, *work);
+    return 0;
+  }
+  return 1;
+}
+
+static void copy_complete(napi_env env, napi_status status, void *data) {
+  copy_t *c = data;
+  napi_ref done = c->done;
+  int64_t result = status == napi_ok ? c->result : -(int64_t)ECANCELED;
   if (c->stop_ref != NULL) napi_delete_reference(env, c->stop_ref);
   napi_delete_async_work(env, c->work);
   free(c);
-  napi_call_function(env, global, done, 1, &arg, NULL);
-  napi_close_handle_scope(env, scope);
+  call_done(env, done, result);
 }
 
 static napi_value copy_range(napi_env env, napi_callback_info info) {
@@ -377,7 +400,6 @@ static napi_value copy_range(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "out of memory");
     return NULL;
   }
-  napi_value name;
   if (napi_get_value_int32(env, argv[0], &c->from) != napi_ok || napi_get_value_int32(env, argv[1], &c->to) != napi_ok ||
       napi_get_value_int64(env, argv[2], &c->length) != napi_ok || napi_create_reference(env, argv[3], 1, &c->done) != napi_ok) {
     free(c);
@@ -399,9 +421,7 @@ static napi_value copy_range(napi_env env, napi_callback_info info) {
     }
     c->stop = (const volatile int32_t *)data;
   }
-  napi_create_string_utf8(env, "layerfs.copyRange", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_async_work(env, NULL, name, copy_execute, copy_complete, c, &c->work) != napi_ok ||
-      napi_queue_async_work(env, c->work) != napi_ok) {
+  if (!queue_job(env, "layerfs.copyRange", copy_execute, copy_complete, c, &c->work)) {
     napi_delete_reference(env, c->done);
     if (c->stop_ref != NULL) napi_delete_reference(env, c->stop_ref);
     free(c);
@@ -595,17 +615,11 @@ static void splice_execute(napi_env env, void *data) {
 
 static void splice_complete(napi_env env, napi_status status, void *data) {
   splice_t *c = data;
-  napi_handle_scope scope;
-  napi_open_handle_scope(env, &scope);
-  napi_value done, global, arg;
-  napi_get_reference_value(env, c->done, &done);
-  napi_get_global(env, &global);
-  napi_create_int64(env, status == napi_ok ? c->result : -(int64_t)ECANCELED, &arg);
-  napi_delete_reference(env, c->done);
+  napi_ref done = c->done;
+  int64_t result = status == napi_ok ? c->result : -(int64_t)ECANCELED;
   napi_delete_async_work(env, c->work);
   free(c);
-  napi_call_function(env, global, done, 1, &arg, NULL);
-  napi_close_handle_scope(env, scope);
+  call_done(env, done, result);
 }
 
 static napi_value splice_read(napi_env env, napi_callback_info info) {
@@ -627,10 +641,7 @@ static napi_value splice_read(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "fuse_dev.spliceRead(dev, unique: bigint, fd, position, length, done)");
     return NULL;
   }
-  napi_value name;
-  napi_create_string_utf8(env, "layerfs.spliceRead", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_async_work(env, NULL, name, splice_execute, splice_complete, c, &c->work) != napi_ok ||
-      napi_queue_async_work(env, c->work) != napi_ok) {
+  if (!queue_job(env, "layerfs.spliceRead", splice_execute, splice_complete, c, &c->work)) {
     napi_delete_reference(env, c->done);
     free(c);
     napi_throw_error(env, NULL, "fuse_dev.spliceRead: cannot queue the read");
