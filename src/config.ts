@@ -72,7 +72,7 @@ function unescape(s: string): string {
   return s.replace(/\\(.)/g, '$1');
 }
 
-/** Largest readahead=: 64 MiB, far past where larger requests stop paying (max_pages is 1 MiB). */
+/** Largest readahead=: 64 MiB, far past where larger requests stop paying (a READ is 1020 KiB at most). */
 const MAX_READAHEAD_KIB = 65536;
 
 /** Longest spin_us=: a millisecond of a CPU per burst is already more than any wake-up costs. */

@@ -118,7 +118,7 @@ const unlinkedKey = (): Name => `.layerfs-unlinked-${(unlinkedSeq++).toString(16
 
 const DT_SHIFT = 12;
 const RENAME_NOREPLACE = 1;
-/** Reused READ reply buffers: a header and the largest READ the kernel sends (max_pages, 255 or 256). */
+/** Reused READ reply buffers: a header and the largest READ the kernel sends (max_pages: 255 pages, src/server.ts). */
 const READ_BUFFER_SIZE = 16 + (1 << 20);
 const READ_BUFFERS_KEPT = 8;
 /** Listings paged without a directory handle (D55) kept between their pages, at most. */
