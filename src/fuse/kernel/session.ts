@@ -670,24 +670,10 @@ export class KernelSession {
         const size = b.readUInt32LE(at + 16);
         // A large READ of a file that cannot change goes from the file to the kernel through a
         // pipe (D56). One that small is read on this thread from the page cache (host/fs.ts).
-        if (this.spliceRead !== undefined && size > CACHED_READ_MAX && !this.spliceRefused) {
-          const answer = (fd: number, known: KnownFile | undefined): Promise<Buffer> => this.spliceOrRead(h, n, fd, size, pos, known);
-          return this.policy.kernelOpens ? this.u.useByPath(this.path(n), answer) : this.u.useHandle(fh, answer);
-        }
-        const out = this.takeReadBuffer(16 + size);
-        const data = out.subarray(16, 16 + size);
-        const done = (got: number): Buffer => {
-          out.writeUInt32LE(16 + got, 0);
-          out.writeInt32LE(0, 4);
-          out.writeBigUInt64LE(h.unique, 8);
-          return out.subarray(0, 16 + got);
-        };
-        const failed = (e: unknown): never => {
-          this.giveBackReadBuffer(out);
-          throw e;
-        };
-        if (this.policy.kernelOpens) return this.u.readByPath(this.path(n), data, size, pos).then(done, failed);
-        return this.u.read(fh, data, size, pos).then(done, failed);
+        const splice = this.spliceRead !== undefined && size > CACHED_READ_MAX && !this.spliceRefused;
+        const answer = (fd: number, known: KnownFile | undefined): Promise<Buffer> =>
+          (splice ? this.spliceOrRead(h, n, fd, size, pos, known) : this.readInto(h, fd, size, pos, known));
+        return this.policy.kernelOpens ? this.u.useByPath(this.path(n), answer) : this.u.useHandle(fh, answer);
       }
       case Op.WRITE: {
         const fh = Number(b.readBigUInt64LE(at));
