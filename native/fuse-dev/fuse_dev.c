@@ -523,7 +523,6 @@ static napi_value fstat_into(napi_env env, napi_callback_info info) {
   return out;
 }
 
-
 // spliceRead(dev, unique, fd, position, length, done): answer the READ `unique` on connection
 // `dev` with `length` bytes of fd at `position`, moved through a pipe on a thread of libuv's pool
 // (D56). splice(2) puts references to the file's pages into the pipe, and the kernel copies them
