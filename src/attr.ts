@@ -15,6 +15,12 @@ export interface Attr {
   readonly blksize: number;
   readonly blocks: number;
   readonly exact: ExactTimes;
+  /**
+   * The entry is a lower layer's. Its attributes change only by a copy-up, which the kernel is
+   * told of; and a copy-up of one of its names leaves the others as they were (it breaks the hard
+   * link, as on the kernel's overlayfs). So the kernel may keep them however many names it has.
+   */
+  readonly lower: boolean;
 }
 
 /** ms as Node computes it for a Stats (sec * 1e3 + nsec / 1e6), so every kind of stat agrees. */
@@ -22,11 +28,12 @@ export function msOfTime(sec: number, nsec: number): number {
   return sec * 1e3 + nsec / 1e6;
 }
 
-/** Attributes from a resolution's stat (exact times). */
-export function attrOfEntry(st: EntryStat, ino: number, nlink = st.nlink): Attr {
+/** Attributes from a resolution's stat (exact times); `lower`: of a lower layer's entry. */
+export function attrOfEntry(st: EntryStat, ino: number, nlink = st.nlink, lower = false): Attr {
   return {
     mode: st.mode, uid: st.uid, gid: st.gid, size: st.size, nlink, ino, rdev: st.rdev,
     blksize: st.blksize, blocks: st.blocks,
     exact: st, // an EntryStat never changes: no copy of its times on every reply
+    lower,
   };
 }

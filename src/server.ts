@@ -120,7 +120,7 @@ export function kernelPolicyFor(c: ServeConfig, kernelRelease: string = release(
   // kernel sees (it then drops the absence), or underneath in a branch (what lower_ttl bounds).
   const names = Math.min(1, c.lowerTtl ?? 1);
   return {
-    // Files: kept as long as names (D29), but not a file with more than one name.
+    // Files: kept as long as names (D29), but not an upper file with more than one name (D58).
     entrySec: names, attrSecFile: names, attrSecDir: dir, attrSecLinked: 0, negativeSec: names,
     keepCache: false, cacheDirs: false, cacheSymlinks: false, kernelOpens: false, maxWrite: KERNEL_MAX_WRITE,
     // The kernel enforces and keeps ACLs here too: every change of one goes through a request it

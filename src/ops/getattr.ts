@@ -36,7 +36,7 @@ function attrOf(ctx: UnionCtx, p: VPath, r: Resolution): Attr {
   if (r.kind === 'absent') throw new FsError('ENOENT', 'getattr', p);
   if (r.kind === 'file') {
     if (r.branch.writable) return upperAttr(ctx, host.lstatEntry(r.real), undefined, recorded(r, r.real));
-    return attrOfEntry(r.stat, ctx.inodes.of(r.stat.dev, r.stat.ino));
+    return attrOfEntry(r.stat, ctx.inodes.of(r.stat.dev, r.stat.ino), r.stat.nlink, true);
   }
   const top = r.stack[0];
   // A merged directory's link count would have to count subdirectories across branches;
@@ -47,7 +47,7 @@ function attrOf(ctx: UnionCtx, p: VPath, r: Resolution): Attr {
     return upperAttr(ctx, st, merged ? 1 : st.nlink, recorded(r, top.real(p)));
   }
   const st = r.stat;
-  return attrOfEntry(st, ctx.inodes.of(st.dev, st.ino), merged ? 1 : st.nlink);
+  return attrOfEntry(st, ctx.inodes.of(st.dev, st.ino), merged ? 1 : st.nlink, true);
 }
 
 /**

@@ -22,7 +22,9 @@ export type Node =
   | { readonly type: 'xwhiteout' }
   /** A character device that is not a whiteout. */
   | { readonly type: 'chardev'; readonly major: number; readonly minor: number }
-  | { readonly type: 'fifo' };
+  | { readonly type: 'fifo' }
+  /** Another name of the file at `target` (a path of the same branch, made first). */
+  | { readonly type: 'hardlink'; readonly target: string };
 
 /** A branch: vpath without leading slash ("a/b") -> entry. Missing parents are created as dirs. */
 export type Spec = Record<string, Node>;
@@ -37,6 +39,7 @@ export const symlink = (target: string): Node => ({ type: 'symlink', target });
 export const whiteout: Node = { type: 'whiteout' };
 export const xwhiteout: Node = { type: 'xwhiteout' };
 export const fifo: Node = { type: 'fifo' };
+export const hardlink = (target: string): Node => ({ type: 'hardlink', target });
 export const chardev = (major: number, minor: number): Node => ({ type: 'chardev', major, minor });
 export const file = (content: string | Buffer, xattrs?: Xattrs): Node =>
   xattrs === undefined ? { type: 'file', content } : { type: 'file', content, xattrs };
@@ -48,8 +51,10 @@ function setAll(p: string, xattrs: Xattrs | undefined): void {
 /** Write one branch under `root` (which is created). */
 export function writeBranch(root: string, spec: Spec): void {
   fs.mkdirSync(root, { recursive: true });
-  // Parents before children; directory xattrs are set after all entries exist.
-  const keys = Object.keys(spec).sort((a, b) => a.split('/').length - b.split('/').length);
+  // Parents before children, hard links after what they name; directory xattrs are set after all
+  // entries exist.
+  const isLink = (k: string): number => (typeof spec[k] === 'object' && (spec[k] as { type: string }).type === 'hardlink' ? 1 : 0);
+  const keys = Object.keys(spec).sort((a, b) => isLink(a) - isLink(b) || a.split('/').length - b.split('/').length);
   const dirXattrs: Array<[string, Xattrs]> = [];
   for (const key of keys) {
     const node = spec[key]!;
@@ -84,6 +89,9 @@ export function writeBranch(root: string, spec: Spec): void {
         break;
       case 'fifo':
         mknod(p as RealPath, S_IFIFO | 0o644, 0);
+        break;
+      case 'hardlink':
+        fs.linkSync(path.join(root, node.target), p);
         break;
     }
   }

@@ -12,7 +12,7 @@ import { KernelSession, type KernelPolicy, type SpliceRead } from '../../src/fus
 import type { BackingFiles } from '../../src/fuse/kernel/passthrough.js';
 import { IN_HEADER, Op } from '../../src/fuse/kernel/wire.js';
 import { createUnion, type Union, type UnionOps } from '../../src/union.js';
-import { file, makeScratch, type Spec } from './fixture.js';
+import { file, hardlink, makeScratch, type Spec } from './fixture.js';
 
 const s = await makeScratch('kernel-session');
 const unions: Union[] = [];
@@ -449,6 +449,36 @@ test('writable union: a file keeps its attributes for the policy time, one with 
   t.is(again.body.readUInt32LE(16 + 64), 2, 'nlink 2');
   t.is(attrValid(again, 0), 0, 'attr_out.attr_valid of a file with two names');
   t.is(attrValid(await c.send(Op.LOOKUP, ROOT, 'g'), 24), 0);
+});
+
+test('writable union: a lower file with two names keeps its attributes (D58); a change through one name leaves the other as it was', async (t) => {
+  const c = new Client([{ f: 'x', g: hardlink('f') }], { ...WRITABLE, attrSecFile: 1, attrSecLinked: 0 });
+  const attrValid = (r: Reply, at: number): number => Number(r.body.readBigUInt64LE(at));
+  const nlink = (r: Reply, at: number): number => r.body.readUInt32LE(at + 64);
+  const mode = (r: Reply, at: number): number => r.body.readUInt32LE(at + 60) & 0o7777;
+  const f = await c.send(Op.LOOKUP, ROOT, 'f');
+  const g = await c.send(Op.LOOKUP, ROOT, 'g');
+  t.is(nlink(f, 40), 2, 'the lower file has two names');
+  t.is(attrValid(f, 24), 1, 'entry_out.attr_valid of a lower file with two names: the policy time');
+  t.is(attrValid(g, 24), 1);
+  const fid = Number(f.body.readBigUInt64LE(0));
+  const gid = Number(g.body.readBigUInt64LE(0));
+  // chmod through f: f is copied up apart, g still shows the lower file, as on the kernel's overlayfs.
+  const chmod = Buffer.alloc(88); // fuse_setattr_in: valid FATTR_MODE, mode at 68
+  chmod.writeUInt32LE(1, 0);
+  chmod.writeUInt32LE(0o100600, 68);
+  const set = await c.send(Op.SETATTR, fid, chmod);
+  t.is(set.error, 0);
+  t.is(mode(set, 16), 0o600);
+  t.is(nlink(set, 16), 1, 'the copy of f has one name');
+  t.is(attrValid(set, 0), 1, 'and keeps its attributes, one name');
+  const g2 = await c.send(Op.GETATTR, gid, u32s(0, 0), u64s(0n));
+  t.is(mode(g2, 16), 0o644, 'g kept the lower file\'s mode: what the kernel kept of it is still true');
+  t.is(nlink(g2, 16), 2);
+  t.is(attrValid(g2, 0), 1);
+  // Two names in the upper (a link made through the mount) keep none, as before.
+  t.is((await c.send(Op.LINK, ROOT, u64s(BigInt(fid)), 'h')).error, 0);
+  t.is(attrValid(await c.send(Op.GETATTR, fid, u32s(0, 0), u64s(0n)), 0), 0, 'an upper file with two names keeps none');
 });
 
 test('FLUSH answers ENOSYS (every write reached the branch already): the kernel then stops sending it', async (t) => {

@@ -41,7 +41,8 @@ export interface KernelPolicy {
   /**
    * Seconds the attributes of a file with more than one name stay valid. Each name is its own
    * node here, so a change through one name (a write, a link count) is one the kernel does not
-   * see for the others: where files can change, such a file's attributes are not kept.
+   * see for the others: where files can change, such a file's attributes are not kept. A lower
+   * file's are (Attr.lower): a change through one of its names copies that name up, apart (D58).
    */
   readonly attrSecLinked: number;
   /** Seconds an absence stays cached (0: not cached). */
@@ -507,7 +508,7 @@ export class KernelSession {
 
   private attrSec(a: Attr): number {
     if ((a.mode & fsc.S_IFMT) === fsc.S_IFDIR) return this.policy.attrSecDir;
-    return a.nlink > 1 ? this.policy.attrSecLinked : this.policy.attrSecFile;
+    return a.nlink > 1 && !a.lower ? this.policy.attrSecLinked : this.policy.attrSecFile;
   }
 
   /** The kernel forgets what it keeps of n's attributes (a change it did not see happen to n). */
