@@ -27,10 +27,11 @@ import {
   writeUnionfsLayers,
 } from './dataset.js';
 import type { Dataset, MergedEntry } from './dataset.js';
+import { FuseTrace, totalOf, type TraceResult } from './fusetrace.js';
 import { Rng } from './rng.js';
 import { writeLayerStacks } from './stacks.js';
 import type { Stacks } from './stacks.js';
-import { fmtMiB, fmtMs, fmtRatio, mdTable, summarize } from './stats.js';
+import { fmtCount, fmtMiB, fmtMs, fmtRatio, mdTable, summarize } from './stats.js';
 import type { Summary } from './stats.js';
 import { ratioChart } from './svg.js';
 import { writeSourceTarball } from './tarball.js';
@@ -123,6 +124,8 @@ interface Options {
   pin: number | undefined;
   /** --tag: added to the report's name (full-DATE-TAG.md), '' for none. */
   tag: string;
+  /** --requests: count the FUSE requests of every workload in the first run (fusetrace.ts). */
+  requests: boolean;
 }
 
 const FULL_DEFAULTS: Record<string, string> = {
@@ -181,6 +184,8 @@ function usage(preset: Preset, d: Record<string, string>): string {
   --pin CPU          run everything (servers, daemon, workloads, this script) on that one CPU:
                      no wake-up crosses CPUs, so times count the work done, not where the
                      scheduler put client and server (bench/README.md: "Pinned runs")
+  --requests         count each FUSE variant's requests in the first run, by opcode, with the
+                     time the kernel waited for their answers (its fuse tracepoints, Linux 6.13+)
   --no-install       do not apt-get install missing fuse-overlayfs / unionfs-fuse`;
 }
 
@@ -212,6 +217,7 @@ function parseOptions(argv: string[], preset: Preset): Options | undefined {
       'no-install': { type: 'boolean', default: false },
       pin: { type: 'string' },
       tag: { type: 'string', default: '' },
+      requests: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -270,6 +276,7 @@ function parseOptions(argv: string[], preset: Preset): Options | undefined {
     install: !values['no-install'],
     pin: values.pin === undefined ? undefined : int('pin', values.pin, 0),
     tag: tagOf(values.tag),
+    requests: values.requests,
   };
 }
 
@@ -284,6 +291,7 @@ function defaultSizes(preset: Preset): Options {
 // Cleanup: everything mounted is unmounted in a finally block and on SIGINT/SIGTERM/SIGHUP.
 
 let scratchDir: string | undefined;
+let tracer: FuseTrace | undefined;
 const activeVariants: Variant[] = [];
 let cleanedUp = false;
 let interrupted = false;
@@ -299,6 +307,8 @@ function cleanup(): void {
       console.error(`cleanup: ${v.name}: ${(err as Error).message}`);
     }
   }
+  tracer?.close();
+  tracer = undefined;
   if (scratchDir) {
     if (isMounted(scratchDir)) {
       for (const p of unmountWith(scratchDir, ['umount', scratchDir])) console.error(`cleanup: scratch: ${p}`);
@@ -784,6 +794,12 @@ async function main(argv: string[], preset: Preset): Promise<number> {
   const cpu = new Map<string, Map<string, number[]>>(); // variant -> series -> daemon CPU ms
   const hwm = new Map<string, Map<string, number[]>>(); // variant -> workload id -> VmHWM KiB
   const mountMs = new Map<string, number[]>();
+  const requests = new Map<string, Map<string, TraceResult>>(); // FUSE variant -> series -> first run's requests
+  if (opts.requests) {
+    const t = FuseTrace.open();
+    if (typeof t === 'string') log(`WARNING: --requests: ${t}; requests not counted`);
+    else tracer = t;
+  }
   for (const v of measured) {
     samples.set(v.name, new Map());
     cpu.set(v.name, new Map());
@@ -847,9 +863,16 @@ async function main(argv: string[], preset: Preset): Promise<number> {
           const cmd = w.cmd(v.root);
           const parts: string[] = [];
           for (const phase of phasesOf(w)) {
+            const trace = r === 0 && v.fuse ? tracer : undefined;
+            trace?.start();
             const c0 = v.pid !== undefined ? readCpuMs(v.pid) : undefined;
             const res = await runTimed(cmd, timeoutMs);
             const c1 = v.pid !== undefined ? readCpuMs(v.pid) : undefined;
+            if (trace !== undefined) {
+              const inner = requests.get(v.name) ?? new Map<string, TraceResult>();
+              inner.set(seriesKey(w, phase), trace.stop());
+              requests.set(v.name, inner);
+            }
             worked += res.ms;
             if (!res.ok) {
               fail(r + 1, v, w, `${phase}: ${howFailed(res, opts.timeoutS)}`);
@@ -876,6 +899,8 @@ async function main(argv: string[], preset: Preset): Promise<number> {
     }
   }
   const measureMs = Date.now() - tMeasure;
+  tracer?.close();
+  tracer = undefined;
   if (writes.length > 0) {
     const after = checkLowersIntact(ds, layerRoots, appendTargets);
     if (after.length > 0) log(`WARNING: a lower layer changed during the measurements: ${after.slice(0, 3).join('; ')}`);
@@ -952,6 +977,19 @@ async function main(argv: string[], preset: Preset): Promise<number> {
       const s = summarize(hwm.get(v)?.get(w.id) ?? []);
       return s ? fmtMiB(s.max) : '—';
     })]);
+  const traced = fusePresent.filter((v) => requests.has(v));
+  const requestRows = series.map((s) => [s.label, ...traced.map((v) => {
+    const t = requests.get(v)?.get(s.key);
+    if (t === undefined) return '—';
+    const all = totalOf(t.counts);
+    return `${fmtCount(all.n)}${t.lost > 0 ? '+' : ''} (${fmtMs(all.us / 1000)})`;
+  })]);
+  const opcodeRows = series.map((s) => [s.label, ...traced.map((v) => {
+    const t = requests.get(v)?.get(s.key);
+    if (t === undefined) return '—';
+    const top = Object.entries(t.counts).sort(([, a], [, b]) => b.n - a.n).slice(0, 4);
+    return top.length === 0 ? 'none' : top.map(([op, c]) => `${op} ${fmtCount(c.n)}`).join(', ');
+  })]);
   const stackWorkloads = workloads.filter((w) => w.stack !== undefined);
   const lookupRows = stackWorkloads.map((w) => [
     `${w.stack} layer${w.stack === 1 ? '' : 's'}`,
@@ -1049,6 +1087,21 @@ async function main(argv: string[], preset: Preset): Promise<number> {
       '## FUSE server CPU (median utime+stime during the command, and as a share of its wall time)',
       '',
       mdTable(['workload', ...fusePresent], cpuRows),
+      '',
+    );
+  }
+  if (traced.length > 0) {
+    md.push(
+      '## FUSE requests (first run: the kernel\'s fuse tracepoints)',
+      '',
+      'Requests the command sent to the FUSE server, and (in brackets) the time the kernel waited for their answers, summed; ' +
+        'the rest of a request\'s round trip is the wake-up of the caller after the answer. "+": the trace buffer overflowed, a lower bound.',
+      '',
+      mdTable(['workload', ...traced], requestRows),
+      '',
+      'The most frequent requests:',
+      '',
+      mdTable(['workload', ...traced], opcodeRows),
       '',
     );
   }
@@ -1154,6 +1207,7 @@ async function main(argv: string[], preset: Preset): Promise<number> {
         ),
         serverCpuMs: Object.fromEntries(fusePresent.map((v) => [v, obj(cpu.get(v))])),
         serverPeakRssKiB: Object.fromEntries(fusePresent.map((v) => [v, obj(hwm.get(v))])),
+        fuseRequestsFirstRun: Object.fromEntries(traced.map((v) => [v, obj(requests.get(v))])),
       },
       null,
       2,

@@ -38,6 +38,14 @@ export function fmtRatio(r: number | undefined): string {
   return `${r.toFixed(2)}×`;
 }
 
+/** A count: 950, 9.5k, 95k, 1.2M. */
+export function fmtCount(n: number): string {
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
+  if (n >= 1e4) return `${(n / 1e3).toFixed(0)}k`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
+  return String(n);
+}
+
 export function fmtMiB(kib: number): string {
   return `${(kib / 1024).toFixed(1)} MiB`;
 }
