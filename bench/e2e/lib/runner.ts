@@ -40,9 +40,11 @@ import {
   describe,
   dropCaches,
   ensureDebianTools,
+  holdCpuLatency,
   isMounted,
   killWorkload,
   liveChildren,
+  readCpuLatency,
   readCpuMs,
   readMem,
   run,
@@ -122,6 +124,8 @@ interface Options {
   install: boolean;
   /** --pin: the one CPU every process of the run is kept on (undefined: no pinning). */
   pin: number | undefined;
+  /** --cpu-latency: the CPU wake-up latency limit held for the whole run, in µs (undefined: none). */
+  cpuLatency: number | undefined;
   /** --tag: added to the report's name (full-DATE-TAG.md), '' for none. */
   tag: string;
   /** --requests: count the FUSE requests of every workload in the first run (fusetrace.ts). */
@@ -184,6 +188,10 @@ function usage(preset: Preset, d: Record<string, string>): string {
   --pin CPU          run everything (servers, daemon, workloads, this script) on that one CPU:
                      no wake-up crosses CPUs, so times count the work done, not where the
                      scheduler put client and server (bench/README.md: "Pinned runs")
+  --cpu-latency US   hold a CPU latency request of US microseconds for the whole run
+                     (/dev/cpu_dma_latency, as tuned's latency-performance profile does): idle
+                     CPUs then wake within US (0: they poll instead of halting), for every
+                     variant alike (bench/README.md: "A host tuned for latency")
   --requests         count each FUSE variant's requests in the first run, by opcode, with the
                      time the kernel waited for their answers (its fuse tracepoints, Linux 6.13+)
   --no-install       do not apt-get install missing fuse-overlayfs / unionfs-fuse`;
@@ -216,6 +224,7 @@ function parseOptions(argv: string[], preset: Preset): Options | undefined {
       'layerfs-opts': { type: 'string', default: '' },
       'no-install': { type: 'boolean', default: false },
       pin: { type: 'string' },
+      'cpu-latency': { type: 'string' },
       tag: { type: 'string', default: '' },
       requests: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -275,6 +284,7 @@ function parseOptions(argv: string[], preset: Preset): Options | undefined {
     layerfsOpts: values['layerfs-opts'],
     install: !values['no-install'],
     pin: values.pin === undefined ? undefined : int('pin', values.pin, 0),
+    cpuLatency: values['cpu-latency'] === undefined ? undefined : int('cpu-latency', values['cpu-latency'], 0),
     tag: tagOf(values.tag),
     requests: values.requests,
   };
@@ -292,6 +302,8 @@ function defaultSizes(preset: Preset): Options {
 
 let scratchDir: string | undefined;
 let tracer: FuseTrace | undefined;
+/** --cpu-latency's request: the fd that holds it. */
+let cpuLatencyFd: number | undefined;
 const activeVariants: Variant[] = [];
 let cleanedUp = false;
 let interrupted = false;
@@ -309,6 +321,10 @@ function cleanup(): void {
   }
   tracer?.close();
   tracer = undefined;
+  if (cpuLatencyFd !== undefined) {
+    fs.closeSync(cpuLatencyFd);
+    cpuLatencyFd = undefined;
+  }
   if (scratchDir) {
     if (isMounted(scratchDir)) {
       for (const p of unmountWith(scratchDir, ['umount', scratchDir])) console.error(`cleanup: scratch: ${p}`);
@@ -360,7 +376,7 @@ function fmtDuration(ms: number): string {
   return m < 90 ? `${m} min` : `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 
-function envInfo(pin: number | undefined): Record<string, string> {
+function envInfo(pin: number | undefined, cpuLatency: number | undefined): Record<string, string> {
   const first = (r: ReturnType<typeof run>): string => (r.stdout || r.stderr).trim().split('\n').filter((l) => !/unknown argument ignored/.test(l))[0] ?? '';
   const gitRev = run('git', ['-C', repoRoot, 'rev-parse', '--short', 'HEAD']);
   const gitDirty = run('git', ['-C', repoRoot, 'status', '--porcelain']);
@@ -378,6 +394,7 @@ function envInfo(pin: number | undefined): Record<string, string> {
     fusermount3: first(run('fusermount3', ['--version'])).replace(/^.*version:?\s*/i, '') || 'n/a',
     layerfs: gitRev.ok ? `${gitRev.stdout.trim()}${gitDirty.stdout.trim() ? ' (dirty tree)' : ''}` : 'unknown',
     ...(pin === undefined ? {} : { pinned: `every process of the run on CPU ${pin} (--pin)` }),
+    ...(cpuLatency === undefined ? {} : { 'cpu latency': `idle CPUs wake within ${cpuLatency} µs for the whole run (--cpu-latency)` }),
   };
 }
 
@@ -485,7 +502,14 @@ async function main(argv: string[], preset: Preset): Promise<number> {
     const tools = [...new Set(opts.variants.map((v) => parseVariant(v).kind))].flatMap((k) => VARIANT_TOOLS[k] ?? []);
     for (const p of ensureDebianTools(tools, log)) log(`WARNING: ${p}`);
   }
-  const env = envInfo(opts.pin);
+  if (opts.cpuLatency !== undefined) {
+    // Held by this process, so that it ends with the run however the run ends.
+    cpuLatencyFd = holdCpuLatency(opts.cpuLatency);
+    const inForce = readCpuLatency();
+    if (inForce > opts.cpuLatency) throw new Error(`--cpu-latency ${opts.cpuLatency}: the kernel reports ${inForce} µs in force`);
+    log(`  CPU latency limited to ${inForce} µs for the run (--cpu-latency ${opts.cpuLatency})`);
+  }
+  const env = envInfo(opts.pin, opts.cpuLatency);
 
   // 1. Data: model, scratch tmpfs, layers (kernel and unionfs-fuse formats), plain copy,
   //    lists, tarball, lookup stacks.
@@ -1136,6 +1160,14 @@ async function main(argv: string[], preset: Preset): Promise<number> {
       `- Pinned run (--pin ${opts.pin}): every server, the daemon and every timed command ran on CPU ${opts.pin} alone. ` +
         'A client and its FUSE server then take turns on one CPU and no wake-up crosses CPUs, so a time is the CPU work of client, kernel and server together; ' +
         'background threads (V8\'s compiler and GC, libuv\'s pool) take their share of that CPU too. It is not how the variants run when left free: see bench/README.md, "Pinned runs".',
+    );
+  }
+  if (opts.cpuLatency !== undefined) {
+    notes.push(
+      `- Latency-tuned run (--cpu-latency ${opts.cpuLatency}): the bench held a CPU latency request of ${opts.cpuLatency} µs (/dev/cpu_dma_latency) for the whole run, ` +
+        'so idle CPUs ' + (opts.cpuLatency === 0 ? 'polled instead of halting' : `kept to idle states they leave within ${opts.cpuLatency} µs`) +
+        ', for every variant alike. A wake-up of a program or server on an idle CPU then costs little, and a time is mostly the work done: ' +
+        'see bench/README.md, "A host tuned for latency".',
     );
   }
   notes.push(

@@ -2,6 +2,7 @@
  * Process, mount and /proc helpers for the end-to-end benchmarks (Linux only, run as root).
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 
@@ -292,4 +293,38 @@ export function unmountWith(target: string, primary: readonly string[] | undefin
     problems.push(r.ok ? `lazily unmounted ${target}` : `umount -l ${target}: ${describe(r)}`);
   }
   return problems;
+}
+
+/**
+ * The kernel's CPU latency QoS (Documentation/power/pm_qos_interface.rst): while a request is
+ * held open on this device, no CPU picks an idle state that takes longer than the requested
+ * microseconds to leave; at 0 idle CPUs poll instead of halting. The request ends with the fd.
+ */
+export const CPU_LATENCY_DEV = '/dev/cpu_dma_latency';
+
+/** Holds a CPU latency request of `us` microseconds; returns the fd to close to end it. */
+export function holdCpuLatency(us: number, dev = CPU_LATENCY_DEV): number {
+  const fd = fs.openSync(dev, 'w');
+  try {
+    const value = Buffer.alloc(4);
+    if (os.endianness() === 'LE') value.writeInt32LE(us);
+    else value.writeInt32BE(us);
+    fs.writeSync(fd, value);
+  } catch (err) {
+    fs.closeSync(fd);
+    throw err;
+  }
+  return fd;
+}
+
+/** The limit in force: the smallest request held by anyone, or the kernel's default (2000 s). */
+export function readCpuLatency(dev = CPU_LATENCY_DEV): number {
+  const value = Buffer.alloc(4);
+  const fd = fs.openSync(dev, 'r');
+  try {
+    if (fs.readSync(fd, value, 0, 4, null) !== 4) throw new Error(`${dev}: short read`);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return os.endianness() === 'LE' ? value.readInt32LE() : value.readInt32BE();
 }
