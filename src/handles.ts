@@ -96,6 +96,16 @@ export class Handles {
     }
   }
 
+  /** a and b swapped places (RENAME_EXCHANGE): handles open by either, or below either, follow. */
+  exchanged(a: VPath, b: VPath): void {
+    const swap = (p: VPath, from: VPath, to: VPath): VPath | undefined =>
+      p === from ? to : p.startsWith(`${from}/`) ? (`${to}${p.slice(from.length)}` as VPath) : undefined;
+    for (const h of this.#open.values()) {
+      if (h.unlinked !== undefined) continue;
+      h.path = swap(h.path, a, b) ?? swap(h.path, b, a) ?? h.path;
+    }
+  }
+
   /** The file that `handles` have open was unlinked; libfuse calls it `key` now, at `hiddenPath`. */
   markUnlinked(key: string, pin: number, ino: number, handles: readonly Handle[], hiddenPath: VPath): Unlinked {
     const u: Unlinked = { key, pin, ino, handles: new Set(handles.map((h) => h.fd)), released: false };

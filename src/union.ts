@@ -25,7 +25,7 @@ import { chmod, chown, fchmod, fchown } from './ops/chmod.js';
 import { create, type Created } from './ops/create.js';
 import { mkdir } from './ops/mkdir.js';
 import type { Owner } from './ops/place.js';
-import { rename } from './ops/rename.js';
+import { exchange, rename } from './ops/rename.js';
 import { link, mknod, symlink } from './ops/symlink.js';
 import { rmdir, unlink } from './ops/unlink.js';
 import { futimens, utimens } from './ops/utimens.js';
@@ -116,6 +116,8 @@ export interface UnionOps {
   rmdir(p: VPath): Promise<void>;
   /** rename(2); handles open by `to` keep the file it replaced (as with unlinkOpen). */
   rename(from: VPath, to: VPath): Promise<void>;
+  /** renameat2(RENAME_EXCHANGE): a and b swap places; handles open by either follow their file. */
+  exchange(a: VPath, b: VPath): Promise<void>;
   chmod(p: VPath, mode: number): Promise<void>;
   chown(p: VPath, uid: number, gid: number): Promise<void>;
   utimens(p: VPath, atime: TimeSpec, mtime: TimeSpec): Promise<void>;
@@ -255,6 +257,10 @@ export function createUnion(config: UnionConfig): Union {
       }
       over?.commit(`.layerfs-renamed-over-${(renamedOver++).toString(16)}`);
       ctx.handles.moved(from, to); // open files keep their (new) name
+    },
+    exchange: async (a, b) => {
+      await exchange(ctx, a, b);
+      ctx.handles.exchanged(a, b);
     },
     chmod: (p, mode) => change(() => chmod(ctx, p, mode)),
     chown: (p, uid, gid) => change(() => chown(ctx, p, uid, gid)),

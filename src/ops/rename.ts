@@ -3,6 +3,7 @@
 // (RENAME_WHITEOUT, kernel format) or right after (OCI format). A directory the upper alone
 // holds moves the same way. A directory that lower branches have is copied into place instead
 // (move-dir.ts, D16), with other changes held back meanwhile; the kernel's overlayfs answers EXDEV.
+// An exchange (renameat2 RENAME_EXCHANGE) copies both up and swaps them in the upper (D61).
 import { requireUpper, type UnionCtx, type UpperCtx } from '../context.js';
 import { FsError } from '../errno.js';
 import * as host from '../host/fs.js';
@@ -69,5 +70,43 @@ async function renameIn(ctx: UnionCtx, up: UpperCtx, from: VPath, to: VPath, alo
   } else {
     ctx.resolver.invalidate(from);
     ctx.resolver.invalidate(to);
+  }
+}
+
+/**
+ * renameat2(RENAME_EXCHANGE): a and b swap places, both copied up first (D61). Both names stay
+ * taken, so no whiteout is needed; a directory moved into a directory that lower branches also
+ * have becomes opaque, as in a rename. A directory that lower branches have cannot move this way:
+ * EXDEV, as from the kernel's overlayfs without redirect_dir (copying it, as a rename does (D16),
+ * would leave the other entry nowhere to go meanwhile).
+ */
+export async function exchange(ctx: UnionCtx, a: VPath, b: VPath): Promise<void> {
+  const up = requireUpper(ctx, 'rename', a);
+  await up.gate.shared(() => exchangeIn(ctx, up, a, b));
+}
+
+async function exchangeIn(ctx: UnionCtx, up: UpperCtx, a: VPath, b: VPath): Promise<void> {
+  const ra = await ctx.resolver.get(a, 'rename');
+  const rb = await ctx.resolver.get(b, 'rename');
+  if (a === b) return;
+  // (The kernel refuses an exchange of a directory with one of its descendants before asking.)
+  for (const [p, r] of [[a, ra], [b, rb]] as const) {
+    if (r.kind === 'dir' && r.stack.some((x) => !x.writable)) throw new FsError('EXDEV', 'rename', p);
+  }
+  const parentA = await ctx.resolver.get(parentOf(a), 'rename');
+  const parentB = await ctx.resolver.get(parentOf(b), 'rename');
+  const realA = await up.copyUp.ensure(a);
+  const realB = await up.copyUp.ensure(b);
+  const hasLower = (r: typeof parentA): boolean => r.kind === 'dir' && r.stack.some((x) => !x.writable);
+  if (ra.kind === 'dir' && hasLower(parentB) && !(await isOpaqueDir(realA))) await up.whiteouts.makeOpaque(realA);
+  if (rb.kind === 'dir' && hasLower(parentA) && !(await isOpaqueDir(realB))) await up.whiteouts.makeOpaque(realB);
+  renameExchange(realA, realB);
+  // A directory's tree is known under neither name any more, whichever way it went.
+  if (ra.kind === 'dir' || rb.kind === 'dir') {
+    ctx.resolver.invalidateTree(a);
+    ctx.resolver.invalidateTree(b);
+  } else {
+    ctx.resolver.invalidate(a);
+    ctx.resolver.invalidate(b);
   }
 }

@@ -1,7 +1,8 @@
 // renameat2 flags through a writable mount, against the kernel's overlayfs: RENAME_NOREPLACE
 // refuses an existing name (a lower one, an upper one) and moves onto a free one, as the kernel
-// does. RENAME_EXCHANGE is a known divergence (README Limits): the kernel swaps, layerfs says
-// EINVAL and changes nothing; recorded, not compared.
+// does. RENAME_EXCHANGE swaps lower and upper files and upper-only directories, marks a
+// directory opaque where it lands beside lower entries, and refuses to move a directory that a
+// lower layer has (EXDEV), as the kernel does without redirect_dir (D61).
 import test from 'ava';
 import * as fs from 'node:fs';
 import { constants } from 'node:os';
@@ -9,6 +10,7 @@ import * as path from 'node:path';
 import koffi from 'koffi';
 import { requireMountCapable, scratch } from '../helpers/env.js';
 import { withKernelOverlay, withLayerfs } from '../helpers/mounts.js';
+import { dumpXattrs } from '../helpers/tree.js';
 
 const space = scratch(test);
 
@@ -57,8 +59,71 @@ test('renameat2 RENAME_NOREPLACE through a writable mount does what it does on t
   t.is(kernel[0], 'lower onto lower: EEXIST');
   t.is(kernel[3], 'lower onto free: ok');
   t.deepEqual(ours, kernel);
+});
 
-  const exchange = await withLayerfs(await layout('exchange'), async (mnt) => [rename2(mnt, 'a', 'b', RENAME_EXCHANGE), ...tree(mnt)]);
-  t.log(`RENAME_EXCHANGE on layerfs (known divergence): ${exchange.join(' | ')}`);
-  t.deepEqual(exchange, ['EINVAL', 'a=lower a\n', 'b=lower b\n'], 'refused, and nothing changed');
+/** Every entry under dir, depth first, with its content (files), target (links) or kind. */
+function deepTree(dir: string, rel = ''): string[] {
+  return fs.readdirSync(path.join(dir, rel)).sort().flatMap((n) => {
+    const p = path.join(rel, n);
+    const st = fs.lstatSync(path.join(dir, p));
+    if (st.isDirectory()) return [`${p}/`, ...deepTree(dir, p)];
+    if (st.isFile()) return [`${p}=${fs.readFileSync(path.join(dir, p), 'utf8')}`];
+    if (st.isCharacterDevice()) return [`${p} (char ${st.rdev})`];
+    return [`${p} (${st.mode.toString(8)})`];
+  });
+}
+
+test('renameat2 RENAME_EXCHANGE through a writable mount does what it does on the kernel overlayfs', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const layout = async (label: string): Promise<{ lowers: string[]; upper: string; work: string }> => {
+    const root = await space.dir(`x-${label}`);
+    const [lower, upper, work] = ['lower', 'upper', 'work'].map((d) => path.join(root, d)) as [string, string, string];
+    for (const d of [lower, upper, work]) fs.mkdirSync(d);
+    fs.writeFileSync(path.join(lower, 'a'), 'lower a\n');
+    fs.writeFileSync(path.join(lower, 'b'), 'lower b\n');
+    fs.mkdirSync(path.join(lower, 'ld'));
+    fs.writeFileSync(path.join(lower, 'ld', 'x'), 'lower ld/x\n');
+    fs.mkdirSync(path.join(lower, 'sub'));
+    fs.writeFileSync(path.join(lower, 'sub', 'y'), 'lower sub/y\n');
+    return { lowers: [lower], upper, work };
+  };
+  const steps = async (mnt: string): Promise<string[]> => {
+    const at = (p: string): string => path.join(mnt, p);
+    const out: string[] = [];
+    const step = (label: string, from: string, to: string): void => {
+      out.push(`${label}: ${rename2(mnt, from, to, RENAME_EXCHANGE)}`);
+    };
+    step('two lower files', 'a', 'b');
+    fs.writeFileSync(at('up'), 'upper\n');
+    step('upper file, lower file', 'up', 'a');
+    // An open file follows its content to the other name.
+    const fd = fs.openSync(at('up'), 'r+');
+    step('again, one of them open', 'a', 'up');
+    fs.writeSync(fd, 'LOWER', 0);
+    fs.closeSync(fd);
+    fs.mkdirSync(at('nd'));
+    fs.writeFileSync(at('nd/in'), 'in nd\n');
+    step('upper-only directory, lower file', 'nd', 'b');
+    fs.mkdirSync(at('nd2'));
+    step('upper-only directory into a lower directory', 'nd2', 'sub/y');
+    step('directory a lower layer has', 'ld', 'a');
+    step('a name that is not there', 'missing', 'a');
+    step('lower file, upper file in a lower directory', 'ld/x', 'nd2');
+    out.push(...deepTree(mnt));
+    return out;
+  };
+  const kdirs = await layout('kernel');
+  const ldirs = await layout('layerfs');
+  const kernel = await withKernelOverlay(kdirs, steps);
+  const ours = await withLayerfs(ldirs, steps);
+  // The oracle must swap, and refuse, or the comparison proves little.
+  t.is(kernel[0], 'two lower files: ok');
+  t.true(kernel.includes('directory a lower layer has: EXDEV'), kernel.join('\n'));
+  t.true(kernel.includes('b/in=in nd\n'), 'the directory now stands at the lower file\'s name');
+  t.deepEqual(ours, kernel);
+  // In the upper: the same entries, and opaque where the kernel made a directory opaque.
+  const opaque = async (upper: string): Promise<string[]> =>
+    [...(await dumpXattrs(upper)).map].filter(([, x]) => x['trusted.overlay.opaque'] !== undefined).map(([p, x]) => `${p}: ${x['trusted.overlay.opaque']}`).sort();
+  t.deepEqual(deepTree(ldirs.upper), deepTree(kdirs.upper));
+  t.deepEqual(await opaque(ldirs.upper), await opaque(kdirs.upper));
 });

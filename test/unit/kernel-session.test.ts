@@ -6,7 +6,9 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { isOpaqueDir } from '../../src/branch-dir.js';
 import { createLog } from '../../src/log.js';
+import type { RealPath } from '../../src/path.js';
 import { OpCounters } from '../../src/stats.js';
 import { KernelSession, type KernelPolicy, type SpliceRead } from '../../src/fuse/kernel/session.js';
 import type { BackingFiles } from '../../src/fuse/kernel/passthrough.js';
@@ -310,18 +312,52 @@ test('a file unlinked while open is still read and stat-ed through its handle, w
   await c.send(Op.RELEASE, f, u64s(fh), u32s(0, 0), u64s(0n));
 });
 
-test('renameat2: RENAME_NOREPLACE refuses an existing name and moves onto a free one; other flags EINVAL', async (t) => {
+test('renameat2: RENAME_NOREPLACE refuses an existing name and moves onto a free one; RENAME_WHITEOUT EINVAL', async (t) => {
   const c = new Client([{ a: 'a', b: 'b' }]);
   const NOREPLACE = 1;
-  const EXCHANGE = 2;
+  const WHITEOUT = 4;
   const rename2 = (flags: number, from: string, to: string): Promise<Reply> => c.send(Op.RENAME2, ROOT, u64s(BigInt(ROOT)), u32s(flags, 0), from, to);
   const { EEXIST, EINVAL } = (await import('node:os')).constants.errno;
   t.is((await rename2(NOREPLACE, 'a', 'b')).error, EEXIST);
-  t.is((await rename2(EXCHANGE, 'a', 'b')).error, EINVAL);
+  t.is((await rename2(WHITEOUT, 'a', 'b')).error, EINVAL);
+  t.is((await rename2(NOREPLACE | WHITEOUT, 'a', 'b')).error, EINVAL);
   t.is((await rename2(NOREPLACE, 'a', 'c')).error, 0);
   t.is((await c.lookup(ROOT, 'a')).error, ENOENT);
   t.is((await c.lookup(ROOT, 'c')).size, 1);
   t.is((await c.lookup(ROOT, 'b')).size, 1);
+});
+
+test('renameat2 RENAME_EXCHANGE: the two nodes swap names, their children and open handles go with them (D61)', async (t) => {
+  const c = new Client([{ a: 'lower a', 'ld/x': 'lower x' }]);
+  const EXCHANGE = 2;
+  const rename2 = (from: number, fromName: string, to: number, toName: string): Promise<Reply> =>
+    c.send(Op.RENAME2, from, u64s(BigInt(to)), u32s(EXCHANGE, 0), fromName, toName);
+  const { EXDEV } = (await import('node:os')).constants.errno;
+  // A directory of the upper alone, with a file.
+  fs.mkdirSync(path.join(c.upper, 'd'));
+  fs.writeFileSync(path.join(c.upper, 'd', 'f'), 'in d');
+  const d = (await c.lookup(ROOT, 'd')).nodeid;
+  const f = (await c.lookup(d, 'f')).nodeid;
+  const a = (await c.lookup(ROOT, 'a')).nodeid;
+  const fh = await c.open(a, fs.constants.O_RDONLY);
+  t.is((await rename2(ROOT, 'a', ROOT, 'd')).error, 0);
+  const nodes = c.session.nodes;
+  t.is(nodes.path(nodes.get(a)!) as string | null, '/d');
+  t.is(nodes.path(nodes.get(d)!) as string | null, '/a');
+  t.is(nodes.path(nodes.get(f)!) as string | null, '/a/f', 'a looked-up child goes along');
+  // The handle opened on the lower file by its old name reads it at its new one.
+  const read = await c.send(Op.READ, a, u64s(fh, 0n), u32s(100, 0), u64s(0n), u32s(0, 0));
+  t.is(read.body.toString(), 'lower a');
+  t.is((await c.lookup(ROOT, 'd')).size, 'lower a'.length);
+  t.is((await c.lookup(nodes.get(d)!.id, 'f')).size, 'in d'.length);
+  // In the upper, swapped: the copied-up file at d, the directory (opaque: the root has a lower) at a.
+  t.is(fs.readFileSync(path.join(c.upper, 'd'), 'utf8'), 'lower a');
+  t.is(fs.readFileSync(path.join(c.upper, 'a', 'f'), 'utf8'), 'in d');
+  t.true(await isOpaqueDir(path.join(c.upper, 'a') as RealPath));
+  // A directory that a lower layer has cannot move this way.
+  t.is((await rename2(ROOT, 'ld', ROOT, 'd')).error, EXDEV);
+  t.is((await c.lookup(ROOT, 'ld')).error, 0);
+  await c.send(Op.RELEASE, a, u64s(fh), u32s(0, 0), u64s(0n));
 });
 
 /** A READDIRPLUS of directory node `dir` from offset 0: each name with its entry's node, size and mode. */

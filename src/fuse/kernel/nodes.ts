@@ -103,6 +103,24 @@ export class NodeTable {
     (to.children ??= new Map()).set(toName, n);
   }
 
+  /** The entries at from/fromName and to/toName swapped places (RENAME_EXCHANGE): so do their nodes. */
+  exchanged(from: Node, fromName: string, to: Node, toName: string): void {
+    const a = from.children?.get(fromName);
+    const b = to.children?.get(toName);
+    if (a !== undefined) from.children?.delete(fromName);
+    if (b !== undefined) to.children?.delete(toName);
+    if (a !== undefined) {
+      a.parent = to;
+      a.name = toName;
+      (to.children ??= new Map()).set(toName, a);
+    }
+    if (b !== undefined) {
+      b.parent = from;
+      b.name = fromName;
+      (from.children ??= new Map()).set(fromName, b);
+    }
+  }
+
   private detach(n: Node): void {
     const p = n.parent;
     if (p?.children?.get(n.name) === n) {

@@ -119,6 +119,7 @@ const unlinkedKey = (): Name => `.layerfs-unlinked-${(unlinkedSeq++).toString(16
 
 const DT_SHIFT = 12;
 const RENAME_NOREPLACE = 1;
+const RENAME_EXCHANGE = 2;
 /** Reused READ reply buffers: a header and the largest READ the kernel sends (max_pages: 255 pages, src/server.ts). */
 const READ_BUFFER_SIZE = 16 + (1 << 20);
 const READ_BUFFERS_KEPT = 8;
@@ -827,15 +828,20 @@ export class KernelSession {
     return this.attrOut(h, await this.attrOf(n, known));
   }
 
-  /** rename, and renameat2 with RENAME_NOREPLACE; RENAME_EXCHANGE and RENAME_WHITEOUT: EINVAL. */
+  /** rename, and renameat2 with RENAME_NOREPLACE or RENAME_EXCHANGE; RENAME_WHITEOUT: EINVAL. */
   private async rename(from: Node, toId: number, b: Buffer, at: number, len: number, flags: number): Promise<Reply> {
     const to = this.nodes.get(toId);
     if (to === undefined) throw new FsError('ENOENT', 'rename');
-    if ((flags & ~RENAME_NOREPLACE) !== 0) throw new FsError('EINVAL', 'rename');
+    if (flags !== 0 && flags !== RENAME_NOREPLACE && flags !== RENAME_EXCHANGE) throw new FsError('EINVAL', 'rename');
     const [oldName, next] = cString(b, at, len);
     const newName = cString(b, next, len)[0];
     const src = this.child(from, oldName);
     const dest = this.child(to, newName);
+    if (flags === RENAME_EXCHANGE) {
+      await this.u.exchange(src, dest);
+      this.nodes.exchanged(from, oldName, to, newName);
+      return undefined;
+    }
     // (The kernel's locks on both directories keep other requests from making dest meanwhile.)
     if ((flags & RENAME_NOREPLACE) !== 0 && (await this.u.getattr(dest).then(() => true, () => false))) throw new FsError('EEXIST', 'rename');
     // (Handles open on a file renamed over keep it: the union's rename sees to that.)
