@@ -2,7 +2,8 @@
 // refuses an existing name (a lower one, an upper one) and moves onto a free one, as the kernel
 // does. RENAME_EXCHANGE swaps lower and upper files and upper-only directories, marks a
 // directory opaque where it lands beside lower entries, and refuses to move a directory that a
-// lower layer has (EXDEV), as the kernel does without redirect_dir (D61).
+// lower layer has (EXDEV), as the kernel does without redirect_dir (D61). RENAME_WHITEOUT is
+// refused (EINVAL) by both.
 import test from 'ava';
 import * as fs from 'node:fs';
 import { constants } from 'node:os';
@@ -19,6 +20,7 @@ const renameat2 = libc.func('int renameat2(int olddirfd, const char *oldpath, in
 const AT_FDCWD = -100;
 const RENAME_NOREPLACE = 1;
 const RENAME_EXCHANGE = 2;
+const RENAME_WHITEOUT = 4;
 const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([k, v]) => [v, k]));
 
 function rename2(mnt: string, from: string, to: string, flags: number): string {
@@ -108,6 +110,7 @@ test('renameat2 RENAME_EXCHANGE through a writable mount does what it does on th
     step('upper-only directory into a lower directory', 'nd2', 'sub/y');
     step('directory a lower layer has', 'ld', 'a');
     step('a name that is not there', 'missing', 'a');
+    out.push(`RENAME_WHITEOUT: ${rename2(mnt, 'a', 'w', RENAME_WHITEOUT)}`);
     step('lower file, upper file in a lower directory', 'ld/x', 'nd2');
     out.push(...deepTree(mnt));
     return out;
@@ -119,6 +122,7 @@ test('renameat2 RENAME_EXCHANGE through a writable mount does what it does on th
   // The oracle must swap, and refuse, or the comparison proves little.
   t.is(kernel[0], 'two lower files: ok');
   t.true(kernel.includes('directory a lower layer has: EXDEV'), kernel.join('\n'));
+  t.true(kernel.includes('RENAME_WHITEOUT: EINVAL'), kernel.join('\n'));
   t.true(kernel.includes('b/in=in nd\n'), 'the directory now stands at the lower file\'s name');
   t.deepEqual(ours, kernel);
   // In the upper: the same entries, and opaque where the kernel made a directory opaque.
