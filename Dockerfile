@@ -5,13 +5,13 @@
 FROM node:20-bookworm
 
 # libfuse2: libfuse.so.2, loaded by fuse-native; fuse3: fusermount3; attr: setfattr/getfattr;
-# acl: setfacl/getfacl;
-# fuse-overlayfs: second reference for the differential tests; kmod: modprobe; the rest: the
-# real tools the writable-mount tests run (tar, git, make + cc, rsync, sqlite3). The same list
-# as CI_PACKAGES in .ci/run.
+# acl: setfacl/getfacl; fuse-overlayfs: second reference for the differential tests; kmod:
+# modprobe; zstd: makes the zstd layers the image tests read; the rest: the real tools the
+# writable-mount tests run (tar, git, make + cc, rsync, sqlite3). The same list as CI_PACKAGES
+# in .ci/run.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libfuse2 fuse3 attr acl fuse-overlayfs kmod util-linux mount \
+      libfuse2 fuse3 attr acl fuse-overlayfs kmod util-linux mount zstd \
       tar git make gcc libc6-dev rsync sqlite3 coreutils \
  && rm -rf /var/lib/apt/lists/*
 

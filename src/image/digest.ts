@@ -1,10 +1,12 @@
 // Digests of image blobs. A blob has two: its own digest (sha256 of the bytes as stored, what an
 // OCI descriptor names) and, for a layer, its diff_id (sha256 of the uncompressed tar, what the
 // image config lists in rootfs.diff_ids). Both are computed in one read of the blob: the bytes are
-// hashed as they come and, when they start with the gzip magic, also gunzipped and hashed.
+// hashed as they come and, when they start with gzip's or zstd's magic, also decompressed and
+// hashed.
 import { createHash, type Hash } from 'node:crypto';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, type Readable, type Transform } from 'node:stream';
 import { createGunzip, type Gunzip } from 'node:zlib';
+import { createZstdDecompress } from '../layer/zstd.js';
 import { ImageError } from './errors.js';
 
 const SHA256 = /^sha256:[0-9a-f]{64}$/;
@@ -47,7 +49,7 @@ export class BlobHasher {
   private head: Buffer[] | undefined = [];
   private headLen = 0;
   private compression: Compression = 'none';
-  private gunzip: Gunzip | undefined;
+  private inflate: Gunzip | Transform | undefined;
   private inner: Hash | undefined;
   private innerError: string | undefined;
   private innerDone: Promise<void> | undefined;
@@ -71,16 +73,17 @@ export class BlobHasher {
     const head = Buffer.concat(this.head ?? []);
     this.head = undefined;
     this.compression = sniffCompression(head);
-    if (this.compression === 'gzip') {
-      const gz = createGunzip();
+    if (this.compression !== 'none') {
+      const zstd = this.compression === 'zstd';
+      const inflate = zstd ? createZstdDecompress() : createGunzip();
       const inner = createHash('sha256');
-      this.gunzip = gz;
+      this.inflate = inflate;
       this.inner = inner;
-      gz.on('data', (d: Buffer) => inner.update(d));
+      inflate.on('data', (d: Buffer) => inner.update(d));
       this.innerDone = new Promise((resolve) => {
-        gz.on('end', resolve);
-        gz.on('error', (e) => {
-          this.innerError = `not valid gzip data (${e.message})`;
+        inflate.on('end', resolve);
+        inflate.on('error', (e) => {
+          this.innerError = `not valid ${zstd ? 'zstd' : 'gzip'} data (${e.message})`;
           resolve();
         });
       });
@@ -89,23 +92,21 @@ export class BlobHasher {
   }
 
   private async feed(chunk: Buffer): Promise<void> {
-    const gz = this.gunzip;
-    if (gz === undefined || this.innerError !== undefined) return;
-    if (gz.write(chunk)) return;
-    // Backpressure: wait until the gunzip has room again, or has failed (then it never drains).
-    await Promise.race([new Promise((r) => gz.once('drain', r)), this.innerDone]);
+    const inflate = this.inflate;
+    if (inflate === undefined || this.innerError !== undefined) return;
+    if (inflate.write(chunk)) return;
+    // Backpressure: wait until the decompressor has room again, or has failed (then it never drains).
+    await Promise.race([new Promise((r) => inflate.once('drain', r)), this.innerDone]);
   }
 
   async digests(): Promise<BlobDigests> {
     if (this.head !== undefined) await this.decide();
     const digest = `sha256:${this.hash.digest('hex')}`;
     let uncompressed: BlobDigests['uncompressed'];
-    if (this.compression === 'gzip') {
-      this.gunzip!.end();
+    if (this.compression !== 'none') {
+      this.inflate!.end();
       await this.innerDone;
       uncompressed = this.innerError !== undefined ? { error: this.innerError } : { digest: `sha256:${this.inner!.digest('hex')}` };
-    } else if (this.compression === 'zstd') {
-      uncompressed = { error: 'zstd-compressed layers are not supported (use gzip or no compression)' };
     } else {
       uncompressed = { digest };
     }

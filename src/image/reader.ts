@@ -270,7 +270,6 @@ async function readOciLayout(r: Reader, src: ImageSource, opts: ReadOptions): Pr
   const layers: LayerRef[] = [];
   for (const [i, d] of chosen.layers.entries()) {
     const what = `layer ${i + 1} of ${chosen.layers.length} (${d.digest})`;
-    if (d.mediaType.includes('zstd')) r.fail(`${what}: zstd-compressed layers (${d.mediaType}) are not supported`);
     if (!/tar/.test(d.mediaType)) r.fail(`${what}: ${d.mediaType} is not a layer type`);
     const entry = await r.entry(`blobs/sha256/${digestHex(d.digest)}`, what);
     layers.push({ index: i, entry, digest: d.digest, size: d.size, mediaType: d.mediaType, diffId: chosen.cfg.diffIds[i]! });

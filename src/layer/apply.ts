@@ -1,4 +1,4 @@
-// `layerfs apply`: extract a layer tar (plain or gzip, told apart by its first bytes) into a
+// `layerfs apply`: extract a layer tar (plain, gzip or zstd, told apart by its first bytes) into a
 // directory, with its whiteouts in one of three forms:
 //   overlay  ".wh.X" -> char device 0:0 named X (owned as the header says), ".wh..wh..opq" ->
 //            trusted.overlay.opaque=y on the directory: DIR becomes an upper / lower for a mount;
@@ -38,6 +38,7 @@ import { LayerError } from './errors.js';
 import { ancestorsOf, entryComponents, joinRel, markerOf, type MarkerKind } from './names.js';
 import { XATTR_RECORD, layerExtract, paxOf, type PaxValues } from './tar.js';
 import { isLayerXattr } from './upper.js';
+import { createZstdDecompress } from './zstd.js';
 
 export type WhiteoutMode = 'overlay' | 'oci' | 'flatten';
 
@@ -76,7 +77,13 @@ export async function applyLayer(input: Readable, dir: string, opts: ApplyOption
   const applier = new Applier(host.realpathSync(dir) as RealPath, opts);
   const tarStream = await decompressed(input);
   const extract = layerExtract();
-  tarStream.on('error', (e: Error) => extract.destroy(e));
+  // What failed first is what to report: a cut or corrupt stream also ends the entry being read
+  // with an error of its own ("Stream was destroyed"), which says nothing.
+  let sourceError: Error | undefined;
+  tarStream.on('error', (e: Error) => {
+    sourceError ??= e;
+    extract.destroy(e);
+  });
   tarStream.pipe(extract as unknown as NodeJS.WritableStream);
   try {
     for await (const entry of extract) {
@@ -89,7 +96,7 @@ export async function applyLayer(input: Readable, dir: string, opts: ApplyOption
   } catch (e) {
     tarStream.unpipe();
     tarStream.destroy();
-    throw asLayerError(e);
+    throw asLayerError(sourceError ?? e);
   }
   await applier.finish();
   return applier.stats;
@@ -106,7 +113,7 @@ async function makeDirs(p: RealPath): Promise<void> {
   }
 }
 
-/** The tar bytes: gunzipped when the input starts with gzip's magic. */
+/** The tar bytes: decompressed when the input starts with gzip's or zstd's magic. */
 async function decompressed(input: Readable): Promise<Readable> {
   const it = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   const head: Buffer[] = [];
@@ -121,7 +128,6 @@ async function decompressed(input: Readable): Promise<Readable> {
     }
   }
   const first = Buffer.concat(head);
-  if (startsWith(first, ZSTD_MAGIC)) throw new LayerError('unsupported', undefined, 'the layer is zstd-compressed, which this Node cannot decompress; decompress it first (zstd -d)');
   const rest = Readable.from((async function* () {
     if (first.length > 0) yield first;
     if (ended) return;
@@ -131,13 +137,14 @@ async function decompressed(input: Readable): Promise<Readable> {
       yield r.value;
     }
   })());
-  if (!startsWith(first, GZIP_MAGIC)) return rest;
-  const gunzip = createGunzip();
-  rest.on('error', (e) => gunzip.destroy(e));
-  gunzip.on('error', (e) => {
-    (e as Error).message = `the layer's gzip data is corrupt (${(e as Error).message})`;
+  const zstd = startsWith(first, ZSTD_MAGIC);
+  if (!zstd && !startsWith(first, GZIP_MAGIC)) return rest;
+  const inflate = zstd ? createZstdDecompress() : createGunzip();
+  rest.on('error', (e) => inflate.destroy(e));
+  inflate.on('error', (e) => {
+    (e as Error).message = `the layer's ${zstd ? 'zstd' : 'gzip'} data is corrupt (${(e as Error).message})`;
   });
-  return rest.pipe(gunzip);
+  return rest.pipe(inflate);
 }
 
 function startsWith(b: Buffer, magic: readonly number[]): boolean {
@@ -154,7 +161,7 @@ function asLayerError(e: unknown): unknown {
   if (e instanceof LayerError || e instanceof FsError) return e;
   if (isErrnoCode((e as { code?: unknown } | null)?.code)) return fromNodeError(e, 'read');
   const msg = e instanceof Error ? e.message : String(e);
-  if (msg.includes('gzip')) return new LayerError('invalid', undefined, msg);
+  if (/the layer's (gzip|zstd) data/.test(msg)) return new LayerError('invalid', undefined, msg);
   return new LayerError('invalid', undefined, `the layer is not a valid tar (${msg})`);
 }
 

@@ -95,6 +95,8 @@ export async function commitLayer(upper: string, out: Writable, opts: CommitOpti
  * disk, then renamed over `file`, so a failed or interrupted commit leaves no partial layer.
  */
 export async function commitLayerToFile(upper: string, file: string, opts: CommitOptions = {}): Promise<CommitResult> {
+  // Layers are read in zstd but written plain or gzip'd: a name that says zstd would mislead.
+  if (/\.zstd?$/.test(file)) throw new LayerError('unsupported', undefined, `layers are written as plain or gzip'd tars, not zstd: name the file .tar or .tar.gz (${file})`);
   const target = resolve(file) as RealPath;
   const tmp = `${dirname(target)}/.${basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp` as RealPath;
   const fd = await host.open(tmp, host.O.O_WRONLY | host.O.O_CREAT | host.O.O_EXCL, 0o644);

@@ -1,7 +1,8 @@
 // Builds real image archives for the image tests, with tar-stream: layer tars from entry specs,
 // then a `docker save` archive (the layout of Docker 25+ with blobs/ and index.json, or the older
 // one with <id>/layer.tar) or an OCI image layout (a directory, or a tar of it), optionally with
-// gzip layers, several platforms, and deliberate corruption.
+// gzip or zstd layers, several platforms, and deliberate corruption.
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -122,6 +123,13 @@ export async function writeTar(file: string, files: FileMap | [string, Buffer | 
   await finished;
 }
 
+/** zstd-compressed bytes, by Debian's `zstd` (Node 20 has no zstd compressor). */
+export function zstdSync(data: Buffer): Buffer {
+  const r = spawnSync('zstd', ['-q', '-c'], { input: data, maxBuffer: 1 << 30 });
+  if (r.error !== undefined || r.status !== 0) throw new Error(`zstd failed (${r.error?.message ?? r.stderr.toString().trim()}): install Debian's zstd`);
+  return r.stdout;
+}
+
 export interface BuiltImageLayer {
   /** The uncompressed tar. */
   tar: Buffer;
@@ -137,6 +145,8 @@ export interface ImageOptions {
   tags?: string[];
   /** OCI: gzip these layers (indexes, bottom first); true for all. */
   gzip?: boolean | number[];
+  /** OCI: compress these layers with zstd (Debian's `zstd`); true for all. */
+  zstd?: boolean | number[];
   platform?: { os: string; architecture: string; variant?: string };
   /** Flip a byte in the middle of this layer's stored blob (after the digests were computed). */
   corruptBlob?: number;
@@ -155,7 +165,8 @@ export async function buildLayers(o: ImageOptions): Promise<BuiltImage> {
   for (const [i, spec] of o.layers.entries()) {
     const t = await layerTar(spec);
     const gz = o.gzip === true || (Array.isArray(o.gzip) && o.gzip.includes(i));
-    const blob = gz ? gzipSync(t) : t;
+    const zst = o.zstd === true || (Array.isArray(o.zstd) && o.zstd.includes(i));
+    const blob = gz ? gzipSync(t) : zst ? zstdSync(t) : t;
     layers.push({ tar: t, blob, diffId: sha(t), digest: sha(blob) });
   }
   const diffIds = layers.map((l, i) => (i === o.wrongDiffId ? sha(Buffer.from(`not layer ${i}`)) : l.diffId));
@@ -246,8 +257,9 @@ export async function ociFiles(images: ImageOptions[], opts: { nested?: boolean;
     addBlob(image.config);
     const layerDescs = image.layers.map((l) => {
       const gz = l.blob[0] === 0x1f && l.blob[1] === 0x8b;
+      const zst = l.blob.length >= 4 && l.blob.readUInt32LE(0) === 0xfd2fb528;
       blobs.set(hexOf(l.digest), l.blob); // the digest as computed before any corruption
-      return { mediaType: gz ? `${LAYER_TAR}+gzip` : LAYER_TAR, digest: l.digest, size: l.blob.length };
+      return { mediaType: gz ? `${LAYER_TAR}+gzip` : zst ? `${LAYER_TAR}+zstd` : LAYER_TAR, digest: l.digest, size: l.blob.length };
     });
     const manifest = Buffer.from(JSON.stringify({
       schemaVersion: 2,

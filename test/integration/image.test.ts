@@ -1,9 +1,10 @@
 // `layerfs image mount` and the container commands through real mounts: images built here in
-// both layouts (docker save, OCI layout as a directory and as a tar, gzip layers) are mounted and
-// checked file by file against their layers flattened one after another with `apply --flatten`;
-// a corrupted layer is refused before anything is mounted or stored; two concurrent mounts of an
-// image unpack each layer once; an unpack killed midway is never used; `container rm` unmounts
-// and deletes; `container commit` gives a layer that, flattened onto the image, is the merged view.
+// both layouts (docker save, OCI layout as a directory and as a tar, gzip and zstd layers) are
+// mounted and checked file by file against their layers flattened one after another with
+// `apply --flatten`; a corrupted layer is refused before anything is mounted or stored; two
+// concurrent mounts of an image unpack each layer once; an unpack killed midway is never used;
+// `container rm` unmounts and deletes; `container commit` gives a layer that, flattened onto the
+// image, is the merged view.
 import test, { type ExecutionContext } from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -119,6 +120,10 @@ const layouts: [string, (e: Env) => Promise<{ image: string; built: BuiltImage }
   ['OCI layout tar, mixed gzip and plain layers', async (e) => {
     const image = path.join(e.dir, 'oci.tar');
     return { image, built: (await writeOciTar(image, [{ ...base, gzip: [1] }]))[0]! };
+  }],
+  ['OCI layout tar, mixed zstd and gzip layers', async (e) => {
+    const image = path.join(e.dir, 'oci-zstd.tar');
+    return { image, built: (await writeOciTar(image, [{ ...base, zstd: [0, 2], gzip: [1] }]))[0]! };
   }],
 ];
 

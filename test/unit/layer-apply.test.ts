@@ -11,6 +11,7 @@ import { getXattr, mknod, setTimesNs, setXattr } from '../../src/host/libc.js';
 import { LayerError } from '../../src/layer/errors.js';
 import type { RealPath } from '../../src/path.js';
 import { scratch } from '../helpers/env.js';
+import { zstdSync } from '../helpers/images.js';
 import { diffSnapshots, inodeGroupDiffs, snapshot } from '../helpers/tree.js';
 import { S_IFCHR, chardev, dir, fifo, file, symlink, writeBranch, xattrOpaque } from './fixture.js';
 import { applyBuffer, commitToBuffer, listTree, makeTar, type TarEntry } from './layer-helpers.js';
@@ -147,6 +148,30 @@ test('gzip is recognised by its magic bytes', async (t) => {
   const bad = await space.dir('garbage');
   const err = await t.throwsAsync(applyBuffer(Buffer.from('this is not a tar, not even close'.repeat(40)), bad, { whiteout: 'oci' }));
   t.regex(err!.message, /not a valid tar/);
+});
+
+test('zstd is recognised by its magic bytes, in one frame or several; cut or corrupt compressed data is named as such', async (t) => {
+  const tarBytes = await makeTar(LAYER);
+  const a = await space.dir('plain-z');
+  await applyBuffer(tarBytes, a, { whiteout: 'oci' });
+  const one = await space.dir('zstd');
+  await applyBuffer(zstdSync(tarBytes), one, { whiteout: 'oci' });
+  t.deepEqual(listTree(one), listTree(a));
+  // Two frames, as `cat a.zst b.zst` makes them: one stream of the bytes of both.
+  const cut = Math.floor(tarBytes.length / 3);
+  const two = await space.dir('zstd-frames');
+  await applyBuffer(Buffer.concat([zstdSync(tarBytes.subarray(0, cut)), zstdSync(tarBytes.subarray(cut))]), two, { whiteout: 'oci' });
+  t.deepEqual(listTree(two), listTree(a));
+  const z = zstdSync(tarBytes);
+  const short = await t.throwsAsync(applyBuffer(z.subarray(0, z.length - 8), await space.dir('zstd-cut'), { whiteout: 'oci' }));
+  t.regex(short!.message, /the layer's zstd data is corrupt/);
+  const flipped = Buffer.from(z);
+  flipped.fill(0x55, 12, 40);
+  const corrupt = await t.throwsAsync(applyBuffer(flipped, await space.dir('zstd-corrupt'), { whiteout: 'oci' }));
+  t.regex(corrupt!.message, /the layer's zstd data is corrupt/);
+  const gz = gzipSync(tarBytes);
+  const gzShort = await t.throwsAsync(applyBuffer(gz.subarray(0, gz.length - 100), await space.dir('gzip-cut'), { whiteout: 'oci' }));
+  t.regex(gzShort!.message, /the layer's gzip data is corrupt/);
 });
 
 test('devices are made when allowed', async (t) => {

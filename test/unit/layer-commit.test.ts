@@ -96,6 +96,17 @@ test('gzip: deterministic with a fixed header, digest of the compressed bytes, d
   t.is(gz1.result.size, gz1.bytes.length);
 });
 
+test('a file named for zstd is refused before anything is written: layers are written plain or gzip\'d', async (t) => {
+  const root = await space.dir('zst-name');
+  const up = path.join(root, 'up');
+  writeBranch(up, { f: file('x') });
+  for (const name of ['layer.tar.zst', 'layer.zstd']) {
+    const e = await t.throwsAsync(commitLayerToFile(up, path.join(root, name)));
+    t.regex(e!.message, /not zstd/);
+  }
+  t.deepEqual(fs.readdirSync(root), ['up']);
+});
+
 test('entries: pre-order, byte order, "dir/" names without "./" or a root entry, opaque marker and whiteouts first', async (t) => {
   const up = await upperOf('order', SAMPLE);
   const names = (await readTar((await commitToBuffer(up)).bytes)).map((e) => e.header.name);
