@@ -28,7 +28,8 @@ Usage:
   layerfs daemon [-d]                 serve, in the foreground, every mount made with -o daemon
   layerfs image mount [--name NAME] [--platform OS/ARCH] [--allow-devices] [-o OPTIONS] IMAGE MOUNTPOINT
   layerfs image ls
-  layerfs container ls | rm NAME | commit NAME -o LAYER.tar[.gz] [--reproducible]
+  layerfs container ls | mount [-o OPTIONS] NAME [MOUNTPOINT] | rm NAME
+  layerfs container commit NAME -o LAYER.tar[.gz] [--reproducible]
   layerfs diff UPPERDIR [--lower DIR[:DIR...]]      changes in an upper, as docker diff prints them
   layerfs commit UPPERDIR -o LAYER.tar[.gz] [--gzip] [--reproducible]   the upper as an OCI layer
   layerfs apply LAYER|- DIR [--whiteout overlay|oci | --flatten] [--allow-devices]   extract a layer

@@ -15,7 +15,8 @@ import { parseEpoch } from '../layer/commands.js';
 import { commitLayerToFile } from '../layer/commit.js';
 import { checkPaths, mountPoints } from '../preflight.js';
 import { ImageError, StoreError } from './errors.js';
-import { loadImage, storedImage, type LoadedImage } from './load.js';
+import { withLock } from './lock.js';
+import { layerDirsOf, loadImage, storedImage, type LoadedImage } from './load.js';
 import { Store, checkContainerName, defaultHome, shortId, type ContainerRecord } from './store.js';
 
 export interface CommandIO {
@@ -35,7 +36,7 @@ export interface MountFns {
 class UsageError extends Error {}
 
 const IMAGE_USAGE = 'usage: layerfs image mount [--name NAME] [--platform OS/ARCH] [--allow-devices] [-o OPTIONS] IMAGE MOUNTPOINT | layerfs image ls';
-const CONTAINER_USAGE = 'usage: layerfs container ls | layerfs container rm NAME | layerfs container commit NAME -o LAYER.tar[.gz] [--gzip] [--reproducible]';
+const CONTAINER_USAGE = 'usage: layerfs container ls | layerfs container mount [-o OPTIONS] NAME [MOUNTPOINT] | layerfs container rm NAME | layerfs container commit NAME -o LAYER.tar[.gz] [--gzip] [--reproducible]';
 
 async function usage(io: CommandIO, fn: () => Promise<number>): Promise<number> {
   try {
@@ -102,6 +103,7 @@ export async function containerCommand(args: readonly string[], out: CommandIO, 
       if (rest.length > 0) throw new UsageError('container ls takes no arguments');
       return containerLs(out);
     }
+    if (sub === 'mount') return containerMount(rest, fns);
     if (sub === 'rm' || sub === 'remove') return containerRm(rest, fns);
     if (sub === 'commit') return containerCommit(rest, out);
     throw new UsageError(sub === undefined ? CONTAINER_USAGE : `unknown container command: ${sub} (${CONTAINER_USAGE})`);
@@ -209,6 +211,36 @@ async function findContainer(store: Store, name: string): Promise<ContainerRecor
   const c = await store.getContainer(name);
   if (c === undefined) throw new StoreError(`no such container: ${name}`);
   return c;
+}
+
+/**
+ * Mount a container that is not mounted (after `umount`, or a reboot) with its writable layer as
+ * it was left: where it was last mounted, or at MOUNTPOINT. -o adds mount options, as at
+ * `image mount` (they are not recorded).
+ */
+async function containerMount(args: readonly string[], fns: MountFns): Promise<number> {
+  const { flags, positional } = parseArgs(args, ['-o'], []);
+  if (positional.length < 1 || positional.length > 2) throw new UsageError('container mount takes NAME and, if it is to move, MOUNTPOINT');
+  const store = await Store.open(defaultHome());
+  const name = positional[0]!;
+  checkContainerName(name);
+  // Held from the check to the record: two of these at once must not both mount one upper.
+  return withLock(store.lockPath(`container-${name}`), async () => {
+    const c = await findContainer(store, name);
+    if (isMounted(c)) throw new StoreError(`container ${c.name} is mounted already, at ${c.mountpoint}`);
+    const mountpoint = checkPaths({ lowers: [], mountpoint: positional[1] ?? c.mountpoint }).mountpoint;
+    for (const d of c.layers) {
+      if (!(await store.hasLayer(d))) throw new StoreError(`container ${c.name}: its layer ${d} is missing from the store; mount the image from its file again`);
+    }
+    const lowers = c.layers.length > 0 ? layerDirsOf(store, c.layers) : [await emptyLayer(store)];
+    const opts = [`lowerdir=${lowers.map(escapeOpt).join(':')}`, `upperdir=${escapeOpt(store.upperDir(c.name))}`, `workdir=${escapeOpt(store.workDir(c.name))}`];
+    const code = await fns.mount(['-o', [opts.join(','), ...(flags.get('-o') ?? [])].join(','), mountpoint]);
+    if (code !== 0) return code;
+    const r = readRecord(mountpoint);
+    const { server: _old, ...rest } = c;
+    await store.updateContainer({ ...rest, mountpoint, ...(r !== undefined ? { server: { pid: r.pid, startTicks: r.startTicks } } : {}) });
+    return 0;
+  });
 }
 
 async function containerRm(args: readonly string[], fns: MountFns): Promise<number> {

@@ -86,9 +86,14 @@ function recordOf(info: ImageInfo, source: string): Omit<ImageRecord, 'added'> {
  * everything it hides, so its lower copy changes nothing (and a branch may not be listed twice).
  */
 export function lowersOf(store: Store, image: ImageRecord): string[] {
+  return layerDirsOf(store, image.diffIds);
+}
+
+/** The lowerdirs of layers given bottom first: top first, each layer once (its topmost place). */
+export function layerDirsOf(store: Store, diffIds: readonly string[]): string[] {
   const seen = new Set<string>();
   const out: string[] = [];
-  for (const d of [...image.diffIds].reverse()) {
+  for (const d of [...diffIds].reverse()) {
     if (seen.has(d)) continue;
     seen.add(d);
     out.push(store.layerDiff(d));

@@ -315,6 +315,42 @@ test.serial('container rm unmounts and deletes the writable layer; an unknown na
   await rm(t, e, name2, mnt);
 });
 
+test.serial('container mount: an unmounted container comes back with its changes, where it was or elsewhere, and not while it is mounted', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const e = await env('remount');
+  const image = path.join(e.dir, 'img.tar');
+  await writeDockerSave(image, base);
+  const mnt = e.mnt('mnt');
+  const name = await mountImage(t, e, image, mnt, ['--name', 'keeper']);
+  fs.writeFileSync(path.join(mnt, 'written'), 'by the container');
+  const before = await snap(mnt);
+  t.true(before.nodes.size > 5, 'the mount shows the image');
+  const busy = await e.cli(['container', 'mount', name]);
+  t.is(busy.code, 1);
+  t.regex(busy.stderr, /container keeper is mounted already, at /);
+  t.is((await e.cli(['umount', mnt])).code, 0);
+  t.is(mountedFsType(mnt), undefined);
+
+  // Where it was last mounted, by default: the same tree, the change included.
+  t.is((await e.cli(['container', 'mount', name])).code, 0);
+  t.is(mountedFsType(mnt), 'fuse.layerfs');
+  t.deepEqual(diffSnapshots(await snap(mnt), before, ['remounted', 'before']), []);
+  t.regex((await e.cli(['container', 'ls'])).stdout, new RegExp(`keeper\\t.*\\t${mnt}\\tyes\\n`));
+  t.is((await e.cli(['umount', mnt])).code, 0);
+
+  // Elsewhere, with an option of its own; the record follows, so rm unmounts it there.
+  const other = e.mnt('other');
+  t.is((await e.cli(['container', 'mount', '-o', 'ro', name, other])).code, 0);
+  t.is(fs.readFileSync(path.join(other, 'written'), 'utf8'), 'by the container');
+  t.throws(() => fs.writeFileSync(path.join(other, 'more'), 'x'), { code: 'EROFS' });
+  t.deepEqual(diffSnapshots(await snap(other), before, ['moved', 'before']), []);
+  await rm(t, e, name, other);
+  t.is(mountedFsType(other), undefined);
+  const gone = await e.cli(['container', 'mount', name]);
+  t.is(gone.code, 1);
+  t.is(gone.stderr, 'layerfs: no such container: keeper\n');
+});
+
 test.serial('container commit: the layer, flattened onto the flattened image, is the merged view', async (t) => {
   if (!requireMountCapable(t)) return;
   const e = await env('commit');
