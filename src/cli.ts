@@ -27,7 +27,7 @@ Usage:
   layerfs stats [--json] MOUNTPOINT   operation counts and latencies, cache hits, copy-ups of a mount
   layerfs daemon [-d]                 serve, in the foreground, every mount made with -o daemon
   layerfs image mount [--name NAME] [--platform OS/ARCH] [--allow-devices] [-o OPTIONS] IMAGE MOUNTPOINT
-  layerfs image ls
+  layerfs image ls | rm IMAGE
   layerfs container ls | mount [-o OPTIONS] NAME [MOUNTPOINT] | rm NAME
   layerfs container commit NAME -o LAYER.tar[.gz] [--reproducible]
   layerfs diff UPPERDIR [--lower DIR[:DIR...]]      changes in an upper, as docker diff prints them

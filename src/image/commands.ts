@@ -35,7 +35,7 @@ export interface MountFns {
 
 class UsageError extends Error {}
 
-const IMAGE_USAGE = 'usage: layerfs image mount [--name NAME] [--platform OS/ARCH] [--allow-devices] [-o OPTIONS] IMAGE MOUNTPOINT | layerfs image ls';
+const IMAGE_USAGE = 'usage: layerfs image mount [--name NAME] [--platform OS/ARCH] [--allow-devices] [-o OPTIONS] IMAGE MOUNTPOINT | layerfs image ls | layerfs image rm IMAGE';
 const CONTAINER_USAGE = 'usage: layerfs container ls | layerfs container mount [-o OPTIONS] NAME [MOUNTPOINT] | layerfs container rm NAME | layerfs container commit NAME -o LAYER.tar[.gz] [--gzip] [--reproducible]';
 
 async function usage(io: CommandIO, fn: () => Promise<number>): Promise<number> {
@@ -92,6 +92,7 @@ export async function imageCommand(args: readonly string[], out: CommandIO, fns:
       if (rest.length > 0) throw new UsageError('image ls takes no arguments');
       return imageLs(out);
     }
+    if (sub === 'rm' || sub === 'remove') return imageRm(rest, out);
     throw new UsageError(sub === undefined ? IMAGE_USAGE : `unknown image command: ${sub} (${IMAGE_USAGE})`);
   });
 }
@@ -187,6 +188,18 @@ async function imageLs(out: CommandIO): Promise<number> {
   for (const i of await store.listImages()) {
     out.out([shortId(i.id), i.repoTags.length > 0 ? i.repoTags.join(',') : '-', String(i.diffIds.length), i.platform ?? '-', i.added].join('\t'));
   }
+  return 0;
+}
+
+/** `image rm IMAGE`: a tag of several untagged, else the image and the layers nothing else uses. */
+async function imageRm(args: readonly string[], out: CommandIO): Promise<number> {
+  const { positional } = parseArgs(args, [], []);
+  if (positional.length !== 1) throw new UsageError('image rm takes one IMAGE (a tag or an id)');
+  const store = await Store.open(defaultHome());
+  const r = await store.removeImage(positional[0]!);
+  if (r.untagged !== undefined) out.out(`untagged ${r.untagged}`);
+  if (r.removed !== undefined) out.out(`deleted image ${r.removed}`);
+  for (const d of r.layers) out.out(`deleted layer ${d}`);
   return 0;
 }
 

@@ -208,9 +208,14 @@ export class Store {
     return join(this.root, 'images', `${digestHex(id)}.json`);
   }
 
-  /** Record an image. A tag names one image: it moves from any other record to this one. */
+  /**
+   * Record an image. A tag names one image: it moves from any other record to this one. Its
+   * layers must be in the store: under the images lock, which `removeImage` holds while it
+   * deletes layers, so that an image never comes to name a layer that is being removed.
+   */
   async putImage(rec: Omit<ImageRecord, 'added'>): Promise<ImageRecord> {
     return withLock(this.lockPath('images'), async () => {
+      await this.requireLayers(rec.diffIds, `image ${shortId(rec.id)}`);
       const old = await this.getImage(rec.id);
       for (const other of await this.listImages()) {
         if (other.id === rec.id || !other.repoTags.some((t) => rec.repoTags.includes(t))) continue;
@@ -225,6 +230,49 @@ export class Store {
       await io.writeFileAtomic(this.imagePath(rec.id), `${JSON.stringify(full, null, 2)}\n`);
       return full;
     });
+  }
+
+  /**
+   * `layerfs image rm`: by a tag the image has beside others, only that tag goes; else the image
+   * record, and then each of its layers that no other image and no container uses. Refused while
+   * a container uses the image. Under the images lock (see putImage, createContainer).
+   */
+  async removeImage(ref: string): Promise<{ untagged?: string; removed?: string; layers: string[] }> {
+    return withLock(this.lockPath('images'), async () => {
+      const image = await this.findImage(ref);
+      if (image === undefined) throw new StoreError(`no such image: ${ref}`);
+      const tag = image.repoTags.includes(ref) ? ref : image.repoTags.includes(`${ref}:latest`) ? `${ref}:latest` : undefined;
+      if (tag !== undefined && image.repoTags.length > 1) {
+        const kept = { ...image, repoTags: image.repoTags.filter((t) => t !== tag) };
+        await io.writeFileAtomic(this.imagePath(image.id), `${JSON.stringify(kept, null, 2)}\n`);
+        return { untagged: tag, layers: [] };
+      }
+      const users = (await this.listContainers()).filter((c) => c.image === image.id).map((c) => c.name);
+      if (users.length > 0) {
+        throw new StoreError(`image ${shortId(image.id)} is used by container${users.length > 1 ? 's' : ''} ${users.join(', ')}: remove ${users.length > 1 ? 'them' : 'it'} first (layerfs container rm)`);
+      }
+      await io.unlink(this.imagePath(image.id));
+      const used = new Set<string>();
+      for (const i of await this.listImages()) for (const d of i.diffIds) used.add(d);
+      for (const c of await this.listContainers()) for (const d of c.layers) used.add(d);
+      const layers: string[] = [];
+      for (const d of new Set(image.diffIds)) {
+        if (used.has(d) || !(await this.hasLayer(d))) continue;
+        // Into tmp/ first: gone from layers/ in one step; cleanTmp() finishes an interrupted delete.
+        const tmp = await this.newTmpDir('-rm-layer');
+        await io.rename(this.layerPath(d), join(tmp, 'layer'));
+        await io.removeTree(tmp);
+        layers.push(d);
+      }
+      return { removed: image.id, layers };
+    });
+  }
+
+  /** Throws, naming `what`, unless every layer of diffIds is in the store. */
+  private async requireLayers(diffIds: readonly string[], what: string): Promise<void> {
+    for (const d of new Set(diffIds)) {
+      if (!(await this.hasLayer(d))) throw new StoreError(`${what}: layer ${d} is not in the store (removed by \`layerfs image rm\` meanwhile?): load the image again`);
+    }
   }
 
   async getImage(id: string): Promise<ImageRecord | undefined> {
@@ -276,7 +324,14 @@ export class Store {
    * (the top layer's root), since a mount shows the upper's root attributes.
    */
   async createContainer(rec: ContainerRecord, rootLike?: string): Promise<void> {
+    // Under the images lock: removeImage never sees a container half made, nor removes a layer
+    // that one is about to use.
+    return withLock(this.lockPath('images'), () => this.createContainerLocked(rec, rootLike));
+  }
+
+  private async createContainerLocked(rec: ContainerRecord, rootLike?: string): Promise<void> {
     const dir = this.containerDir(rec.name);
+    await this.requireLayers(rec.layers, `container ${rec.name}`);
     if (!(await io.mkdirNew(dir, 0o700))) throw new StoreError(`a container named ${rec.name} exists already`);
     try {
       const upper = this.upperDir(rec.name);

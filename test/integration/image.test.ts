@@ -351,6 +351,32 @@ test.serial('container mount: an unmounted container comes back with its changes
   t.is(gone.stderr, 'layerfs: no such container: keeper\n');
 });
 
+test.serial('image rm: refused while a container uses the image; then the image and its layers go', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const e = await env('image-rm');
+  const image = path.join(e.dir, 'img.tar');
+  await writeDockerSave(image, base);
+  const mnt = e.mnt('mnt');
+  const name = await mountImage(t, e, image, mnt);
+  t.is(layersIn(e.home).length, 3);
+  const busy = await e.cli(['image', 'rm', 'example/app:1.0']);
+  t.is(busy.code, 1);
+  t.regex(busy.stderr, new RegExp(`used by container ${name}: remove it first`));
+  t.is(mountedFsType(mnt), 'fuse.layerfs', 'the mount is left alone');
+  await rm(t, e, name, mnt);
+  const r = await e.cli(['image', 'rm', 'example/app:1.0']);
+  t.is(r.code, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  t.regex(lines[0]!, /^deleted image sha256:[0-9a-f]{64}$/);
+  t.is(lines.filter((l) => /^deleted layer sha256:[0-9a-f]{64}$/.test(l)).length, 3);
+  t.deepEqual(layersIn(e.home), []);
+  t.is((await e.cli(['image', 'ls'])).stdout, 'IMAGE ID\tTAGS\tLAYERS\tPLATFORM\tADDED\n');
+  // The image file mounts again: its layers are unpacked anew.
+  const again = await mountImage(t, e, image, mnt);
+  t.is(layersIn(e.home).length, 3);
+  await rm(t, e, again, mnt);
+});
+
 test.serial('container commit: the layer, flattened onto the flattened image, is the merged view', async (t) => {
   if (!requireMountCapable(t)) return;
   const e = await env('commit');

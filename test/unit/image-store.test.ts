@@ -20,6 +20,11 @@ const D1 = `sha256:${'1'.repeat(64)}`;
 const D2 = `sha256:${'2'.repeat(64)}`;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Add each layer, with one file. */
+async function addLayers(s: Store, ...ds: string[]): Promise<void> {
+  for (const d of ds) await s.addLayer(d, async (dir) => fs.writeFileSync(path.join(dir, 'f'), d));
+}
+
 /** A pid that no process has (one that just exited). */
 function deadPid(): number {
   const r = spawnSync('true');
@@ -143,6 +148,7 @@ test('images: recorded by config digest, found by tag, "name" for name:latest, o
   const s = await freshStore();
   const a = `sha256:${'a'.repeat(60)}0001`;
   const b = `sha256:${'a'.repeat(60)}0002`;
+  await addLayers(s, D1, D2);
   await s.putImage({ id: a, repoTags: ['app:1', 'app:latest'], diffIds: [D1], format: 'oci', source: '/x' });
   t.is((await s.findImage('app:1'))?.id, a);
   t.is((await s.findImage('app'))?.id, a);
@@ -163,6 +169,9 @@ test('containers: a name is taken once; records listed; rm of an unknown name is
   fs.chmodSync(rootLike, 0o751);
   fs.utimesSync(rootLike, new Date(1_600_000_000_000), new Date(1_600_000_000_000));
   const rec = { name: 'web', image: D1, imageName: 'app:1', layers: [D1], mountpoint: '/mnt/x', created: new Date().toISOString() };
+  await t.throwsAsync(s.createContainer(rec, rootLike), { instanceOf: StoreError, message: /layer .* is not in the store/ });
+  t.false(fs.existsSync(s.containerDir('web')), 'nothing made for a container whose layer is gone');
+  await addLayers(s, D1);
   await s.createContainer(rec, rootLike);
   await t.throwsAsync(s.createContainer(rec), { instanceOf: StoreError, message: /exists already/ });
   const st = fs.statSync(s.upperDir('web'));
@@ -176,4 +185,32 @@ test('containers: a name is taken once; records listed; rm of an unknown name is
   await t.throwsAsync(s.removeContainer('web'), { instanceOf: StoreError, message: /no such container: web/ });
   await t.throwsAsync(s.createContainer({ ...rec, name: '../evil' }), { instanceOf: StoreError, message: /invalid container name/ });
   t.deepEqual(fs.readdirSync(path.join(s.root, 'tmp')), []);
+});
+
+test('image rm: the record, and the layers no other image or container uses; by a tag of several, only the tag; refused while a container uses it', async (t) => {
+  const s = await freshStore();
+  const D3 = `sha256:${'3'.repeat(64)}`;
+  const a = `sha256:${'a'.repeat(64)}`;
+  const b = `sha256:${'b'.repeat(64)}`;
+  await addLayers(s, D1, D2, D3);
+  await s.putImage({ id: a, repoTags: ['app:1', 'app:latest'], diffIds: [D1, D2], format: 'oci', source: '/x' });
+  await s.putImage({ id: b, repoTags: ['other:1'], diffIds: [D1, D3], format: 'oci', source: '/y' });
+  await s.createContainer({ name: 'web', image: b, imageName: 'other:1', layers: [D1, D3], mountpoint: '/mnt/x', created: new Date().toISOString() });
+
+  t.deepEqual(await s.removeImage('app:1'), { untagged: 'app:1', layers: [] });
+  t.deepEqual((await s.getImage(a))?.repoTags, ['app:latest']);
+  t.deepEqual(await s.removeImage('app'), { removed: a, layers: [D2] }, 'D1 stays: image b and its container use it');
+  t.is(await s.getImage(a), undefined);
+  t.deepEqual((await s.listLayers()).sort(), [D1, D3]);
+  await t.throwsAsync(s.removeImage('app'), { instanceOf: StoreError, message: /no such image: app/ });
+
+  await t.throwsAsync(s.removeImage('other:1'), { instanceOf: StoreError, message: /used by container web: remove it first/ });
+  t.truthy(await s.getImage(b));
+  await s.removeContainer('web');
+  t.deepEqual(await s.removeImage(b.slice(7, 19)), { removed: b, layers: [D1, D3] });
+  t.deepEqual(await s.listLayers(), []);
+  t.deepEqual(await s.listImages(), []);
+  t.deepEqual(fs.readdirSync(path.join(s.root, 'tmp')), []);
+  // An image cannot be recorded over a layer that is gone.
+  await t.throwsAsync(s.putImage({ id: a, repoTags: [], diffIds: [D1], format: 'oci', source: '/x' }), { instanceOf: StoreError, message: /is not in the store/ });
 });
