@@ -251,9 +251,8 @@ export class Store {
       if (users.length > 0) {
         throw new StoreError(`image ${shortId(image.id)} is used by container${users.length > 1 ? 's' : ''} ${users.join(', ')}: remove ${users.length > 1 ? 'them' : 'it'} first (layerfs container rm)`);
       }
-      await io.unlink(this.imagePath(image.id));
       const used = new Set<string>();
-      for (const i of await this.listImages()) for (const d of i.diffIds) used.add(d);
+      for (const i of await this.listImages()) if (i.id !== image.id) for (const d of i.diffIds) used.add(d);
       for (const c of await this.listContainers()) for (const d of c.layers) used.add(d);
       const layers: string[] = [];
       for (const d of new Set(image.diffIds)) {
@@ -264,6 +263,9 @@ export class Store {
         await io.removeTree(tmp);
         layers.push(d);
       }
+      // The record last: interrupted, the image is left with layers missing, which its next use
+      // names, and `image rm` can still be asked again; no layer is left that nothing names.
+      await io.unlink(this.imagePath(image.id));
       return { removed: image.id, layers };
     });
   }

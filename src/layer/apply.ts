@@ -1,5 +1,5 @@
-// `layerfs apply`: extract a layer tar (plain, gzip or zstd, told apart by its first bytes) into a
-// directory, with its whiteouts in one of three forms:
+// `layerfs apply`: extract a layer tar (plain, gzip or zstd, told apart by its first bytes) into
+// a directory, with its whiteouts in one of three forms:
 //   overlay  ".wh.X" -> char device 0:0 named X (owned as the header says), ".wh..wh..opq" ->
 //            trusted.overlay.opaque=y on the directory: DIR becomes an upper / lower for a mount;
 //   oci      ".wh." files are kept as they are (layerfs mounts those too);
