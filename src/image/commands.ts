@@ -162,17 +162,28 @@ async function imageMount(args: readonly string[], out: CommandIO, fns: MountFns
   let mounted = false;
   try {
     const lowers = loaded.lowers.length > 0 ? loaded.lowers : [await emptyLayer(store)];
-    const opts = [`lowerdir=${lowers.map(escapeOpt).join(':')}`, `upperdir=${escapeOpt(store.upperDir(cname))}`, `workdir=${escapeOpt(store.workDir(cname))}`];
-    const code = await fns.mount(['-o', [opts.join(','), ...(flags.get('-o') ?? [])].join(','), mountpoint]);
+    const code = await fns.mount(mountArgs(store, cname, lowers, flags.get('-o') ?? [], mountpoint));
     if (code !== 0) return code;
     mounted = true;
-    const r = readRecord(mountpoint);
-    if (r !== undefined) await store.updateContainer({ ...rec, server: { pid: r.pid, startTicks: r.startTicks } });
+    await recordServer(store, rec, mountpoint);
   } finally {
     if (!mounted) await store.removeContainer(cname).catch(() => undefined);
   }
   out.out(cname);
   return 0;
+}
+
+/** `layerfs mount` arguments for container `name` on `lowers` (top first), with the user's -o options. */
+function mountArgs(store: Store, name: string, lowers: readonly string[], extra: readonly string[], mountpoint: string): string[] {
+  const opts = [`lowerdir=${lowers.map(escapeOpt).join(':')}`, `upperdir=${escapeOpt(store.upperDir(name))}`, `workdir=${escapeOpt(store.workDir(name))}`];
+  return ['-o', [opts.join(','), ...extra].join(','), mountpoint];
+}
+
+/** Record where the container is mounted now, and by which server (`container ls` and `rm` check both). */
+async function recordServer(store: Store, c: ContainerRecord, mountpoint: string): Promise<void> {
+  const r = readRecord(mountpoint);
+  const { server: _old, ...rest } = c;
+  await store.updateContainer({ ...rest, mountpoint, ...(r !== undefined ? { server: { pid: r.pid, startTicks: r.startTicks } } : {}) });
 }
 
 /** An image without layers still needs one lower: an empty directory. */
@@ -246,12 +257,9 @@ async function containerMount(args: readonly string[], fns: MountFns): Promise<n
       if (!(await store.hasLayer(d))) throw new StoreError(`container ${c.name}: its layer ${d} is missing from the store; mount the image from its file again`);
     }
     const lowers = c.layers.length > 0 ? layerDirsOf(store, c.layers) : [await emptyLayer(store)];
-    const opts = [`lowerdir=${lowers.map(escapeOpt).join(':')}`, `upperdir=${escapeOpt(store.upperDir(c.name))}`, `workdir=${escapeOpt(store.workDir(c.name))}`];
-    const code = await fns.mount(['-o', [opts.join(','), ...(flags.get('-o') ?? [])].join(','), mountpoint]);
+    const code = await fns.mount(mountArgs(store, c.name, lowers, flags.get('-o') ?? [], mountpoint));
     if (code !== 0) return code;
-    const r = readRecord(mountpoint);
-    const { server: _old, ...rest } = c;
-    await store.updateContainer({ ...rest, mountpoint, ...(r !== undefined ? { server: { pid: r.pid, startTicks: r.startTicks } } : {}) });
+    await recordServer(store, c, mountpoint);
     return 0;
   });
 }
