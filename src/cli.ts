@@ -133,7 +133,8 @@ async function mountCommand(args: string[]): Promise<number> {
 
   // Loaded only here: a command loads what it uses (the server and the union are ~150 ms of
   // module loading, which a background mount, umount or stats need not wait for).
-  const [{ createLog }, { serve }] = await Promise.all([import('./log.js'), import('./server.js')]);
+  const [{ createLog }, { serve }, { helperNice, lowerHelperThreads }] = await Promise.all([import('./log.js'), import('./server.js'), import('./host/threads.js')]);
+  lowerHelperThreads(helperNice());
   const log = createLog({ tracing: m.debug });
   const notify = process.env.LAYERFS_NOTIFY === 'ipc' && process.send !== undefined;
   process.title = `layerfs ${paths.mountpoint}`;
@@ -176,7 +177,8 @@ async function umountCommand(args: string[]): Promise<number> {
 
 async function daemonCommand(args: string[]): Promise<number> {
   if (args.some((a) => a !== '-d')) throw new UsageError('daemon takes only -d (trace every operation)');
-  const [{ createLog }, { runDaemon }] = await Promise.all([import('./log.js'), import('./daemon.js')]);
+  const [{ createLog }, { runDaemon }, { helperNice, lowerHelperThreads }] = await Promise.all([import('./log.js'), import('./daemon.js'), import('./host/threads.js')]);
+  lowerHelperThreads(helperNice());
   process.title = 'layerfs daemon';
   await runDaemon(createLog({ tracing: args.includes('-d') }));
   return 0;

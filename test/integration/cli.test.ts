@@ -60,6 +60,14 @@ test('mount returns once serving; umount leaves no mount and no process', async 
     t.is(mountedFsType(l.mnt), 'fuse.layerfs');
     const pid = serverPid(l.mnt);
     t.truthy(pid && alive(pid), 'a server process is recorded and alive');
+    // D65: V8's threads at nice 19; the main thread and libuv's pool (the last made: 8 unless
+    // UV_THREADPOOL_SIZE says otherwise) at 0.
+    const pool = Number(process.env.UV_THREADPOOL_SIZE ?? 8);
+    const nice = (tid: number): number => Number(fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
+    const others = fs.readdirSync(`/proc/${pid}/task`).map(Number).filter((x) => x !== pid).sort((a, b) => a - b).map(nice);
+    t.is(nice(pid!), 0);
+    t.deepEqual(others.slice(-pool), Array<number>(pool).fill(0));
+    t.true(others.length > pool && others.slice(0, -pool).every((n) => n === 19), `threads' nice: ${others.join(' ')}`);
     const u = await layerfsCli(['umount', l.mnt]);
     t.is(u.code, 0, u.stderr);
     t.is(mountedFsType(l.mnt), undefined);
