@@ -253,9 +253,7 @@ async function containerMount(args: readonly string[], fns: MountFns): Promise<n
     const c = await findContainer(store, name);
     if (isMounted(c)) throw new StoreError(`container ${c.name} is mounted already, at ${c.mountpoint}`);
     const mountpoint = checkPaths({ lowers: [], mountpoint: positional[1] ?? c.mountpoint }).mountpoint;
-    for (const d of c.layers) {
-      if (!(await store.hasLayer(d))) throw new StoreError(`container ${c.name}: its layer ${d} is missing from the store; mount the image from its file again`);
-    }
+    await store.requireLayers(c.layers, `container ${c.name}`);
     const lowers = c.layers.length > 0 ? layerDirsOf(store, c.layers) : [await emptyLayer(store)];
     const code = await fns.mount(mountArgs(store, c.name, lowers, flags.get('-o') ?? [], mountpoint));
     if (code !== 0) return code;

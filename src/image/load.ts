@@ -3,7 +3,7 @@
 // written to the store, so a bad image leaves nothing behind.
 import type { Readable } from 'node:stream';
 import { consumeHashing } from './digest.js';
-import { ImageError, StoreError } from './errors.js';
+import { ImageError } from './errors.js';
 import { formatPlatform, readImage, verifyLayers, type ImageInfo, type LayerRef } from './reader.js';
 import { openSource } from './source.js';
 import type { ImageRecord, Store } from './store.js';
@@ -105,8 +105,6 @@ export function layerDirsOf(store: Store, diffIds: readonly string[]): string[] 
 export async function storedImage(store: Store, ref: string): Promise<LoadedImage | undefined> {
   const image = await store.findImage(ref);
   if (image === undefined) return undefined;
-  for (const d of image.diffIds) {
-    if (!(await store.hasLayer(d))) throw new StoreError(`image ${ref}: layer ${d} is missing from the store; mount the image from its file again`);
-  }
+  await store.requireLayers(image.diffIds, `image ${ref}`);
   return { image, lowers: lowersOf(store, image) };
 }

@@ -271,9 +271,9 @@ export class Store {
   }
 
   /** Throws, naming `what`, unless every layer of diffIds is in the store. */
-  private async requireLayers(diffIds: readonly string[], what: string): Promise<void> {
+  async requireLayers(diffIds: readonly string[], what: string): Promise<void> {
     for (const d of new Set(diffIds)) {
-      if (!(await this.hasLayer(d))) throw new StoreError(`${what}: layer ${d} is not in the store (removed by \`layerfs image rm\` meanwhile?): load the image again`);
+      if (!(await this.hasLayer(d))) throw new StoreError(`${what}: layer ${d} is not in the store (removed by \`layerfs image rm\`?): mount the image from its file again`);
     }
   }
 
