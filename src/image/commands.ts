@@ -7,7 +7,7 @@
 // goes to stderr); the listings are one line per item, fields separated by tabs, after a header.
 import { randomBytes } from 'node:crypto';
 import { resolve as resolvePath } from 'node:path';
-import { ConfigError } from '../config.js';
+import { ConfigError, splitOptions } from '../config.js';
 import * as io from '../host/store-io.js';
 import { readRecord } from '../host/runtime.js';
 import { applyLayer } from '../layer/apply.js';
@@ -128,6 +128,7 @@ async function imageMount(args: readonly string[], out: CommandIO, fns: MountFns
   const name = one(flags, '--name');
   if (name !== undefined) checkContainerName(name);
   const platform = one(flags, '--platform');
+  const options = containerOptions(flags);
 
   const store = await Store.open(defaultHome());
   // Everything that can be checked before the work: the mountpoint, the name.
@@ -156,21 +157,35 @@ async function imageMount(args: readonly string[], out: CommandIO, fns: MountFns
     layers: loaded.image.diffIds,
     mountpoint,
     created: new Date().toISOString(),
+    options,
   };
   const top = loaded.lowers[0];
   await store.createContainer(rec, top);
   let mounted = false;
   try {
     const lowers = loaded.lowers.length > 0 ? loaded.lowers : [await emptyLayer(store)];
-    const code = await fns.mount(mountArgs(store, cname, lowers, flags.get('-o') ?? [], mountpoint));
+    const code = await fns.mount(mountArgs(store, cname, lowers, options, mountpoint));
     if (code !== 0) return code;
     mounted = true;
-    await recordServer(store, rec, mountpoint);
+    await recordServer(store, rec, mountpoint, options);
   } finally {
     if (!mounted) await store.removeContainer(cname).catch(() => undefined);
   }
   out.out(cname);
   return 0;
+}
+
+/** Options the store sets for a container: a user's would mount other layers over its upper. */
+const STORE_OPTIONS = new Set(['lowerdir', 'upperdir', 'workdir']);
+
+/** The -o options of an image or container mount, one per element; the store's own refused. */
+function containerOptions(flags: Map<string, string[]>): string[] {
+  const opts = (flags.get('-o') ?? []).flatMap(splitOptions);
+  for (const o of opts) {
+    const key = o.split('=', 1)[0]!;
+    if (STORE_OPTIONS.has(key)) throw new UsageError(`-o ${key}= is the store's: a container mounts its image's layers and its own upper`);
+  }
+  return opts;
 }
 
 /** `layerfs mount` arguments for container `name` on `lowers` (top first), with the user's -o options. */
@@ -179,11 +194,14 @@ function mountArgs(store: Store, name: string, lowers: readonly string[], extra:
   return ['-o', [opts.join(','), ...extra].join(','), mountpoint];
 }
 
-/** Record where the container is mounted now, and by which server (`container ls` and `rm` check both). */
-async function recordServer(store: Store, c: ContainerRecord, mountpoint: string): Promise<void> {
+/**
+ * Record where the container is mounted now, with which options (the next `container mount`
+ * takes them), and by which server (`container ls` and `rm` check both).
+ */
+async function recordServer(store: Store, c: ContainerRecord, mountpoint: string, options: readonly string[]): Promise<void> {
   const r = readRecord(mountpoint);
   const { server: _old, ...rest } = c;
-  await store.updateContainer({ ...rest, mountpoint, ...(r !== undefined ? { server: { pid: r.pid, startTicks: r.startTicks } } : {}) });
+  await store.updateContainer({ ...rest, mountpoint, options, ...(r !== undefined ? { server: { pid: r.pid, startTicks: r.startTicks } } : {}) });
 }
 
 /** An image without layers still needs one lower: an empty directory. */
@@ -239,8 +257,8 @@ async function findContainer(store: Store, name: string): Promise<ContainerRecor
 
 /**
  * Mount a container that is not mounted (after `umount`, or a reboot) with its writable layer as
- * it was left: where it was last mounted, or at MOUNTPOINT. -o adds mount options, as at
- * `image mount` (they are not recorded).
+ * it was left: where it was last mounted, or at MOUNTPOINT; with the options it was last mounted
+ * with, or those of -o, which are recorded in their place (as a new MOUNTPOINT is).
  */
 async function containerMount(args: readonly string[], fns: MountFns): Promise<number> {
   const { flags, positional } = parseArgs(args, ['-o'], []);
@@ -254,10 +272,11 @@ async function containerMount(args: readonly string[], fns: MountFns): Promise<n
     if (isMounted(c)) throw new StoreError(`container ${c.name} is mounted already, at ${c.mountpoint}`);
     const mountpoint = checkPaths({ lowers: [], mountpoint: positional[1] ?? c.mountpoint }).mountpoint;
     await store.requireLayers(c.layers, `container ${c.name}`);
+    const options = flags.has('-o') ? containerOptions(flags) : c.options ?? [];
     const lowers = c.layers.length > 0 ? layerDirsOf(store, c.layers) : [await emptyLayer(store)];
-    const code = await fns.mount(mountArgs(store, c.name, lowers, flags.get('-o') ?? [], mountpoint));
+    const code = await fns.mount(mountArgs(store, c.name, lowers, options, mountpoint));
     if (code !== 0) return code;
-    await recordServer(store, c, mountpoint);
+    await recordServer(store, c, mountpoint, options);
     return 0;
   });
 }

@@ -63,6 +63,8 @@ export interface ContainerRecord {
   readonly layers: readonly string[];
   readonly mountpoint: string;
   readonly created: string;
+  /** The mount options (-o) it was last mounted with, one per element; absent in older records. */
+  readonly options?: readonly string[];
   /** The server of its mount, once mounted (pid and start time, as in the runtime records). */
   readonly server?: { readonly pid: number; readonly startTicks: string };
 }

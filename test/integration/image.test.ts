@@ -315,7 +315,7 @@ test.serial('container rm unmounts and deletes the writable layer; an unknown na
   await rm(t, e, name2, mnt);
 });
 
-test.serial('container mount: an unmounted container comes back with its changes, where it was or elsewhere, and not while it is mounted', async (t) => {
+test.serial('container mount: an unmounted container comes back with its changes and options, where it was or elsewhere, and not while it is mounted', async (t) => {
   if (!requireMountCapable(t)) return;
   const e = await env('remount');
   const image = path.join(e.dir, 'img.tar');
@@ -344,6 +344,21 @@ test.serial('container mount: an unmounted container comes back with its changes
   t.is(fs.readFileSync(path.join(other, 'written'), 'utf8'), 'by the container');
   t.throws(() => fs.writeFileSync(path.join(other, 'more'), 'x'), { code: 'EROFS' });
   t.deepEqual(diffSnapshots(await snap(other), before, ['moved', 'before']), []);
+  // The options are kept with the container, as the mountpoint is, until -o gives others.
+  t.is((await e.cli(['umount', other])).code, 0);
+  t.is((await e.cli(['container', 'mount', name])).code, 0);
+  t.throws(() => fs.writeFileSync(path.join(other, 'more'), 'x'), { code: 'EROFS' }, 'still read-only');
+  t.is((await e.cli(['umount', other])).code, 0);
+  t.is((await e.cli(['container', 'mount', '-o', 'rw', name])).code, 0);
+  fs.writeFileSync(path.join(other, 'more'), 'x');
+  // The store's own options are refused: they would put other layers under the container.
+  for (const o of ['upperdir=/tmp', 'lowerdir=/tmp', 'noexec,workdir=/tmp']) {
+    const r = await e.cli(['image', 'mount', '-o', o, image, e.mnt('refused')]);
+    t.is(r.code, 2, o);
+    t.regex(r.stderr, /^layerfs: -o (upper|lower|work)dir= is the store's/, o);
+  }
+  t.is(mountedFsType(path.join(e.dir, 'refused')), undefined);
+  t.regex((await e.cli(['container', 'ls'])).stdout, /^NAME\tIMAGE\tMOUNTPOINT\tMOUNTED\nkeeper\t[^\n]*\n$/, 'no container made');
   await rm(t, e, name, other);
   t.is(mountedFsType(other), undefined);
   const gone = await e.cli(['container', 'mount', name]);
