@@ -115,7 +115,7 @@ export class CopyUp {
     // A copy-up is no change of the parent directory: its times are put back afterwards, as
     // the kernel's overlayfs does.
     const parent = p === ROOT ? undefined : upper.real(parentOf(p));
-    const parentTimes = parent === undefined ? undefined : await host.lstatNs(parent);
+    const parentTimes = parent === undefined ? undefined : host.lstatEntry(parent);
     // Before the entry arrives, so that no crash leaves one with a recorded number unmarked.
     // Once per resolution of the parent (its mark moves with it; a move drops the resolution).
     if (parent !== undefined) {
@@ -159,17 +159,17 @@ export async function copyEntry(
     const copied = copySmallFile(from, to, ino, limit);
     if (copied !== undefined) return copied;
   }
-  const st = await host.lstatNs(from);
-  const mode = Number(st.mode);
+  const st = host.lstatEntry(from);
+  const mode = st.mode;
   const perm = mode & 0o7777;
   const type = mode & constants.S_IFMT;
   if (type === constants.S_IFDIR) await host.mkdir(to, 0o700);
-  else if (type === constants.S_IFREG) await host.copyFileData(from, to, Math.min(Number(st.size), limit), o.stop, limit);
+  else if (type === constants.S_IFREG) await host.copyFileData(from, to, Math.min(st.size, limit), o.stop, limit);
   else if (type === constants.S_IFLNK) await host.symlink(await host.readlink(from), to);
-  else mknod(to, mode, Number(st.rdev));
+  else mknod(to, mode, st.rdev);
   // Owner before mode (chown clears set-id bits), and both before xattrs: chown also drops
   // security.capability, which must survive the copy.
-  await host.lchown(to, Number(st.uid), Number(st.gid));
+  await host.lchown(to, st.uid, st.gid);
   if (type !== constants.S_IFLNK) await host.chmod(to, perm);
   const xattrs = copyXattrs(listXattr(from), (name) => getXattr(from, name), (name, v) => setXattr(to, name, v));
   recordIno(to, ino);
@@ -189,9 +189,9 @@ function copySmallFile(from: RealPath, to: RealPath, ino: number, limit: number)
   // O_NONBLOCK: were it a FIFO now, the open must not wait for a writer.
   const src = host.openFileNow(from, constants.O_RDONLY | constants.O_NONBLOCK | host.READ_LOWER);
   try {
-    const st = host.fstatNsNow(src);
-    const mode = Number(st.mode);
-    const size = Number(st.size);
+    const st = host.fstatEntry(src);
+    const mode = st.mode;
+    const size = st.size;
     if ((mode & constants.S_IFMT) !== constants.S_IFREG || Math.min(size, limit) > host.SMALL_WRITE) return undefined;
     const perm = mode & 0o7777;
     const dst = host.openFileNow(to, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, perm & 0o777);
@@ -199,10 +199,10 @@ function copySmallFile(from: RealPath, to: RealPath, ino: number, limit: number)
       copyRange(src, dst, Math.min(size, limit));
       // The owner and mode the host gave the copy (the server's, its umask, the work dir's
       // default ACL): changed only where they differ. Owner before mode: chown clears set-id bits.
-      const made = host.fstatNsNow(dst);
+      const made = host.fstatEntry(dst);
       const chown = made.uid !== st.uid || made.gid !== st.gid;
-      if (chown) host.fchownNow(dst, Number(st.uid), Number(st.gid));
-      if (chown || Number(made.mode & 0o7777n) !== perm) host.fchmodNow(dst, perm);
+      if (chown) host.fchownNow(dst, st.uid, st.gid);
+      if (chown || (made.mode & 0o7777) !== perm) host.fchmodNow(dst, perm);
       const xattrs = copyXattrs(fdListXattr(src), (name) => fdGetXattr(src, name), (name, v) => fdSetXattr(dst, name, v));
       recordInoFd(dst, ino);
       setTimesFd(dst, st.atimeNs, st.mtimeNs);
