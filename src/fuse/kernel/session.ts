@@ -904,22 +904,22 @@ export class KernelSession {
       entries = (offset === 0 ? undefined : this.handleless.get(dirPath)) ?? await this.u.readdir(dirPath);
     }
     // The entries that fit, by their encoded names.
-    const page: Array<{ e: MergedEntry; name: Buffer; off: number }> = [];
+    const page: Array<{ e: MergedEntry; nameBytes: number; off: number }> = [];
     let used = 0;
     for (let i = offset; i < entries.length; i++) {
       const e = entries[i] as MergedEntry;
-      const name = Buffer.from(e.name);
-      const need = plus ? direntPlusSize(name.length) : direntSize(name.length);
+      const nameBytes = Buffer.byteLength(e.name);
+      const need = plus ? direntPlusSize(nameBytes) : direntSize(nameBytes);
       if (used + need > size) break;
       used += need;
-      page.push({ e, name, off: i + 1 });
+      page.push({ e, nameBytes, off: i + 1 });
     }
     // (Kept until the kernel asks past the end, which a listing read to its end always does.)
     if (handleless) this.keepHandleless(dirPath, entries, offset >= entries.length);
     const body = Buffer.allocUnsafe(used);
     if (!plus) {
       let pos = 0;
-      for (const { e, name, off } of page) pos += writeDirent(body, pos, e.ino, off, (e.type & fsc.S_IFMT) >> DT_SHIFT, name);
+      for (const { e, nameBytes, off } of page) pos += writeDirent(body, pos, e.ino, off, (e.type & fsc.S_IFMT) >> DT_SHIFT, e.name, nameBytes);
       return reply(h.unique, 0, body);
     }
     // "." and ".." carry no entry (the kernel takes none for them); an entry gone meanwhile
@@ -938,12 +938,12 @@ export class KernelSession {
     // The directory may have lost its name while the attributes were read: its entries then get none.
     const named = this.nodes.path(node) === dirPath;
     let pos = 0;
-    page.forEach(({ e, name, off }, i) => {
+    page.forEach(({ e, nameBytes, off }, i) => {
       const a = named ? attrs[i] : undefined;
       if (a === undefined) writeEntry(body, pos, 0, undefined, 0, 0);
       else writeEntry(body, pos, this.nodes.lookedUp(node, e.name).id, a, this.policy.entrySec, this.attrSec(a));
       pos += ENTRY_OUT;
-      pos += writeDirent(body, pos, a?.ino ?? e.ino, off, (e.type & fsc.S_IFMT) >> DT_SHIFT, name);
+      pos += writeDirent(body, pos, a?.ino ?? e.ino, off, (e.type & fsc.S_IFMT) >> DT_SHIFT, e.name, nameBytes);
     });
     return reply(h.unique, 0, body);
   }

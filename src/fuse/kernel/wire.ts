@@ -273,13 +273,17 @@ export const direntSize = (nameBytes: number): number => (24 + nameBytes + 7) & 
 /** Bytes one struct fuse_direntplus takes (entry_out, then the dirent). */
 export const direntPlusSize = (nameBytes: number): number => ENTRY_OUT + direntSize(nameBytes);
 
-export function writeDirent(b: Buffer, at: number, ino: number, off: number, type: number, name: Buffer): number {
-  const size = direntSize(name.length);
-  b.writeBigUInt64LE(BigInt(ino), at);
-  b.writeBigUInt64LE(BigInt(off), at + 8);
-  b.writeUInt32LE(name.length, at + 16);
+/**
+ * struct fuse_dirent at `at`, `name` encoded in place (`nameBytes`: its UTF-8 length): a listing
+ * of 50k entries made 100k BigInts and 50k Buffers more, about 20 MB for the young generation.
+ */
+export function writeDirent(b: Buffer, at: number, ino: number, off: number, type: number, name: string, nameBytes: number): number {
+  const size = direntSize(nameBytes);
+  writeI64(b, ino, at);
+  writeI64(b, off, at + 8);
+  b.writeUInt32LE(nameBytes, at + 16);
   b.writeUInt32LE(type, at + 20);
-  name.copy(b, at + 24);
-  b.fill(0, at + 24 + name.length, at + size);
+  b.write(name, at + 24, nameBytes, 'utf8');
+  b.fill(0, at + 24 + nameBytes, at + size);
   return size;
 }
