@@ -11,6 +11,7 @@ import { NAME_MAX, childOf, type Name, type RealPath, type VPath } from './path.
 import {
   OCI_OPAQUE, OCI_PREFIX, XATTR_OPAQUE, XATTR_WHITEOUT, isKernelWhiteout, ociWhiteoutTarget,
 } from './whiteout.js';
+import { nameByteLength } from './name-bytes.js';
 
 export type EntryKind = 'dir' | 'nondir';
 
@@ -147,7 +148,7 @@ export function probeOnDisk(branch: Branch, dir: VPath, name: Name, below = true
   // for (D29). One for a name of more than NAME_MAX - 4 bytes cannot exist; asking would be
   // ENAMETOOLONG for a name that is perfectly valid itself.
   const markerName = `${OCI_PREFIX}${name}`;
-  const whiteoutFile = !below || Buffer.byteLength(markerName) > NAME_MAX
+  const whiteoutFile = !below || nameByteLength(markerName) > NAME_MAX
     ? undefined
     : host.lstatSyncOrUndefined(branch.real(childOf(dir, markerName as Name)));
   if (st === undefined) return whiteoutFile ? WHITEOUT : ABSENT;

@@ -18,6 +18,7 @@ import { LayerfsError, checkMount, requestStats, startDaemonMount, startServer, 
 import type { ParsedOptions } from './config.js';
 import type { CheckedPaths } from './preflight.js';
 import type { ServeConfig } from './serve-config.js';
+import { encodeName } from './name-bytes.js';
 
 const HELP = `layerfs: a union filesystem in user space, on-disk compatible with overlayfs
 
@@ -209,8 +210,9 @@ async function statsCommand(args: string[]): Promise<number> {
 }
 
 const STDIO: CommandIO = {
-  out: (line) => void process.stdout.write(`${line}\n`),
-  err: (line) => void process.stderr.write(`${line}\n`),
+  // Names print as their bytes (name-bytes.ts), as ls and find print them.
+  out: (line) => void process.stdout.write(encodeName(`${line}\n`)),
+  err: (line) => void process.stderr.write(encodeName(`${line}\n`)),
 };
 
 /** A one-line progress bar on stderr, redrawn at most 10 times a second (only on a terminal). */
@@ -236,7 +238,7 @@ function progressBar(): { update(done: number, total: number): void; end(): void
 }
 
 const LAYER_IO: LayerIO = {
-  out: (text) => void process.stdout.write(text),
+  out: (text) => void process.stdout.write(encodeName(text)),
   stdin: () => process.stdin,
   sourceDateEpoch: process.env.SOURCE_DATE_EPOCH,
   progress: () => (process.stderr.isTTY ? progressBar() : undefined),
@@ -278,7 +280,7 @@ export async function main(argv: string[]): Promise<number> {
     if (process.env.LAYERFS_NOTIFY === 'ipc' && process.send) {
       process.send({ error: msg });
     } else {
-      process.stderr.write(`layerfs: ${msg}\n`);
+      process.stderr.write(encodeName(`layerfs: ${msg}\n`));
     }
     return e instanceof UsageError ? 2 : 1;
   }

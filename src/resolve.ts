@@ -17,6 +17,7 @@ import * as host from './host/fs.js';
 import { NAME_MAX, ROOT, baseName, childOf, parentOf, type Name, type RealPath, type VPath } from './path.js';
 import { SingleFlight } from './single-flight.js';
 import { isMarkerName } from './whiteout.js';
+import { nameByteLength } from './name-bytes.js';
 
 export type FileResolution = {
   readonly kind: 'file';
@@ -274,7 +275,7 @@ export class Resolver {
     const name = baseName(p);
     // The kernel hands over names up to its own limit; a branch filesystem would answer
     // ENAMETOOLONG, but a union must answer it without asking any branch.
-    if (name.length > NAME_MAX / 4 && Buffer.byteLength(name) > NAME_MAX) throw new FsError('ENAMETOOLONG', 'lookup', p);
+    if (name.length > NAME_MAX / 4 && nameByteLength(name) > NAME_MAX) throw new FsError('ENAMETOOLONG', 'lookup', p);
     // Marker files are format, not content: never found by name, in any branch (readdir never
     // lists them either).
     if (isMarkerName(name)) return ABSENT;

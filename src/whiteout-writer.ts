@@ -13,6 +13,7 @@ import * as host from './host/fs.js';
 import { mknod, removeXattr, renameExchange, setXattr } from './host/libc.js';
 import { NAME_MAX, childOf, type Name, type RealPath, type VPath } from './path.js';
 import { OCI_OPAQUE, OCI_PREFIX, XATTR_OPAQUE, isKernelWhiteout } from './whiteout.js';
+import { nameByteLength } from './name-bytes.js';
 
 export type WhiteoutFormat = 'overlay' | 'oci';
 
@@ -51,7 +52,7 @@ export class WhiteoutWriter {
       }
       return;
     }
-    if (Buffer.byteLength(name) + OCI_PREFIX.length > NAME_MAX) throw new FsError('ENAMETOOLONG', 'whiteout', childOf(dir, name));
+    if (nameByteLength(name) + OCI_PREFIX.length > NAME_MAX) throw new FsError('ENAMETOOLONG', 'whiteout', childOf(dir, name));
     try {
       await createEmpty(upper.real(childOf(dir, `${OCI_PREFIX}${name}` as Name)));
     } catch (e) {
@@ -82,7 +83,7 @@ export class WhiteoutWriter {
     const p = upper.real(childOf(dir, name));
     const st = await host.lstatOrUndefined(p);
     if (st !== undefined && isKernelWhiteout(st)) await host.unlink(p);
-    if (Buffer.byteLength(name) + OCI_PREFIX.length <= NAME_MAX) {
+    if (nameByteLength(name) + OCI_PREFIX.length <= NAME_MAX) {
       await removeIfPresent(upper.real(childOf(dir, `${OCI_PREFIX}${name}` as Name)));
     }
   }

@@ -11,6 +11,7 @@ import { copyRange } from './libc.js';
 import { constants as osConstants } from 'node:os';
 import { EntryStat, RAW_STAT_FIELDS } from '../entry-stat.js';
 import type { RealPath } from '../path.js';
+import { decodeName, hasEscapes, hostPath as hp, nameByteLength } from '../name-bytes.js';
 
 export type { Dirent, Stats, StatsFs };
 
@@ -30,7 +31,7 @@ export const O = fs.constants;
 
 /** Linux PATH_MAX: a path handed to one syscall must be shorter than this many bytes (NUL included). */
 export const PATH_MAX = 4096;
-/** A UTF-16 unit is at most 3 bytes of UTF-8: a string shorter than this cannot reach PATH_MAX bytes. */
+/** A UTF-16 unit is at most 3 bytes on the host: a string shorter than this cannot reach PATH_MAX bytes. */
 const MAYBE_LONG = Math.ceil(PATH_MAX / 3);
 /** Bytes of one piece looked up at a time: leaves room for the "/proc/self/fd/N/" prefix. */
 const PIECE_MAX = PATH_MAX - 96;
@@ -42,7 +43,7 @@ const DIR_REF = O_PATH | fs.constants.O_DIRECTORY; // libuv adds O_CLOEXEC
 
 /** Would the kernel refuse p as one path (ENAMETOOLONG)? For a short path: one comparison. */
 export function isLongPath(p: string): boolean {
-  return p.length >= MAYBE_LONG && Buffer.byteLength(p) >= PATH_MAX;
+  return p.length >= MAYBE_LONG && nameByteLength(p) >= PATH_MAX;
 }
 
 /**
@@ -54,7 +55,7 @@ export function isLongPath(p: string): boolean {
 export function splitLongPath(p: string): { dirs: string[]; rest: string } {
   const parts = p.split('/');
   if (parts.length === 1) return { dirs: [], rest: p }; // one relative component
-  const size = parts.map((s) => Buffer.byteLength(s));
+  const size = parts.map((s) => nameByteLength(s));
   let i = parts.length - 1;
   let restSize = size[i]!;
   while (i > 1 && restSize + 1 + size[i - 1]! <= PIECE_MAX) restSize += 1 + size[--i]!;
@@ -85,7 +86,7 @@ const procPath = (fd: number, rel: string): string => `/proc/self/fd/${fd}/${rel
 
 function openDirRef(p: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    fs.open(p, DIR_REF, (err, fd) => (err ? reject(err) : resolve(fd)));
+    fs.open(hp(p), DIR_REF, (err, fd) => (err ? reject(err) : resolve(fd)));
   });
 }
 
@@ -112,7 +113,7 @@ export function reachSync(p: string, syscall: string): Reached {
   let fd = -1;
   try {
     for (const piece of dirs) {
-      const next = fs.openSync(fd < 0 ? piece : procPath(fd, piece), DIR_REF);
+      const next = fs.openSync(hp(fd < 0 ? piece : procPath(fd, piece)), DIR_REF);
       if (fd >= 0) fs.closeSync(fd);
       fd = next;
     }
@@ -193,7 +194,7 @@ function realpathLong(p: string): string {
       continue;
     }
     if (++links > 40) throw new FsError('ELOOP', 'realpath', p);
-    const target = isLongPath(next) ? viaSync(next, 'readlink', (q) => fs.readlinkSync(q)) : fs.readlinkSync(next);
+    const target = isLongPath(next) ? viaSync(next, 'readlink', readlinkNow) : readlinkNow(next);
     if (target.startsWith('/')) out = '';
     todo.push(...target.split('/').reverse());
   }
@@ -202,19 +203,19 @@ function realpathLong(p: string): string {
 
 export async function lstatOrUndefined(p: RealPath): Promise<Stats | undefined> {
   if (isLongPath(p)) return via(p, 'lstat', lstatOrUndefined).catch(absentOnEnoent);
-  return onThread('lstat', p, () => fs.lstatSync(p, { throwIfNoEntry: false }));
+  return onThread('lstat', p, () => fs.lstatSync(hp(p), { throwIfNoEntry: false }));
 }
 
 /** lstat with nanosecond times (BigInt fields), for copying timestamps exactly. */
 export async function lstatNs(p: RealPath): Promise<fs.BigIntStats> {
   if (isLongPath(p)) return via(p, 'lstat', lstatNs);
-  return onThread('lstat', p, () => fs.lstatSync(p, { bigint: true }));
+  return onThread('lstat', p, () => fs.lstatSync(hp(p), { bigint: true }));
 }
 
 /** lstat on the calling thread (D21): for a caller that needs the answer before it goes on. */
 export function lstatNow(p: RealPath): Stats {
   try {
-    return isLongPath(p) ? viaSync(p, 'lstat', (q) => fs.lstatSync(q)) : fs.lstatSync(p);
+    return isLongPath(p) ? viaSync(p, 'lstat', (q) => fs.lstatSync(hp(q))) : fs.lstatSync(hp(p));
   } catch (e) {
     throw fromNodeError(e, 'lstat', p);
   }
@@ -223,21 +224,28 @@ export function lstatNow(p: RealPath): Stats {
 export async function lstat(p: RealPath): Promise<Stats> {
   if (isLongPath(p)) return via(p, 'lstat', lstat);
   try {
-    return await fsp.lstat(p);
+    return await fsp.lstat(hp(p));
   } catch (e) {
     throw fromNodeError(e, 'lstat', p);
   }
 }
 
+/** A directory entry: its name (name-bytes.ts) and its d_type. */
+export interface NamedDirent {
+  readonly name: string;
+  isDirectory(): boolean;
+  isFile(): boolean;
+  isSymbolicLink(): boolean;
+}
+
+const named = (ds: readonly Dirent<Buffer>[]): NamedDirent[] =>
+  ds.map((d) => ({ name: decodeName(d.name), isDirectory: () => d.isDirectory(), isFile: () => d.isFile(), isSymbolicLink: () => d.isSymbolicLink() }));
+
 /** Directory entries with their d_type. */
-export async function readdirTyped(p: RealPath): Promise<Dirent[]> {
-  if (isLongPath(p)) {
-    const ds = await via(p, 'readdir', readdirTyped);
-    for (const d of ds) d.parentPath = d.path = p; // not the /proc path, whose fd is closed now
-    return ds;
-  }
+export async function readdirTyped(p: RealPath): Promise<NamedDirent[]> {
+  if (isLongPath(p)) return via(p, 'readdir', readdirTyped);
   try {
-    return await fsp.readdir(p, { withFileTypes: true });
+    return named(await fsp.readdir(hp(p), { withFileTypes: true, encoding: 'buffer' }));
   } catch (e) {
     throw fromNodeError(e, 'readdir', p);
   }
@@ -245,7 +253,12 @@ export async function readdirTyped(p: RealPath): Promise<Dirent[]> {
 
 export async function readlink(p: RealPath): Promise<string> {
   if (isLongPath(p)) return via(p, 'readlink', readlink);
-  return onThread('readlink', p, () => fs.readlinkSync(p));
+  return onThread('readlink', p, () => readlinkNow(p));
+}
+
+/** A symlink's target, its bytes kept (name-bytes.ts). */
+function readlinkNow(p: string): string {
+  return decodeName(fs.readlinkSync(hp(p), { encoding: 'buffer' }));
 }
 
 /**
@@ -277,10 +290,10 @@ export const READ_LOWER = O.O_NOATIME;
 
 function openSyncNoFollow(p: string, flags: number, mode: number): number {
   try {
-    return fs.openSync(p, flags | O.O_NOFOLLOW, mode);
+    return fs.openSync(hp(p), flags | O.O_NOFOLLOW, mode);
   } catch (e) {
     if ((flags & O.O_NOATIME) === 0 || (e as NodeJS.ErrnoException).code !== 'EPERM') throw e;
-    return fs.openSync(p, (flags & ~O.O_NOATIME) | O.O_NOFOLLOW, mode);
+    return fs.openSync(hp(p), (flags & ~O.O_NOATIME) | O.O_NOFOLLOW, mode);
   }
 }
 
@@ -292,7 +305,7 @@ function openSyncNoFollow(p: string, flags: number, mode: number): number {
 export function open(p: RealPath, flags: number, mode = 0o666): Promise<number> {
   if (isLongPath(p)) return via(p, 'open', (q) => open(q, flags, mode));
   return new Promise((resolve, reject) => {
-    fs.open(p, flags | O.O_NOFOLLOW, mode, (err, fd) => {
+    fs.open(hp(p), flags | O.O_NOFOLLOW, mode, (err, fd) => {
       if (err === null) resolve(fd);
       else if ((flags & O.O_NOATIME) !== 0 && err.code === 'EPERM') open(p, flags & ~O.O_NOATIME, mode).then(resolve, reject);
       else reject(fromNodeError(err, 'open', p));
@@ -357,7 +370,7 @@ export function close(fd: number): Promise<void> {
 export async function statfs(p: RealPath): Promise<StatsFs> {
   if (isLongPath(p)) return via(p, 'statfs', statfs);
   try {
-    return await fsp.statfs(p);
+    return await fsp.statfs(hp(p));
   } catch (e) {
     throw fromNodeError(e, 'statfs', p);
   }
@@ -379,7 +392,7 @@ export function lstatSyncOrUndefined(p: RealPath): Stats | undefined {
     }
   }
   try {
-    return fs.lstatSync(p, { throwIfNoEntry: false });
+    return fs.lstatSync(hp(p), { throwIfNoEntry: false });
   } catch (e) {
     throw fromNodeError(e, 'lstat', p);
   }
@@ -393,7 +406,8 @@ const rawStat = new Float64Array(RAW_STAT_FIELDS);
  * (D43: about half of Node's cost, and no BigInt for the exact times), else Node's bigint lstat.
  */
 export function lstatEntryOrUndefined(p: RealPath): EntryStat | undefined {
-  const dev = isLongPath(p) ? undefined : fuseDevIfBuilt();
+  // The addon takes a path as text: one with escaped bytes goes through Node's lstat (bytes).
+  const dev = isLongPath(p) || hasEscapes(p) ? undefined : fuseDevIfBuilt();
   if (dev === undefined) {
     const st = lstatNsSyncOrUndefined(p);
     return st === undefined ? undefined : EntryStat.of(st);
@@ -438,7 +452,7 @@ export function lstatNsSyncOrUndefined(p: RealPath): fs.BigIntStats | undefined 
     }
   }
   try {
-    return fs.lstatSync(p, { bigint: true, throwIfNoEntry: false });
+    return fs.lstatSync(hp(p), { bigint: true, throwIfNoEntry: false });
   } catch (e) {
     throw fromNodeError(e, 'lstat', p);
   }
@@ -447,7 +461,7 @@ export function lstatNsSyncOrUndefined(p: RealPath): fs.BigIntStats | undefined 
 export function lstatSync(p: RealPath): Stats {
   if (isLongPath(p)) return viaSync(p, 'lstat', (q) => lstatSync(q as RealPath));
   try {
-    return fs.lstatSync(p);
+    return fs.lstatSync(hp(p));
   } catch (e) {
     throw fromNodeError(e, 'lstat', p);
   }
@@ -463,7 +477,7 @@ export function statSyncOrUndefined(p: string): Stats | undefined {
     }
   }
   try {
-    return fs.statSync(p);
+    return fs.statSync(hp(p));
   } catch (e) {
     if (hasCode(e, 'ENOENT')) return undefined;
     throw fromNodeError(e, 'stat', p);
@@ -479,7 +493,7 @@ export function realpathSync(p: string): string {
     }
   }
   try {
-    return fs.realpathSync(p);
+    return decodeName(fs.realpathSync(hp(p), { encoding: 'buffer' }));
   } catch (e) {
     throw fromNodeError(e, 'realpath', p);
   }
@@ -494,7 +508,7 @@ export function readFileSyncOrUndefined(p: string): string | undefined {
     }
   }
   try {
-    return fs.readFileSync(p, 'utf8');
+    return fs.readFileSync(hp(p), 'utf8');
   } catch (e) {
     if (hasCode(e, 'ENOENT')) return undefined;
     throw fromNodeError(e, 'read', p);
@@ -512,7 +526,7 @@ export function canOpenReadWrite(p: string): FsError | undefined {
     }
   }
   try {
-    fs.closeSync(fs.openSync(p, 'r+'));
+    fs.closeSync(fs.openSync(hp(p), 'r+'));
     return undefined;
   } catch (e) {
     return fromNodeError(e, 'open', p);
@@ -545,20 +559,20 @@ async function wrap<T>(syscall: string, p: string, fn: () => Promise<T>): Promis
 }
 
 export const mkdir = (p: RealPath, mode: number): Promise<void> =>
-  isLongPath(p) ? via(p, 'mkdir', (q) => mkdir(q, mode)) : onThread('mkdir', p, () => void fs.mkdirSync(p, { mode }));
+  isLongPath(p) ? via(p, 'mkdir', (q) => mkdir(q, mode)) : onThread('mkdir', p, () => void fs.mkdirSync(hp(p), { mode }));
 export const rename = (from: RealPath, to: RealPath): Promise<void> =>
-  isLongPath(from) || isLongPath(to) ? via2(from, to, 'rename', rename) : onThread('rename', to, () => fs.renameSync(from, to));
-export const unlink = (p: RealPath): Promise<void> => (isLongPath(p) ? via(p, 'unlink', unlink) : onThread('unlink', p, () => fs.unlinkSync(p)));
-export const rmdir = (p: RealPath): Promise<void> => (isLongPath(p) ? via(p, 'rmdir', rmdir) : onThread('rmdir', p, () => fs.rmdirSync(p)));
+  isLongPath(from) || isLongPath(to) ? via2(from, to, 'rename', rename) : onThread('rename', to, () => fs.renameSync(hp(from), hp(to)));
+export const unlink = (p: RealPath): Promise<void> => (isLongPath(p) ? via(p, 'unlink', unlink) : onThread('unlink', p, () => fs.unlinkSync(hp(p))));
+export const rmdir = (p: RealPath): Promise<void> => (isLongPath(p) ? via(p, 'rmdir', rmdir) : onThread('rmdir', p, () => fs.rmdirSync(hp(p))));
 export const link = (existing: RealPath, p: RealPath): Promise<void> =>
-  isLongPath(existing) || isLongPath(p) ? via2(existing, p, 'link', link) : onThread('link', p, () => fs.linkSync(existing, p));
+  isLongPath(existing) || isLongPath(p) ? via2(existing, p, 'link', link) : onThread('link', p, () => fs.linkSync(hp(existing), hp(p)));
 /** The target is stored as it is, never looked up: only p can be long. */
 export const symlink = (target: string, p: RealPath): Promise<void> =>
-  isLongPath(p) ? via(p, 'symlink', (q) => symlink(target, q)) : onThread('symlink', p, () => fs.symlinkSync(target, p));
+  isLongPath(p) ? via(p, 'symlink', (q) => symlink(target, q)) : onThread('symlink', p, () => fs.symlinkSync(hp(target), hp(p)));
 export const lchown = (p: RealPath, uid: number, gid: number): Promise<void> =>
-  isLongPath(p) ? via(p, 'lchown', (q) => lchown(q, uid, gid)) : onThread('lchown', p, () => fs.lchownSync(p, uid, gid));
+  isLongPath(p) ? via(p, 'lchown', (q) => lchown(q, uid, gid)) : onThread('lchown', p, () => fs.lchownSync(hp(p), uid, gid));
 export const chmod = (p: RealPath, mode: number): Promise<void> =>
-  isLongPath(p) ? via(p, 'chmod', (q) => chmod(q, mode)) : onThread('chmod', p, () => fs.chmodSync(p, mode));
+  isLongPath(p) ? via(p, 'chmod', (q) => chmod(q, mode)) : onThread('chmod', p, () => fs.chmodSync(hp(p), mode));
 
 /**
  * rm -rf. Node's rm builds the paths of the entries below p itself, and they may be too long
@@ -568,8 +582,8 @@ export const chmod = (p: RealPath, mode: number): Promise<void> =>
 export async function rmTree(p: RealPath): Promise<void> {
   if (!isLongPath(p) && rmFlatOnThread(p)) return;
   try {
-    if (isLongPath(p)) await via(p, 'rm', (q) => fsp.rm(q, { recursive: true, force: true }));
-    else await fsp.rm(p, { recursive: true, force: true });
+    if (isLongPath(p)) await via(p, 'rm', (q) => fsp.rm(hp(q), { recursive: true, force: true }));
+    else await fsp.rm(hp(p), { recursive: true, force: true });
   } catch (e) {
     if (hasCode(e, 'ENOENT')) return; // from the walk to a long p: nothing to remove, as rm -f
     if (!hasCode(e, 'ENAMETOOLONG')) throw fromNodeError(e, 'rm', p);
@@ -591,22 +605,22 @@ function rmFlatOnThread(p: RealPath): boolean {
   // lstat first: a symlink to a directory is removed, never listed through.
   let st: Stats | undefined;
   try {
-    st = fs.lstatSync(p, { throwIfNoEntry: false });
+    st = fs.lstatSync(hp(p), { throwIfNoEntry: false });
   } catch {
     return false; // the walk reports it
   }
   if (st === undefined) return true;
   if (!st.isDirectory()) {
     try {
-      fs.unlinkSync(p);
+      fs.unlinkSync(hp(p));
     } catch (e) {
       if (!hasCode(e, 'ENOENT')) throw fromNodeError(e, 'unlink', p);
     }
     return true;
   }
-  let entries: Dirent[];
+  let entries: NamedDirent[];
   try {
-    entries = fs.readdirSync(p, { withFileTypes: true });
+    entries = named(fs.readdirSync(hp(p), { withFileTypes: true, encoding: 'buffer' }));
   } catch {
     return false; // the walk reports it
   }
@@ -615,13 +629,13 @@ function rmFlatOnThread(p: RealPath): boolean {
     const q = `${p}/${d.name}`;
     if (isLongPath(q)) return false;
     try {
-      fs.unlinkSync(q);
+      fs.unlinkSync(hp(q));
     } catch (e) {
       if (!hasCode(e, 'ENOENT')) throw fromNodeError(e, 'unlink', q);
     }
   }
   try {
-    fs.rmdirSync(p);
+    fs.rmdirSync(hp(p));
   } catch (e) {
     if (hasCode(e, 'ENOENT')) return true;
     if (hasCode(e, 'ENOTEMPTY')) return false; // an entry came meanwhile
@@ -665,7 +679,7 @@ export async function copyFileData(from: RealPath, to: RealPath, size = Infinity
   const length = Math.min(limit, Number.MAX_SAFE_INTEGER);
   if (size > SMALL_WRITE && inPool === undefined && limit === Infinity) {
     const flags = fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE;
-    return wrap('copy_file_range', to, () => fsp.copyFile(from, to, flags));
+    return wrap('copy_file_range', to, () => fsp.copyFile(hp(from), hp(to), flags));
   }
   // O_NONBLOCK: were the source a FIFO now (a lower changed underneath), the open must not wait.
   const src = await openFile(from, O.O_RDONLY | O.O_NONBLOCK | READ_LOWER);
@@ -707,7 +721,7 @@ export function write(fd: number, buf: Buffer, len: number, pos: number): Promis
 }
 
 export const truncate = (p: RealPath, size: number): Promise<void> =>
-  isLongPath(p) ? via(p, 'truncate', (q) => truncate(q, size)) : onThread('truncate', p, () => fs.truncateSync(p, size));
+  isLongPath(p) ? via(p, 'truncate', (q) => truncate(q, size)) : onThread('truncate', p, () => fs.truncateSync(hp(p), size));
 export function ftruncate(fd: number, size: number): Promise<void> {
   return onThread('ftruncate', undefined, () => fs.ftruncateSync(fd, size));
 }
@@ -722,7 +736,7 @@ export function fsync(fd: number, datasync: boolean): Promise<void> {
 
 /** mkdir -p for layerfs's own directories (the work dir). */
 export async function ensureDir(p: RealPath): Promise<void> {
-  if (!isLongPath(p)) return wrap('mkdir', p, () => fsp.mkdir(p, { recursive: true, mode: 0o700 }).then(() => undefined));
+  if (!isLongPath(p)) return wrap('mkdir', p, () => fsp.mkdir(hp(p), { recursive: true, mode: 0o700 }).then(() => undefined));
   // Node's recursive mkdir creates what is missing below the directories walked to; those
   // directories themselves are made first, from the parent up, where they are missing.
   try {
@@ -793,7 +807,7 @@ export function fdWriteStream(fd: number): import('node:stream').Writable {
 
 /** A stream of a file's bytes (the layer given to `layerfs apply`). */
 export function fileReadStream(p: string): import('node:stream').Readable {
-  return fs.createReadStream(p, { highWaterMark: 1 << 20 });
+  return fs.createReadStream(hp(p), { highWaterMark: 1 << 20 });
 }
 
 export function fchown(fd: number, uid: number, gid: number): Promise<void> {

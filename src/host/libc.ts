@@ -10,6 +10,7 @@ import { constants } from 'node:os';
 import { FsError, codeOfErrno } from '../errno.js';
 import type { RealPath } from '../path.js';
 import { isLongPath, viaShortPathsSync } from './fs.js';
+import { cPath as cp, decodeName } from '../name-bytes.js';
 
 const libc = koffi.load('libc.so.6');
 const c = {
@@ -62,12 +63,12 @@ function lastError(syscall: string, path: string): FsError {
 /** The value of xattr `name`, or undefined when it is not set (or xattrs are unsupported there). */
 export function getXattr(p: RealPath, name: string): Buffer | undefined {
   if (isLongPath(p)) return via(p, 'getxattr', (q) => getXattr(q, name));
-  return readValue((buf, size) => Number(c.lgetxattr(p, name, buf, size)), 'getxattr', p);
+  return readValue((buf, size) => Number(c.lgetxattr(cp(p), cp(name), buf, size)), 'getxattr', p);
 }
 
 /** getXattr through an open fd (a file that may have no name any more). */
 export function fdGetXattr(fd: number, name: string): Buffer | undefined {
-  return readValue((buf, size) => Number(c.fgetxattr(fd, name, buf, size)), 'fgetxattr', `fd ${fd}`);
+  return readValue((buf, size) => Number(c.fgetxattr(fd, cp(name), buf, size)), 'fgetxattr', `fd ${fd}`);
 }
 
 function readValue(get: (buf: Buffer | null, size: number) => number, syscall: string, where: string): Buffer | undefined {
@@ -91,7 +92,7 @@ function readValue(get: (buf: Buffer | null, size: number) => number, syscall: s
 /** All xattr names of p (empty where the filesystem has none or no xattr support). */
 export function listXattr(p: RealPath): string[] {
   if (isLongPath(p)) return via(p, 'listxattr', listXattr);
-  return readNames((buf, size) => Number(c.llistxattr(p, buf, size)), 'listxattr', p);
+  return readNames((buf, size) => Number(c.llistxattr(cp(p), buf, size)), 'listxattr', p);
 }
 
 /** listXattr through an open fd. */
@@ -115,26 +116,33 @@ function readNames(list: (buf: Buffer | null, size: number) => number, syscall: 
       if (err.code === 'ERANGE') continue; // grew between the two calls
       throw err;
     }
-    return buf.toString('utf8', 0, n).split('\0').filter((s) => s.length > 0);
+    const names: string[] = [];
+    for (let at = 0; at < n;) {
+      let z = buf.indexOf(0, at);
+      if (z < 0 || z > n) z = n;
+      if (z > at) names.push(decodeName(buf, at, z));
+      at = z + 1;
+    }
+    return names;
   }
 }
 
 export function setXattr(p: RealPath, name: string, value: Buffer, flags = 0): void {
   if (isLongPath(p)) return via(p, 'setxattr', (q) => setXattr(q, name, value, flags));
-  if (c.lsetxattr(p, name, value, value.length, flags) !== 0) throw lastError('setxattr', p);
+  if (c.lsetxattr(cp(p), cp(name), value, value.length, flags) !== 0) throw lastError('setxattr', p);
 }
 
 export function removeXattr(p: RealPath, name: string): void {
   if (isLongPath(p)) return via(p, 'removexattr', (q) => removeXattr(q, name));
-  if (c.lremovexattr(p, name) !== 0) throw lastError('removexattr', p);
+  if (c.lremovexattr(cp(p), cp(name)) !== 0) throw lastError('removexattr', p);
 }
 
 export function fdSetXattr(fd: number, name: string, value: Buffer, flags = 0): void {
-  if (c.fsetxattr(fd, name, value, value.length, flags) !== 0) throw lastError('fsetxattr', `fd ${fd}`);
+  if (c.fsetxattr(fd, cp(name), value, value.length, flags) !== 0) throw lastError('fsetxattr', `fd ${fd}`);
 }
 
 export function fdRemoveXattr(fd: number, name: string): void {
-  if (c.fremovexattr(fd, name) !== 0) throw lastError('fremovexattr', `fd ${fd}`);
+  if (c.fremovexattr(fd, cp(name)) !== 0) throw lastError('fremovexattr', `fd ${fd}`);
 }
 
 /**
@@ -164,7 +172,7 @@ const CROSS_FS = new Set<string>(['EXDEV', 'EINVAL', 'EOPNOTSUPP', 'ENOTSUP', 'E
 /** mknod(2); dev is makedev(major, minor) as the kernel encodes it. */
 export function mknod(p: RealPath, mode: number, dev: number): void {
   if (isLongPath(p)) return via(p, 'mknod', (q) => mknod(q, mode, dev));
-  if (c.mknod(p, mode, dev) !== 0) throw lastError('mknod', p);
+  if (c.mknod(cp(p), mode, dev) !== 0) throw lastError('mknod', p);
 }
 
 /** One directory entry as the kernel returns it: name, inode number and d_type (DT_*). */
@@ -189,8 +197,8 @@ export function readDirents(p: RealPath, o: { readonly lower: boolean }): RawDir
   const flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
   // A lower directory is listed with O_NOATIME, as a lower file is read (fs.ts, READ_LOWER, D40);
   // without it where the kernel refuses it.
-  let fd = c.open(p, o.lower ? flags | O_NOATIME : flags) as number;
-  if (fd < 0 && o.lower && koffi.errno() === EPERM) fd = c.open(p, flags) as number;
+  let fd = c.open(cp(p), o.lower ? flags | O_NOATIME : flags) as number;
+  if (fd < 0 && o.lower && koffi.errno() === EPERM) fd = c.open(cp(p), flags) as number;
   if (fd < 0) throw lastError('opendir', p);
   const out: RawDirent[] = [];
   try {
@@ -203,7 +211,7 @@ export function readDirents(p: RealPath, o: { readonly lower: boolean }): RawDir
         const dtype = direntBuf[off + 18]!;
         const nameStart = off + 19;
         const nameEnd = direntBuf.indexOf(0, nameStart);
-        const name = direntBuf.toString('utf8', nameStart, nameEnd < 0 || nameEnd > off + reclen ? off + reclen : nameEnd);
+        const name = decodeName(direntBuf, nameStart, nameEnd < 0 || nameEnd > off + reclen ? off + reclen : nameEnd);
         if (name !== '.' && name !== '..') {
           out.push({ name, ino: Number(direntBuf.readBigUInt64LE(off)), dtype });
         }
@@ -237,7 +245,7 @@ function timespec(t: TimeSpec): [bigint, bigint] {
 export function setTimes(p: RealPath, atime: TimeSpec, mtime: TimeSpec): void {
   if (isLongPath(p)) return via(p, 'utimensat', (q) => setTimes(q, atime, mtime));
   const times = new BigInt64Array([...timespec(atime), ...timespec(mtime)]);
-  if (c.utimensat(AT_FDCWD, p, times, AT_SYMLINK_NOFOLLOW) !== 0) throw lastError('utimensat', p);
+  if (c.utimensat(AT_FDCWD, cp(p), times, AT_SYMLINK_NOFOLLOW) !== 0) throw lastError('utimensat', p);
 }
 
 /** setTimes through an open fd (futimens): for a file that may have no name left. */
@@ -257,7 +265,7 @@ export function setTimesNs(p: RealPath, atimeNs: bigint, mtimeNs: bigint): void 
  */
 export function renameExchange(a: RealPath, b: RealPath): void {
   if (isLongPath(a) || isLongPath(b)) return via2(a, b, 'renameat2', renameExchange);
-  if (c.renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) !== 0) throw lastError('renameat2', b);
+  if (c.renameat2(AT_FDCWD, cp(a), AT_FDCWD, cp(b), RENAME_EXCHANGE) !== 0) throw lastError('renameat2', b);
 }
 
 /**
@@ -267,5 +275,5 @@ export function renameExchange(a: RealPath, b: RealPath): void {
  */
 export function renameWhiteout(from: RealPath, to: RealPath): void {
   if (isLongPath(from) || isLongPath(to)) return via2(from, to, 'renameat2', renameWhiteout);
-  if (c.renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_WHITEOUT) !== 0) throw lastError('renameat2', to);
+  if (c.renameat2(AT_FDCWD, cp(from), AT_FDCWD, cp(to), RENAME_WHITEOUT) !== 0) throw lastError('renameat2', to);
 }

@@ -31,6 +31,7 @@ import { LayerError } from './errors.js';
 import { joinRel, parentRel, sortByBytes } from './names.js';
 import { XATTR_RECORD, fitsUstarLink, fitsUstarName, layerPack, type LayerHeaders, type PaxRecord } from './tar.js';
 import { layerXattrs, readUpperDir, type UpperDir, type UpperNode } from './upper.js';
+import { encodeName, nameByteLength } from '../name-bytes.js';
 
 export interface CommitOptions {
   /** Compress with gzip (fixed header: no name, mtime 0), and report the compressed digest. */
@@ -328,7 +329,7 @@ const text = (s: string): Buffer => Buffer.from(s, 'utf8');
 
 /** A value too long or not ASCII for ustar: into a PAX record, with a harmless stand-in. */
 function placeholder(value: string, records: PaxRecord[], key: 'path' | 'linkpath'): string {
-  records.push([key, text(value)]);
+  records.push([key, encodeName(value)]);
   const dirSuffix = value.endsWith('/') ? '/' : '';
   return value.replace(/\/$/, '').replace(/[^\x20-\x7e]/g, '_').slice(-90) + dirSuffix;
 }
@@ -344,7 +345,7 @@ export function paxTime(ns: bigint): string {
 
 function paxBytes(h: LayerHeaders): number {
   if (h.paxRecords === undefined) return 0;
-  return 512 + padded(h.paxRecords.reduce((n, [k, v]) => n + Buffer.byteLength(k) + v.length + 12, 0));
+  return 512 + padded(h.paxRecords.reduce((n, [k, v]) => n + nameByteLength(k) + v.length + 12, 0));
 }
 
 /** glibc's major()/minor() of a dev_t. */

@@ -2,16 +2,17 @@
 // tar passes before anything is done with it.
 import { OCI_OPAQUE, OCI_PREFIX } from '../whiteout.js';
 import { LayerError } from './errors.js';
+import { encodeName } from '../name-bytes.js';
 
-/** Compare by UTF-8 bytes (JS's own `<` compares UTF-16 units, which orders some characters differently). */
+/** Compare by bytes (JS's own `<` compares UTF-16 units, which orders some characters differently). */
 export function byteCompare(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+  return Buffer.compare(encodeName(a), encodeName(b));
 }
 
 /** Items sorted by the bytes of their key, each key encoded once. */
 export function sortByBytes<T>(items: readonly T[], key: (t: T) => string): T[] {
   return items
-    .map((item) => ({ item, k: Buffer.from(key(item), 'utf8') }))
+    .map((item) => ({ item, k: encodeName(key(item)) }))
     .sort((x, y) => Buffer.compare(x.k, y.k))
     .map((x) => x.item);
 }
@@ -21,7 +22,7 @@ export function sortByBytes<T>(items: readonly T[], key: (t: T) => string): T[] 
  * siblings are in byte order (a pre-order walk): '/' sorts before every byte of a name.
  */
 export function treeCompare(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a.replaceAll('/', '\0'), 'utf8'), Buffer.from(b.replaceAll('/', '\0'), 'utf8'));
+  return Buffer.compare(encodeName(a.replaceAll('/', '\0')), encodeName(b.replaceAll('/', '\0')));
 }
 
 /** 'a/b' + 'c' -> 'a/b/c'; the root is ''. */

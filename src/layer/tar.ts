@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import tar from 'tar-stream';
 import type { Extract, Header, Pack } from 'tar-stream';
+import { decodeName, encodeName } from '../name-bytes.js';
 
 const require = createRequire(import.meta.url);
 interface UstarCodec {
@@ -30,10 +31,11 @@ export type LayerHeaders = Partial<Header> & { name: string; paxRecords?: readon
 
 /** `"%d %s=%s\n"`, where %d counts the whole record, its own digits included. */
 export function encodePaxRecord(key: string, value: Buffer): Buffer {
-  const rest = Buffer.byteLength(key) + value.length + 3; // ' ', '=', '\n'
+  const k = encodeName(key); // an xattr's name may hold any byte (name-bytes.ts)
+  const rest = k.length + value.length + 3; // ' ', '=', '\n'
   let len = rest + String(rest).length;
   if (String(len).length !== String(rest).length) len = rest + String(len).length;
-  return Buffer.concat([Buffer.from(`${len} ${key}=`, 'utf8'), value, Buffer.from('\n')]);
+  return Buffer.concat([Buffer.from(`${len} `, 'latin1'), k, Buffer.from('='), value, Buffer.from('\n')]);
 }
 
 export function decodePaxRecords(buf: Buffer): PaxValues {
@@ -48,9 +50,10 @@ export function decodePaxRecords(buf: Buffer): PaxValues {
     }
     const eq = buf.indexOf(0x3d, sp + 1);
     if (eq < 0 || eq >= off + len - 1) throw new Error('malformed PAX record in the tar');
-    const key = buf.toString('utf8', sp + 1, eq);
+    const key = decodeName(buf, sp + 1, eq);
     const value = buf.subarray(eq + 1, off + len - 1);
-    out[key] = key.startsWith(XATTR_RECORD) ? Buffer.from(value) : value.toString('utf8');
+    // path and linkpath as raw bytes, as layerExtract reads every name until the header is whole.
+    out[key] = key.startsWith(XATTR_RECORD) ? Buffer.from(value) : NAME_RECORDS.has(key) ? value.toString('latin1') : decodeName(value);
     off += len;
   }
   return out;
@@ -110,16 +113,35 @@ export function layerPack(): Pack {
 
 type ExtractInternals = Extract & {
   _decodeLongHeader(buf: Buffer): void;
+  _applyLongHeaders(): void;
   _header: Header | { type: string };
   _pax: PaxValues | null;
   _paxGlobal: PaxValues | null;
 };
 
-/** A tar-stream extract whose entries' `header.pax` keep xattr values as bytes. */
+const NAME_RECORDS = new Set(['path', 'linkpath']);
+
+/**
+ * A tar-stream extract whose entries' `header.pax` keep xattr values as bytes, and whose names
+ * and link targets keep every byte (name-bytes.ts). tar-stream decodes names as UTF-8, and a name
+ * with other bytes (GNU tar and Go's archive/tar write them as they are) would lose them: here
+ * they are read as raw bytes (ustar fields, GNU long names, PAX path records), then decoded once
+ * the entry's header is whole (Extract#_applyLongHeaders, replaced too).
+ */
 export function layerExtract(): Extract {
-  const ex = tar.extract() as ExtractInternals;
+  // filenameEncoding is tar-stream's (extract.js), missing from its types.
+  const ex = tar.extract({ filenameEncoding: 'latin1' } as Parameters<typeof tar.extract>[0]) as ExtractInternals;
   const original = ex._decodeLongHeader;
-  if (typeof original !== 'function') throw new Error('tar-stream changed: Extract#_decodeLongHeader is gone (see src/layer/tar.ts)');
+  const applyLong = ex._applyLongHeaders;
+  if (typeof original !== 'function' || typeof applyLong !== 'function') {
+    throw new Error('tar-stream changed: Extract#_decodeLongHeader or #_applyLongHeaders is gone (see src/layer/tar.ts)');
+  }
+  ex._applyLongHeaders = function (this: ExtractInternals): void {
+    applyLong.call(this);
+    const h = this._header as Header;
+    h.name = decodeName(Buffer.from(h.name, 'latin1'));
+    if (typeof h.linkname === 'string') h.linkname = decodeName(Buffer.from(h.linkname, 'latin1'));
+  };
   ex._decodeLongHeader = function (this: ExtractInternals, buf: Buffer): void {
     if (this._header.type === 'pax-header') {
       const own = decodePaxRecords(buf);

@@ -13,6 +13,7 @@ import { FsError, codeOfErrno, toErrno } from '../../errno.js';
 import type { Log } from '../../log.js';
 import type { MergedEntry } from '../../dir-merge.js';
 import { ROOT, childOf, isName, type Name, type VPath } from '../../path.js';
+import { encodeName, nameByteLength } from '../../name-bytes.js';
 import type { Owner } from '../../ops/place.js';
 import type { InFlight, PassthroughStats } from '../../stats.js';
 import type { UnionOps } from '../../union.js';
@@ -358,7 +359,7 @@ export class KernelSession {
       error = 'ENODATA';
     } else if (h.opcode === Op.LISTXATTR && names !== undefined) {
       try {
-        out = sized(h, Buffer.from(names.map((x) => `${x}\0`).join('')), b.readUInt32LE(IN_HEADER));
+        out = sized(h, encodeName(names.map((x) => `${x}\0`).join('')), b.readUInt32LE(IN_HEADER));
       } catch {
         out = reply(h.unique, E.ERANGE);
         error = 'ERANGE';
@@ -503,7 +504,7 @@ export class KernelSession {
 
   private child(parent: Node, name: string): VPath {
     if (!isName(name)) throw new FsError('EINVAL', 'name');
-    if (Buffer.byteLength(name) > 255) throw new FsError('ENAMETOOLONG', 'name');
+    if (nameByteLength(name) > 255) throw new FsError('ENAMETOOLONG', 'name');
     return childOf(this.path(parent), name);
   }
 
@@ -598,7 +599,7 @@ export class KernelSession {
         return a instanceof Promise ? a.then((x) => this.attrOut(h, x)) : this.attrOut(h, a);
       }
       case Op.SETATTR: return this.setattr(h, n, Buffer.from(b.subarray(at, at + 88)));
-      case Op.READLINK: return this.u.readlink(this.path(n)).then((t) => reply(h.unique, 0, Buffer.from(t)));
+      case Op.READLINK: return this.u.readlink(this.path(n)).then((t) => reply(h.unique, 0, encodeName(t)));
       case Op.SYMLINK: {
         const [name, next] = cString(b, at, len);
         const target = cString(b, next, len)[0];
@@ -730,7 +731,7 @@ export class KernelSession {
       case Op.LISTXATTR: {
         const size = b.readUInt32LE(at);
         const fh = this.namelessHandle(n);
-        return (fh !== undefined ? this.u.flistxattr(fh) : this.u.listxattr(this.path(n))).then((names) => sized(h, Buffer.from(names.map((x) => `${x}\0`).join('')), size));
+        return (fh !== undefined ? this.u.flistxattr(fh) : this.u.listxattr(this.path(n))).then((names) => sized(h, encodeName(names.map((x) => `${x}\0`).join('')), size));
       }
       case Op.REMOVEXATTR: {
         const name = cString(b, at, len)[0];
@@ -908,7 +909,7 @@ export class KernelSession {
     let used = 0;
     for (let i = offset; i < entries.length; i++) {
       const e = entries[i] as MergedEntry;
-      const nameBytes = Buffer.byteLength(e.name);
+      const nameBytes = nameByteLength(e.name);
       const need = plus ? direntPlusSize(nameBytes) : direntSize(nameBytes);
       if (used + need > size) break;
       used += need;

@@ -3,6 +3,7 @@
 // little-endian, as on every host the kernel's FUSE runs on here). Plain encoding and decoding,
 // no policy: src/fuse/kernel/session.ts decides what to answer.
 import type { Attr } from '../../attr.js';
+import { decodeName, encodeName, hasEscapes } from '../../name-bytes.js';
 
 export const KERNEL_VERSION = 7;
 /** The newest minor version layerfs knows the structures of; the kernel adapts to it. */
@@ -96,7 +97,7 @@ export function readHeader(b: Buffer): Header {
 export function cString(b: Buffer, at: number, end: number): [string, number] {
   let z = b.indexOf(0, at);
   if (z < 0 || z > end) z = end;
-  return [b.toString('utf8', at, z), z + 1];
+  return [decodeName(b, at, z), z + 1];
 }
 
 /** A reply: the header, then `body` (already laid out). */
@@ -283,7 +284,8 @@ export function writeDirent(b: Buffer, at: number, ino: number, off: number, typ
   writeI64(b, off, at + 8);
   b.writeUInt32LE(nameBytes, at + 16);
   b.writeUInt32LE(type, at + 20);
-  b.write(name, at + 24, nameBytes, 'utf8');
+  if (!hasEscapes(name)) b.write(name, at + 24, nameBytes, 'utf8');
+  else encodeName(name).copy(b, at + 24);
   b.fill(0, at + 24 + nameBytes, at + size);
   return size;
 }
