@@ -6,7 +6,7 @@ import { constants } from 'node:fs';
 import type { Branch } from './branch.js';
 import type { EntryStat } from './entry-stat.js';
 import * as host from './host/fs.js';
-import { DT, getXattr, readDirents } from './host/libc.js';
+import { DT, fdGetXattr, getXattr, readDirents } from './host/libc.js';
 import { NAME_MAX, childOf, type Name, type RealPath, type VPath } from './path.js';
 import {
   OCI_OPAQUE, OCI_PREFIX, XATTR_OPAQUE, XATTR_WHITEOUT, isKernelWhiteout, ociWhiteoutTarget,
@@ -82,13 +82,21 @@ const NO_WHITEOUTS: ReadonlySet<string> = new Set();
 
 /** Read a whole branch directory into a BranchDir; `lower`: of a lower branch (readDirents). */
 export async function readBranchDir(real: RealPath, o: { readonly lower: boolean }): Promise<BranchDir> {
-  const dirents = readDirents(real, o);
-  // On this thread, as readDirents: a round trip through libuv's pool per directory cost a cold
-  // walk more than the directory's whole listing.
-  const dev = host.lstatNow(real).dev;
+  // The device and the opaque mark through the fd the listing is read with: one walk of the
+  // path instead of three (and the addon's fstat, no Stats object). On this thread, as
+  // readDirents: a round trip through libuv's pool per directory cost a cold walk more than
+  // the directory's whole listing.
+  let dev = 0;
+  let marker: string | undefined;
+  const dirents = readDirents(real, {
+    lower: o.lower,
+    withFd: (fd) => {
+      dev = host.fstatEntry(fd).dev;
+      marker = fdGetXattr(fd, XATTR_OPAQUE)?.toString('latin1');
+    },
+  });
   const entries = new Map<string, DirEntry>();
   const whiteouts = new Set<string>();
-  const marker = opaqueXattr(real);
   let opaque = marker === 'y';
   for (const d of dirents) {
     const name = d.name;
@@ -141,7 +149,7 @@ export function probeIn(dir: BranchDir, name: Name): Probe {
 export function probeOnDisk(branch: Branch, dir: VPath, name: Name, below = true): Probe {
   const real = branch.real(childOf(dir, name));
   // On the calling thread: two lstats of a local filesystem cost less than one round trip
-  // through libuv's pool (host.lstatSyncOrUndefined).
+  // through libuv's pool (host.lstatEntryOrUndefined).
   const st = host.lstatEntryOrUndefined(real);
   // A ".wh." marker only hides what the branches below have: where they have nothing of this
   // name (`below` false: a new name, most of what a build or an untar makes), it is not looked
@@ -150,7 +158,7 @@ export function probeOnDisk(branch: Branch, dir: VPath, name: Name, below = true
   const markerName = `${OCI_PREFIX}${name}`;
   const whiteoutFile = !below || nameByteLength(markerName) > NAME_MAX
     ? undefined
-    : host.lstatSyncOrUndefined(branch.real(childOf(dir, markerName as Name)));
+    : host.lstatEntryOrUndefined(branch.real(childOf(dir, markerName as Name)));
   if (st === undefined) return whiteoutFile ? WHITEOUT : ABSENT;
   if (isKernelWhiteout(st)) return WHITEOUT;
   if (isXattrWhiteout(real, st)) return WHITEOUT;

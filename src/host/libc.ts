@@ -190,9 +190,11 @@ const direntBuf = Buffer.allocUnsafe(256 * 1024);
  * All entries of a directory except "." and "..", with their inode numbers, which Node's
  * readdir does not give: readdir replies carry d_ino, and without it every entry would show
  * inode 0 there. Reads in 256 KiB batches (a 100k-entry directory is about 15 calls).
- * `lower`: p is in a lower branch, which the listing must leave as it is.
+ * `lower`: p is in a lower branch, which the listing must leave as it is. `withFd`: called
+ * with the directory's open fd, for what else the caller wants of it (its stat, an xattr)
+ * without walking the path again.
  */
-export function readDirents(p: RealPath, o: { readonly lower: boolean }): RawDirent[] {
+export function readDirents(p: RealPath, o: { readonly lower: boolean; readonly withFd?: (fd: number) => void }): RawDirent[] {
   if (isLongPath(p)) return via(p, 'opendir', (q) => readDirents(q, o));
   const flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
   // A lower directory is listed with O_NOATIME, as a lower file is read (fs.ts, READ_LOWER, D40);
@@ -202,6 +204,7 @@ export function readDirents(p: RealPath, o: { readonly lower: boolean }): RawDir
   if (fd < 0) throw lastError('opendir', p);
   const out: RawDirent[] = [];
   try {
+    o.withFd?.(fd);
     for (;;) {
       const n = Number(c.getdents64(fd, direntBuf, direntBuf.length));
       if (n < 0) throw lastError('getdents64', p);
