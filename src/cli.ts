@@ -27,7 +27,7 @@ Usage:
   layerfs umount MOUNTPOINT
   layerfs stats [--json] MOUNTPOINT   operation counts and latencies, cache hits, copy-ups of a mount
   layerfs daemon [-d]                 serve, in the foreground, every mount made with -o daemon
-  layerfs image mount [--name NAME] [--platform OS/ARCH] [--allow-devices] [-o OPTIONS] IMAGE MOUNTPOINT
+  layerfs image mount [--name NAME] [--image NAME] [--platform OS/ARCH] [--allow-devices] [-o OPTIONS] IMAGE MOUNTPOINT
   layerfs image ls | rm IMAGE
   layerfs container ls | mount [-o OPTIONS] NAME [MOUNTPOINT] | rm NAME
   layerfs container commit NAME -o LAYER.tar[.gz] [--reproducible]

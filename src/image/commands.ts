@@ -35,7 +35,7 @@ export interface MountFns {
 
 class UsageError extends Error {}
 
-const IMAGE_USAGE = 'usage: layerfs image mount [--name NAME] [--platform OS/ARCH] [--allow-devices] [-o OPTIONS] IMAGE MOUNTPOINT | layerfs image ls | layerfs image rm IMAGE';
+const IMAGE_USAGE = 'usage: layerfs image mount [--name NAME] [--image NAME] [--platform OS/ARCH] [--allow-devices] [-o OPTIONS] IMAGE MOUNTPOINT | layerfs image ls | layerfs image rm IMAGE';
 const CONTAINER_USAGE = 'usage: layerfs container ls | layerfs container mount [-o OPTIONS] NAME [MOUNTPOINT] | layerfs container rm NAME | layerfs container commit NAME -o LAYER.tar[.gz] [--gzip] [--reproducible]';
 
 async function usage(io: CommandIO, fn: () => Promise<number>): Promise<number> {
@@ -122,12 +122,13 @@ function defaultName(loaded: LoadedImage): string {
 }
 
 async function imageMount(args: readonly string[], out: CommandIO, fns: MountFns): Promise<number> {
-  const { flags, positional } = parseArgs(args, ['--name', '--platform', '-o'], ['--allow-devices']);
+  const { flags, positional } = parseArgs(args, ['--name', '--image', '--platform', '-o'], ['--allow-devices']);
   if (positional.length !== 2) throw new UsageError('image mount takes IMAGE and MOUNTPOINT');
   const [imageArg, mountArg] = positional as [string, string];
   const name = one(flags, '--name');
   if (name !== undefined) checkContainerName(name);
   const platform = one(flags, '--platform');
+  const which = one(flags, '--image');
   const options = containerOptions(flags);
 
   const store = await Store.open(defaultHome());
@@ -140,10 +141,12 @@ async function imageMount(args: readonly string[], out: CommandIO, fns: MountFns
     loaded = await loadImage(store, imageArg, {
       apply: applyLayer,
       ...(platform !== undefined ? { platform } : {}),
+      ...(which !== undefined ? { image: which } : {}),
       allowDevices: flags.has('--allow-devices'),
       onProgress: (line) => out.err(line),
     });
   } else {
+    if (which !== undefined) throw new UsageError(`--image chooses among the images of an archive; ${imageArg} is no file`);
     const stored = await storedImage(store, imageArg);
     if (stored === undefined) throw new ImageError(`${imageArg}: no such file, and no image of that name or id in the store (${store.root})`);
     loaded = stored;

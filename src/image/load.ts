@@ -14,6 +14,8 @@ export type ApplyFn = (input: Readable, dir: string, opts: { whiteout: 'overlay'
 export interface LoadOptions {
   readonly apply: ApplyFn;
   readonly platform?: string;
+  /** Of several images in the archive, the one of this name or id (ReadOptions.image). */
+  readonly image?: string;
   /** Let layers create device nodes (refused otherwise). */
   readonly allowDevices?: boolean;
   /** One line per event worth telling (a layer unpacked, a wait for another process). */
@@ -29,7 +31,10 @@ export interface LoadedImage {
 /** Read, verify and unpack the image at path. */
 export async function loadImage(store: Store, path: string, opts: LoadOptions): Promise<LoadedImage> {
   const src = await openSource(path);
-  const info = await readImage(src, opts.platform !== undefined ? { platform: opts.platform } : {});
+  const info = await readImage(src, {
+    ...(opts.platform !== undefined ? { platform: opts.platform } : {}),
+    ...(opts.image !== undefined ? { image: opts.image } : {}),
+  });
   const verified = await verifyLayers(src, info);
   const progress = opts.onProgress ?? (() => undefined);
 

@@ -50,6 +50,12 @@ export interface ImageInfo {
 export interface ReadOptions {
   /** "os/arch[/variant]"; default: the only image, else the host's platform. */
   readonly platform?: string;
+  /**
+   * Of several images (`docker save a b`, an OCI layout with several names), the one with this
+   * name ("app:2"; a name without a tag means ":latest") or id ("sha256:HEX", or 12 or more of
+   * its first hex digits). The platform then chooses among the images of that name.
+   */
+  readonly image?: string;
 }
 
 const INDEX_TYPES = new Set(['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json']);
@@ -178,7 +184,7 @@ async function readDockerSave(r: Reader, src: ImageSource, opts: ReadOptions): P
     const cfg = r.configOf(await r.json(configEntry, 'config'), m.config);
     return { ...m, configEntry, id: digests.digest, cfg };
   }));
-  const chosen = choose(r, candidates.map((c) => ({ item: c, platform: c.cfg.platform, label: c.tags[0] ?? c.id })), opts);
+  const chosen = choose(r, candidates.map((c) => ({ item: c, platform: c.cfg.platform, label: c.tags[0] ?? c.id, names: c.tags, id: c.id })), opts);
   const { cfg } = chosen;
   if (cfg.diffIds.length !== chosen.layers.length) {
     r.fail(`manifest.json lists ${chosen.layers.length} layers but the config has ${cfg.diffIds.length} diff_ids`);
@@ -201,11 +207,29 @@ interface Candidate<T> {
   item: T;
   platform: Platform | undefined;
   label: string;
+  /** The names the image is known by, and its id (the config's digest): what --image matches. */
+  names: readonly string[];
+  id: string;
 }
 
-/** Pick one image: by --platform, else the only one, else the host's platform. */
-function choose<T>(r: Reader, all: Candidate<T>[], opts: ReadOptions): T {
+/** Does an image of these names and id answer to `ref` (ReadOptions.image)? */
+export function answersTo(ref: string, names: readonly string[], id: string): boolean {
+  if (names.includes(ref)) return true;
+  // "app" is "app:latest", as Docker reads a name without a tag (a ':' after the last '/' is a tag).
+  if (!ref.slice(ref.lastIndexOf('/') + 1).includes(':') && !ref.includes('@') && names.includes(`${ref}:latest`)) return true;
+  const hex = ref.replace(/^sha256:/, '');
+  return /^[0-9a-f]{12,64}$/.test(hex) && id.startsWith(`sha256:${hex}`);
+}
+
+/** Pick one image: by --image and --platform, else the only one, else the host's platform. */
+function choose<T>(r: Reader, every: Candidate<T>[], opts: ReadOptions): T {
   const describe = (cs: Candidate<T>[]): string => cs.map((c) => `${c.label} (${c.platform ? formatPlatform(c.platform) : 'platform unknown'})`).join(', ');
+  let all = every;
+  if (opts.image !== undefined) {
+    const ref = opts.image;
+    all = every.filter((c) => answersTo(ref, c.names, c.id));
+    if (all.length === 0) r.fail(`no image named ${ref}; the image has: ${describe(every)}`);
+  }
   if (opts.platform !== undefined) {
     const want = parsePlatform(opts.platform);
     const hits = all.filter((c) => c.platform !== undefined && platformMatches(c.platform, want));
@@ -217,7 +241,8 @@ function choose<T>(r: Reader, all: Candidate<T>[], opts: ReadOptions): T {
   const host = hostPlatform();
   const hits = all.filter((c) => c.platform !== undefined && platformMatches(c.platform, host));
   if (hits.length === 1) return hits[0]!.item;
-  return r.fail(`the image holds ${all.length} images: ${describe(all)}; choose one with --platform OS/ARCH[/VARIANT]`);
+  const how = opts.image === undefined && new Set(all.map((c) => c.label)).size > 1 ? '--image NAME or ' : '';
+  return r.fail(`the image holds ${all.length} images: ${describe(all)}; choose one with ${how}--platform OS/ARCH[/VARIANT]`);
 }
 
 async function readOciLayout(r: Reader, src: ImageSource, opts: ReadOptions): Promise<ImageInfo> {
@@ -263,7 +288,7 @@ async function readOciLayout(r: Reader, src: ImageSource, opts: ReadOptions): Pr
     const layers = m.layers.map((l, i) => r.descriptor(l, `manifest ${f.desc.digest} layers[${i}]`));
     return { f, config, cfg, layers, platform: f.desc.platform ?? cfg.platform };
   }));
-  const chosen = choose(r, candidates.map((c) => ({ item: c, platform: c.platform, label: c.f.names[0] ?? c.f.desc.digest })), opts);
+  const chosen = choose(r, candidates.map((c) => ({ item: c, platform: c.platform, label: c.f.names[0] ?? c.f.desc.digest, names: c.f.names, id: c.config.digest })), opts);
   if (chosen.cfg.diffIds.length !== chosen.layers.length) {
     r.fail(`manifest ${chosen.f.desc.digest} has ${chosen.layers.length} layers but its config has ${chosen.cfg.diffIds.length} diff_ids`);
   }

@@ -238,6 +238,24 @@ export async function writeDockerSave(file: string, o: ImageOptions, style: 'mod
   return image;
 }
 
+/** A `docker save a b`: the images' files, one manifest.json listing them all; their config digests. */
+export async function writeDockerSaveOf(file: string, images: ImageOptions[]): Promise<string[]> {
+  const files = new Map<string, Buffer | { symlink: string }>();
+  const manifest: unknown[] = [];
+  const ids: string[] = [];
+  for (const o of images) {
+    const { files: fs1, image } = await dockerSaveFiles(o);
+    ids.push(image.configDigest);
+    for (const [name, data] of fs1) {
+      if (name === 'manifest.json') manifest.push(...(JSON.parse((data as Buffer).toString()) as unknown[]));
+      else files.set(name, data);
+    }
+  }
+  files.set('manifest.json', Buffer.from(JSON.stringify(manifest)));
+  await writeTar(file, [...files]);
+  return ids;
+}
+
 function descriptor(mediaType: string, data: Buffer, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { mediaType, digest: sha(data), size: data.length, ...extra };
 }

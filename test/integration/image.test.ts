@@ -16,7 +16,7 @@ import { acquireLock } from '../../src/image/lock.js';
 import { Store } from '../../src/image/store.js';
 import { requireMountCapable, scratch } from '../helpers/env.js';
 import {
-  DEFAULT_MTIME, sampleLayers, writeDockerSave, writeOciDir, writeOciTar, type BuiltImage, type ImageOptions, type LayerSpec,
+  DEFAULT_MTIME, layerTar, sampleLayers, writeDockerSave, writeDockerSaveOf, writeOciDir, writeOciTar, type BuiltImage, type ImageOptions, type LayerSpec,
 } from '../helpers/images.js';
 import { LAYERFS_BIN, layerfsCli, mountedFsType, type CliResult } from '../helpers/mounts.js';
 import { diffSnapshots, snapshot, type Snapshot } from '../helpers/tree.js';
@@ -364,6 +364,27 @@ test.serial('container mount: an unmounted container comes back with its changes
   const gone = await e.cli(['container', 'mount', name]);
   t.is(gone.code, 1);
   t.is(gone.stderr, 'layerfs: no such container: keeper\n');
+});
+
+test.serial('image mount --image: of two images in one docker save, the one named is mounted', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const e = await env('two');
+  const both = path.join(e.dir, 'both.tar');
+  const layers = sampleLayers();
+  await writeDockerSaveOf(both, [{ layers: [layers[0]!], tags: ['example/web:2'] }, { layers: layers.slice(0, 2), tags: ['example/db:1'] }]);
+  const mnt = e.mnt('db');
+  const ambiguous = await e.cli(['image', 'mount', both, mnt]);
+  t.is(ambiguous.code, 1);
+  t.regex(ambiguous.stderr, /holds 2 images: example\/web:2 .*example\/db:1 .*choose one with --image NAME/);
+  t.is(mountedFsType(mnt), undefined);
+  const name = await mountImage(t, e, both, mnt, ['--image', 'example/db:1']);
+  t.regex(name, /^db-[0-9a-f]{6}$/, 'named after the image chosen');
+  await sameTree(t, mnt, await flatten(path.join(e.dir, 'db-flat'), [await layerTar(layers[0]!), await layerTar(layers[1]!)]));
+  t.regex((await e.cli(['image', 'ls'])).stdout, /\texample\/db:1\t2\t/);
+  const stored = await e.cli(['image', 'mount', '--image', 'example/web:2', 'example/db:1', e.mnt('x')]);
+  t.is(stored.code, 2);
+  t.regex(stored.stderr, /--image chooses among the images of an archive/);
+  await rm(t, e, name, mnt);
 });
 
 test.serial('image rm: refused while a container uses the image; then the image and its layers go', async (t) => {

@@ -13,7 +13,7 @@ import { ImageError } from '../../src/image/errors.js';
 import { readImage, verifyLayers } from '../../src/image/reader.js';
 import { openSource } from '../../src/image/source.js';
 import {
-  dockerSaveFiles, ociFiles, sampleLayers, writeDockerSave, writeOciDir, writeOciTar, writeTar, type ImageOptions,
+  dockerSaveFiles, ociFiles, sampleLayers, writeDockerSave, writeDockerSaveOf, writeOciDir, writeOciTar, writeTar, type ImageOptions,
 } from '../helpers/images.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'layerfs-image-reader-'));
@@ -110,6 +110,30 @@ test('OCI nested index: the host platform by default, another with --platform, a
   t.is((await read(p, 'linux/amd64')).info.id, amd!.configDigest);
   const e = await t.throwsAsync(read(p, 'linux/s390x'), { instanceOf: ImageError });
   t.regex(e!.message, /no image for platform linux\/s390x.*linux\/amd64.*linux\/arm64\/v8/);
+});
+
+test('several images in one docker save: --image picks one by name, by name without tag, or by id', async (t) => {
+  const file = fresh('docker-two.tar');
+  const layers = sampleLayers();
+  const [web, db] = (await writeDockerSaveOf(file, [
+    { layers: [layers[0]!], tags: ['example/web:2'] },
+    { layers: [layers[1]!], tags: ['example/db:latest', 'example/db:1'] },
+  ])) as [string, string];
+  const pick = async (image?: string, platform?: string): Promise<string> => {
+    const src = await openSource(file);
+    return (await readImage(src, { ...(image === undefined ? {} : { image }), ...(platform === undefined ? {} : { platform }) })).id;
+  };
+  t.is(await pick('example/web:2'), web);
+  t.is(await pick('example/db:1'), db);
+  t.is(await pick('example/db'), db, 'no tag: :latest');
+  t.is(await pick(db.slice(7, 19)), db, 'the first 12 hex digits of its id');
+  t.is(await pick(web), web);
+  t.is(await pick('example/web:2', 'linux/amd64'), web, 'with --platform too');
+  const none = await t.throwsAsync(pick('example/web'), { instanceOf: ImageError });
+  t.regex(none!.message, /no image named example\/web; the image has: example\/web:2 \(linux\/amd64\), example\/db:latest/);
+  const both = await t.throwsAsync(pick(), { instanceOf: ImageError });
+  t.regex(both!.message, /holds 2 images: .*; choose one with --image NAME or --platform/);
+  await t.throwsAsync(pick('abc'), { instanceOf: ImageError }, 'three hex digits are no id');
 });
 
 for (const form of ['dir', 'tar'] as const) {
