@@ -28,6 +28,7 @@ Usage:
   layerfs stats [--json] MOUNTPOINT   operation counts and latencies, cache hits, copy-ups of a mount
   layerfs daemon [-d]                 serve, in the foreground, every mount made with -o daemon
   layerfs image mount [--name NAME] [--image NAME] [--platform OS/ARCH] [--allow-devices] [-o OPTIONS] IMAGE MOUNTPOINT
+  layerfs image load [--platform OS/ARCH] [--allow-devices] FILE   every image of FILE into the store
   layerfs image ls | rm IMAGE
   layerfs container ls | mount [-o OPTIONS] NAME [MOUNTPOINT] | rm NAME
   layerfs container commit NAME -o LAYER.tar[.gz] [--reproducible]

@@ -17,6 +17,8 @@ import { checkPaths, mountPoints } from '../preflight.js';
 import { ImageError, StoreError } from './errors.js';
 import { withLock } from './lock.js';
 import { layerDirsOf, loadImage, storedImage, type LoadedImage } from './load.js';
+import { archiveImageIds } from './reader.js';
+import { openSource } from './source.js';
 import { Store, checkContainerName, defaultHome, shortId, type ContainerRecord } from './store.js';
 
 export interface CommandIO {
@@ -35,7 +37,7 @@ export interface MountFns {
 
 class UsageError extends Error {}
 
-const IMAGE_USAGE = 'usage: layerfs image mount [--name NAME] [--image NAME] [--platform OS/ARCH] [--allow-devices] [-o OPTIONS] IMAGE MOUNTPOINT | layerfs image ls | layerfs image rm IMAGE';
+const IMAGE_USAGE = 'usage: layerfs image mount [--name NAME] [--image NAME] [--platform OS/ARCH] [--allow-devices] [-o OPTIONS] IMAGE MOUNTPOINT | layerfs image load [--platform OS/ARCH] [--allow-devices] FILE | layerfs image ls | layerfs image rm IMAGE';
 const CONTAINER_USAGE = 'usage: layerfs container ls | layerfs container mount [-o OPTIONS] NAME [MOUNTPOINT] | layerfs container rm NAME | layerfs container commit NAME -o LAYER.tar[.gz] [--gzip] [--reproducible]';
 
 async function usage(io: CommandIO, fn: () => Promise<number>): Promise<number> {
@@ -88,6 +90,7 @@ export async function imageCommand(args: readonly string[], out: CommandIO, fns:
   return usage(out, async () => {
     const [sub, ...rest] = args;
     if (sub === 'mount') return imageMount(rest, out, fns);
+    if (sub === 'load') return imageLoad(rest, out);
     if (sub === 'ls' || sub === 'list') {
       if (rest.length > 0) throw new UsageError('image ls takes no arguments');
       return imageLs(out);
@@ -212,6 +215,29 @@ async function emptyLayer(store: Store): Promise<string> {
   const p = `${store.root}/layers/empty`;
   await io.mkdirs(p, 0o755);
   return p;
+}
+
+/** `image load FILE`: every image of an archive into the store, as `docker load`; nothing mounted. */
+async function imageLoad(args: readonly string[], out: CommandIO): Promise<number> {
+  const { flags, positional } = parseArgs(args, ['--platform'], ['--allow-devices']);
+  if (positional.length !== 1) throw new UsageError('image load takes one FILE (a docker save tarball or an OCI image layout)');
+  const file = positional[0]!;
+  const platform = one(flags, '--platform');
+  if ((await io.lstatOrUndefined(file)) === undefined) throw new ImageError(`${file}: no such file`);
+  const store = await Store.open(defaultHome());
+  const ids = await archiveImageIds(await openSource(file), platform === undefined ? {} : { platform });
+  for (const id of ids) {
+    const loaded = await loadImage(store, file, {
+      apply: applyLayer,
+      image: id,
+      ...(platform !== undefined ? { platform } : {}),
+      allowDevices: flags.has('--allow-devices'),
+      onProgress: (line) => out.err(line),
+    });
+    const tags = loaded.image.repoTags;
+    out.out(`loaded ${shortId(loaded.image.id)}${tags.length > 0 ? ` ${tags.join(',')}` : ''}`);
+  }
+  return 0;
 }
 
 async function imageLs(out: CommandIO): Promise<number> {

@@ -156,14 +156,36 @@ class Reader {
 
 /** Read the image's structure (verifying index, manifest and config digests); see the module comment. */
 export async function readImage(src: ImageSource, opts: ReadOptions = {}): Promise<ImageInfo> {
+  const { r, candidates } = await candidatesOf(src);
+  return choose(r, candidates, opts)();
+}
+
+/**
+ * The ids of the images `image load` takes from an archive, as `docker load` does: every image,
+ * and of several platforms under one name the one --platform, or the host's, chooses.
+ */
+export async function archiveImageIds(src: ImageSource, opts: { readonly platform?: string } = {}): Promise<string[]> {
+  const { r, candidates } = await candidatesOf(src);
+  const byLabel = new Map<string, Candidate<unknown>[]>();
+  for (const c of candidates) byLabel.set(c.label, [...(byLabel.get(c.label) ?? []), c]);
+  const ids = new Set<string>();
+  for (const group of byLabel.values()) {
+    const one = group.length === 1 && opts.platform === undefined ? group[0]! : pick(r, group, opts);
+    ids.add(one.id);
+  }
+  return [...ids];
+}
+
+/** Every image of the archive, each with how to read it whole once chosen. */
+async function candidatesOf(src: ImageSource): Promise<{ r: Reader; candidates: Candidate<() => Promise<ImageInfo>>[] }> {
   const r = new Reader(src);
-  if ((await src.resolve('manifest.json')) !== undefined) return readDockerSave(r, src, opts);
-  if ((await src.resolve('index.json')) !== undefined) return readOciLayout(r, src, opts);
+  if ((await src.resolve('manifest.json')) !== undefined) return { r, candidates: await dockerSaveImages(r, src) };
+  if ((await src.resolve('index.json')) !== undefined) return { r, candidates: await ociLayoutImages(r, src) };
   if ((await src.resolve('repositories')) !== undefined) r.fail('a docker save archive without manifest.json (Docker before 1.10) is not supported');
   return r.fail('not an image: neither manifest.json (docker save) nor index.json (OCI image layout) is there');
 }
 
-async function readDockerSave(r: Reader, src: ImageSource, opts: ReadOptions): Promise<ImageInfo> {
+async function dockerSaveImages(r: Reader, src: ImageSource): Promise<Candidate<() => Promise<ImageInfo>>[]> {
   const manifest = await r.json('manifest.json', 'manifest.json');
   if (!Array.isArray(manifest) || manifest.length === 0) r.fail('manifest.json lists no image');
   const images = manifest.map((m, i) => {
@@ -184,7 +206,13 @@ async function readDockerSave(r: Reader, src: ImageSource, opts: ReadOptions): P
     const cfg = r.configOf(await r.json(configEntry, 'config'), m.config);
     return { ...m, configEntry, id: digests.digest, cfg };
   }));
-  const chosen = choose(r, candidates.map((c) => ({ item: c, platform: c.cfg.platform, label: c.tags[0] ?? c.id, names: c.tags, id: c.id })), opts);
+  return candidates.map((c) => ({ item: () => dockerSaveInfo(r, c), platform: c.cfg.platform, label: c.tags[0] ?? c.id, names: c.tags, id: c.id }));
+}
+
+async function dockerSaveInfo(
+  r: Reader,
+  chosen: { layers: string[]; tags: string[]; id: string; cfg: { diffIds: string[]; platform?: Platform } },
+): Promise<ImageInfo> {
   const { cfg } = chosen;
   if (cfg.diffIds.length !== chosen.layers.length) {
     r.fail(`manifest.json lists ${chosen.layers.length} layers but the config has ${cfg.diffIds.length} diff_ids`);
@@ -223,11 +251,16 @@ export function answersTo(ref: string, names: readonly string[], id: string): bo
 
 /** Pick one image: by --image and --platform, else the only one, else the host's platform. */
 function choose<T>(r: Reader, every: Candidate<T>[], opts: ReadOptions): T {
+  return pick(r, every, opts).item;
+}
+
+function pick<T>(r: Reader, every: Candidate<T>[], opts: ReadOptions): Candidate<T> {
   const describe = (cs: Candidate<T>[]): string => cs.map((c) => `${c.label} (${c.platform ? formatPlatform(c.platform) : 'platform unknown'})`).join(', ');
   let all = every;
   if (opts.image !== undefined) {
     const ref = opts.image;
-    all = every.filter((c) => answersTo(ref, c.names, c.id));
+    // One image listed under two names (an OCI index entry per name) is one image.
+    all = every.filter((c, i) => answersTo(ref, c.names, c.id) && every.findIndex((o) => o.id === c.id && o.platform === c.platform) === i);
     if (all.length === 0) r.fail(`no image named ${ref}; the image has: ${describe(every)}`);
   }
   if (opts.platform !== undefined) {
@@ -235,17 +268,17 @@ function choose<T>(r: Reader, every: Candidate<T>[], opts: ReadOptions): T {
     const hits = all.filter((c) => c.platform !== undefined && platformMatches(c.platform, want));
     if (hits.length === 0) r.fail(`no image for platform ${opts.platform}; the image has: ${describe(all)}`);
     if (hits.length > 1) r.fail(`more than one image for platform ${opts.platform}: ${describe(hits)}`);
-    return hits[0]!.item;
+    return hits[0]!;
   }
-  if (all.length === 1) return all[0]!.item;
+  if (all.length === 1) return all[0]!;
   const host = hostPlatform();
   const hits = all.filter((c) => c.platform !== undefined && platformMatches(c.platform, host));
-  if (hits.length === 1) return hits[0]!.item;
+  if (hits.length === 1) return hits[0]!;
   const how = opts.image === undefined && new Set(all.map((c) => c.label)).size > 1 ? '--image NAME or ' : '';
   return r.fail(`the image holds ${all.length} images: ${describe(all)}; choose one with ${how}--platform OS/ARCH[/VARIANT]`);
 }
 
-async function readOciLayout(r: Reader, src: ImageSource, opts: ReadOptions): Promise<ImageInfo> {
+async function ociLayoutImages(r: Reader, src: ImageSource): Promise<Candidate<() => Promise<ImageInfo>>[]> {
   const layout = (await src.resolve('oci-layout')) === undefined ? undefined : await r.json('oci-layout', 'oci-layout');
   if (!isObject(layout) || typeof layout.imageLayoutVersion !== 'string') r.fail('oci-layout is missing or has no imageLayoutVersion: not an OCI image layout');
   if (!layout.imageLayoutVersion.startsWith('1.')) r.fail(`unsupported OCI image layout version ${layout.imageLayoutVersion}`);
@@ -288,7 +321,13 @@ async function readOciLayout(r: Reader, src: ImageSource, opts: ReadOptions): Pr
     const layers = m.layers.map((l, i) => r.descriptor(l, `manifest ${f.desc.digest} layers[${i}]`));
     return { f, config, cfg, layers, platform: f.desc.platform ?? cfg.platform };
   }));
-  const chosen = choose(r, candidates.map((c) => ({ item: c, platform: c.platform, label: c.f.names[0] ?? c.f.desc.digest, names: c.f.names, id: c.config.digest })), opts);
+  return candidates.map((c) => ({ item: () => ociInfo(r, c), platform: c.platform, label: c.f.names[0] ?? c.f.desc.digest, names: c.f.names, id: c.config.digest }));
+}
+
+async function ociInfo(
+  r: Reader,
+  chosen: { f: { desc: Descriptor; names: string[] }; config: Descriptor; cfg: { diffIds: string[] }; layers: Descriptor[]; platform: Platform | undefined },
+): Promise<ImageInfo> {
   if (chosen.cfg.diffIds.length !== chosen.layers.length) {
     r.fail(`manifest ${chosen.f.desc.digest} has ${chosen.layers.length} layers but its config has ${chosen.cfg.diffIds.length} diff_ids`);
   }

@@ -387,6 +387,28 @@ test.serial('image mount --image: of two images in one docker save, the one name
   await rm(t, e, name, mnt);
 });
 
+test.serial('image load: every image of the archive goes into the store, and each mounts by its tag', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const e = await env('load');
+  const both = path.join(e.dir, 'both.tar');
+  const layers = sampleLayers();
+  const [web, db] = (await writeDockerSaveOf(both, [{ layers: [layers[0]!], tags: ['example/web:2'] }, { layers: layers.slice(0, 2), tags: ['example/db:1'] }])) as [string, string];
+  const r = await e.cli(['image', 'load', both]);
+  t.is(r.code, 0, r.stderr);
+  t.deepEqual(r.stdout.trim().split('\n').sort(), [`loaded ${db.slice(7, 19)} example/db:1`, `loaded ${web.slice(7, 19)} example/web:2`]);
+  t.deepEqual(layersIn(e.home).length, 2, 'the layer both images have is stored once');
+  t.is(entriesIn(path.join(e.home, 'containers')).length, 0, 'nothing mounted, no container');
+  const mnt = e.mnt('web');
+  const name = await mountImage(t, e, 'example/web:2', mnt);
+  await sameTree(t, mnt, await flatten(path.join(e.dir, 'web-flat'), [await layerTar(layers[0]!)]));
+  await rm(t, e, name, mnt);
+  const again = await e.cli(['image', 'load', both]);
+  t.is(again.code, 0, 'loading again is no error');
+  const missing = await e.cli(['image', 'load', path.join(e.dir, 'nothing.tar')]);
+  t.is(missing.code, 1);
+  t.regex(missing.stderr, /nothing\.tar: no such file/);
+});
+
 test.serial('image rm: refused while a container uses the image; then the image and its layers go', async (t) => {
   if (!requireMountCapable(t)) return;
   const e = await env('image-rm');

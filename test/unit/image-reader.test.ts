@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { hashStream } from '../../src/image/digest.js';
 import { ImageError } from '../../src/image/errors.js';
-import { readImage, verifyLayers } from '../../src/image/reader.js';
+import { archiveImageIds, readImage, verifyLayers } from '../../src/image/reader.js';
 import { openSource } from '../../src/image/source.js';
 import {
   dockerSaveFiles, ociFiles, sampleLayers, writeDockerSave, writeDockerSaveOf, writeOciDir, writeOciTar, writeTar, type ImageOptions,
@@ -134,6 +134,23 @@ test('several images in one docker save: --image picks one by name, by name with
   const both = await t.throwsAsync(pick(), { instanceOf: ImageError });
   t.regex(both!.message, /holds 2 images: .*; choose one with --image NAME or --platform/);
   await t.throwsAsync(pick('abc'), { instanceOf: ImageError }, 'three hex digits are no id');
+});
+
+test('image load takes every image of a docker save, and one platform of each name from an OCI index', async (t) => {
+  const layers = sampleLayers();
+  const file = fresh('docker-load.tar');
+  const ids = await writeDockerSaveOf(file, [{ layers: [layers[0]!], tags: ['example/web:2'] }, { layers: [layers[1]!], tags: ['example/db:1'] }]);
+  t.deepEqual((await archiveImageIds(await openSource(file))).sort(), [...ids].sort());
+
+  const p = fresh('oci-load');
+  const [amd, arm] = await writeOciDir(p, [
+    { layers: [layers[0]!], platform: { os: 'linux', architecture: 'amd64' } },
+    { layers: [layers[1]!], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+  ], { nested: true });
+  t.deepEqual(await archiveImageIds(await openSource(p), { platform: 'linux/arm64' }), [arm!.configDigest]);
+  if (process.arch === 'x64') t.deepEqual(await archiveImageIds(await openSource(p)), [amd!.configDigest]);
+  const e = await t.throwsAsync(archiveImageIds(await openSource(p), { platform: 'linux/s390x' }), { instanceOf: ImageError });
+  t.regex(e!.message, /no image for platform linux\/s390x/);
 });
 
 for (const form of ['dir', 'tar'] as const) {
