@@ -310,11 +310,11 @@ test('a copy-up of a 4.5 GiB file completes, is exact, and is made by the kernel
           `CPU user ${cpu.user.toFixed(2)} s, system ${cpu.system.toFixed(2)} s`);
         // The data went through the kernel's copy (copy_file_range / sendfile move up to 64 MiB
         // per call here and count as one read and one write call each). Under load they return
-        // early and are called again: 196 to 5,236 calls in clean-clone CI runs, so about 0.9 MiB
-        // a call at worst. A copy through user space with the 64 KiB buffers of Node's streams
-        // and libuv makes a read(2) per 64 KiB: 73,728 here. Allowed: one call per 256 KiB.
+        // early and are called again: 196 to 35,227 calls in clean-clone CI runs (about 137 KiB a
+        // call at worst, 2026-12-07, the shared machine busy). A copy through user space with
+        // the 64 KiB buffers of Node's streams and libuv makes a read(2) per 64 KiB: 73,728 here.
         t.true(d.rchar >= SIZE && d.wchar >= SIZE, 'the server moved the whole file');
-        t.true(d.syscr < SIZE / (256 * 1024), `fewer read-type calls than 256 KiB pieces copied (${d.syscr} for ${SIZE} bytes)`);
+        t.true(d.syscr < SIZE / (64 * 1024), `fewer read-type calls than 64 KiB pieces copied (${d.syscr} for ${SIZE} bytes)`);
         t.true(cpu.user < seconds / 2 + 0.5, 'the server spent little CPU time in user space');
       }
       t.deepEqual(fs.readdirSync(path.join(l.work, 'work')), [], 'no leftovers in the work dir');
