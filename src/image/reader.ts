@@ -241,7 +241,7 @@ interface Candidate<T> {
 }
 
 /** Does an image of these names and id answer to `ref` (ReadOptions.image)? */
-export function answersTo(ref: string, names: readonly string[], id: string): boolean {
+function answersTo(ref: string, names: readonly string[], id: string): boolean {
   if (names.includes(ref)) return true;
   // "app" is "app:latest", as Docker reads a name without a tag (a ':' after the last '/' is a tag).
   if (!ref.slice(ref.lastIndexOf('/') + 1).includes(':') && !ref.includes('@') && names.includes(`${ref}:latest`)) return true;
@@ -260,7 +260,9 @@ function pick<T>(r: Reader, every: Candidate<T>[], opts: ReadOptions): Candidate
   if (opts.image !== undefined) {
     const ref = opts.image;
     // One image listed under two names (an OCI index entry per name) is one image.
-    all = every.filter((c, i) => answersTo(ref, c.names, c.id) && every.findIndex((o) => o.id === c.id && o.platform === c.platform) === i);
+    const key = (c: Candidate<T>): string => `${c.id} ${c.platform ? formatPlatform(c.platform) : ''}`;
+    const named = every.filter((c) => answersTo(ref, c.names, c.id));
+    all = named.filter((c, i) => named.findIndex((o) => key(o) === key(c)) === i);
     if (all.length === 0) r.fail(`no image named ${ref}; the image has: ${describe(every)}`);
   }
   if (opts.platform !== undefined) {

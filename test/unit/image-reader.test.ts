@@ -136,6 +136,19 @@ test('several images in one docker save: --image picks one by name, by name with
   await t.throwsAsync(pick('abc'), { instanceOf: ImageError }, 'three hex digits are no id');
 });
 
+test('an OCI image listed under two names: either name picks it, and its id picks it once', async (t) => {
+  const p = fresh('oci-two-names');
+  const [img] = await writeOciDir(p, [{ layers: [sampleLayers()[0]!] }]);
+  const index = JSON.parse(fs.readFileSync(path.join(p, 'index.json'), 'utf8')) as { manifests: { annotations: Record<string, string> }[] };
+  const first = index.manifests[0]!;
+  index.manifests.push({ ...first, annotations: { 'io.containerd.image.name': 'example/app:2', 'org.opencontainers.image.ref.name': '2' } });
+  fs.writeFileSync(path.join(p, 'index.json'), JSON.stringify(index));
+  for (const image of ['example/app:1.0', 'example/app:2', img!.configDigest]) {
+    t.is((await readImage(await openSource(p), { image })).id, img!.configDigest, image);
+  }
+  t.deepEqual(await archiveImageIds(await openSource(p)), [img!.configDigest], 'loaded once');
+});
+
 test('image load takes every image of a docker save, and one platform of each name from an OCI index', async (t) => {
   const layers = sampleLayers();
   const file = fresh('docker-load.tar');
