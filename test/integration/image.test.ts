@@ -96,6 +96,17 @@ async function mountImage(t: ExecutionContext, e: Env, image: string, mnt: strin
   return name;
 }
 
+/** The sample image mounted as container `cname`, with one file written through the mount. */
+async function containerWithChange(t: ExecutionContext, label: string, cname: string): Promise<{ e: Env; image: string; mnt: string; name: string }> {
+  const e = await env(label);
+  const image = path.join(e.dir, 'img.tar');
+  await writeDockerSave(image, base);
+  const mnt = e.mnt('mnt');
+  const name = await mountImage(t, e, image, mnt, ['--name', cname]);
+  fs.writeFileSync(path.join(mnt, 'written'), 'by the container');
+  return { e, image, mnt, name };
+}
+
 async function rm(t: ExecutionContext, e: Env, name: string, mnt: string): Promise<void> {
   const r = await e.cli(['container', 'rm', name]);
   t.is(r.code, 0, r.stderr);
@@ -289,12 +300,7 @@ test.serial('an unpack killed midway leaves no layer; the next mount unpacks it 
 
 test.serial('container rm unmounts and deletes the writable layer; an unknown name is refused', async (t) => {
   if (!requireMountCapable(t)) return;
-  const e = await env('rm');
-  const image = path.join(e.dir, 'img.tar');
-  await writeDockerSave(image, base);
-  const mnt = e.mnt('mnt');
-  const name = await mountImage(t, e, image, mnt, ['--name', 'scratchpad']);
-  fs.writeFileSync(path.join(mnt, 'written'), 'by the container');
+  const { e, image, mnt, name } = await containerWithChange(t, 'rm', 'scratchpad');
   const upper = path.join(e.home, 'containers', 'scratchpad', 'upper');
   t.is(fs.readFileSync(path.join(upper, 'written'), 'utf8'), 'by the container');
   const dup = await e.cli(['image', 'mount', '--name', 'scratchpad', image, e.mnt('other')]);
@@ -317,12 +323,7 @@ test.serial('container rm unmounts and deletes the writable layer; an unknown na
 
 test.serial('container mount: an unmounted container comes back with its changes and options, where it was or elsewhere, and not while it is mounted', async (t) => {
   if (!requireMountCapable(t)) return;
-  const e = await env('remount');
-  const image = path.join(e.dir, 'img.tar');
-  await writeDockerSave(image, base);
-  const mnt = e.mnt('mnt');
-  const name = await mountImage(t, e, image, mnt, ['--name', 'keeper']);
-  fs.writeFileSync(path.join(mnt, 'written'), 'by the container');
+  const { e, image, mnt, name } = await containerWithChange(t, 'remount', 'keeper');
   const before = await snap(mnt);
   t.true(before.nodes.size > 5, 'the mount shows the image');
   const busy = await e.cli(['container', 'mount', name]);
