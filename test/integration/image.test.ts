@@ -96,12 +96,17 @@ async function mountImage(t: ExecutionContext, e: Env, image: string, mnt: strin
   return name;
 }
 
-/** The sample image mounted as container `cname`, with one file written through the mount. */
-async function containerWithChange(t: ExecutionContext, label: string, cname: string): Promise<{ e: Env; image: string; mnt: string; name: string }> {
+/** A fresh environment with the sample image saved as img.tar, and a mountpoint for it. */
+async function sampleImage(label: string): Promise<{ e: Env; image: string; mnt: string }> {
   const e = await env(label);
   const image = path.join(e.dir, 'img.tar');
   await writeDockerSave(image, base);
-  const mnt = e.mnt('mnt');
+  return { e, image, mnt: e.mnt('mnt') };
+}
+
+/** The sample image mounted as container `cname`, with one file written through the mount. */
+async function containerWithChange(t: ExecutionContext, label: string, cname: string): Promise<{ e: Env; image: string; mnt: string; name: string }> {
+  const { e, image, mnt } = await sampleImage(label);
   const name = await mountImage(t, e, image, mnt, ['--name', cname]);
   fs.writeFileSync(path.join(mnt, 'written'), 'by the container');
   return { e, image, mnt, name };
@@ -412,10 +417,7 @@ test.serial('image load: every image of the archive goes into the store, and eac
 
 test.serial('image rm: refused while a container uses the image; then the image and its layers go', async (t) => {
   if (!requireMountCapable(t)) return;
-  const e = await env('image-rm');
-  const image = path.join(e.dir, 'img.tar');
-  await writeDockerSave(image, base);
-  const mnt = e.mnt('mnt');
+  const { e, image, mnt } = await sampleImage('image-rm');
   const name = await mountImage(t, e, image, mnt);
   t.is(layersIn(e.home).length, 3);
   const busy = await e.cli(['image', 'rm', 'example/app:1.0']);
@@ -529,10 +531,7 @@ test.serial('a layer that apply refuses (an entry leaving the layer) is not stor
 
 test.serial('a mount that fails after the layers are in place leaves no container behind', async (t) => {
   if (!requireMountCapable(t)) return;
-  const e = await env('mount-fails');
-  const image = path.join(e.dir, 'img.tar');
-  await writeDockerSave(image, base);
-  const mnt = e.mnt('mnt');
+  const { e, image, mnt } = await sampleImage('mount-fails');
   const r = await e.cli(['image', 'mount', '-o', 'no_such_option', '--name', 'x', image, mnt]);
   t.is(r.code, 1);
   t.regex(r.stderr, /unknown option: no_such_option/);
