@@ -30,6 +30,7 @@ import { link, mknod, symlink } from './ops/symlink.js';
 import { rmdir, unlink } from './ops/unlink.js';
 import { futimens, utimens } from './ops/utimens.js';
 import { dropSetIds, fsync, ftruncate, truncate, write, type Writer } from './ops/write.js';
+import { fallocate, seekExtent } from './ops/extents.js';
 import { fsyncdir } from './ops/fsyncdir.js';
 import type { TimeSpec } from './host/libc.js';
 import type { Name, RealPath, VPath } from './path.js';
@@ -103,6 +104,10 @@ export interface UnionOps {
   write(fh: number, buf: Buffer, len: number, pos: number): Promise<number>;
   truncate(p: VPath, size: number): Promise<void>;
   ftruncate(fh: number, size: number): Promise<void>;
+  /** fallocate(2) on an open file (ops/extents.ts). */
+  fallocate(fh: number, mode: number, offset: number, length: number): Promise<void>;
+  /** lseek(2) with SEEK_DATA (3) or SEEK_HOLE (4) on an open file: the offset found. */
+  seekExtent(fh: number, offset: number, whence: number): Promise<number>;
   /** Drop the set-ids a write by a caller without CAP_FSETID drops (ops/write.ts). */
   dropSetIds(target: { fh: number } | { path: VPath }, by: Writer): Promise<void>;
   flush(fh: number): Promise<void>;
@@ -234,6 +239,8 @@ export function createUnion(config: UnionConfig): Union {
     write: (fh, buf, len, pos) => write(ctx, fh, buf, len, pos),
     truncate: (p, size) => change(() => truncate(ctx, p, size)),
     ftruncate: (fh, size) => ftruncate(ctx, fh, size),
+    fallocate: (fh, mode, offset, length) => fallocate(ctx, fh, mode, offset, length),
+    seekExtent: (fh, offset, whence) => seekExtent(ctx, fh, offset, whence),
     dropSetIds: (target, by) => ('fh' in target ? dropSetIds(ctx, target, by) : change(() => dropSetIds(ctx, target, by))),
     flush: async (fh) => void ctx.handles.get(fh, 'flush'),
     fsync: (fh, datasync) => fsync(ctx, fh, datasync),

@@ -19,6 +19,8 @@
 //   copyRange(from, to, length, done, stop)  file data copied between fds in libuv's pool (D40, D48; below)
 //   spliceRead(dev, unique, fd, position, length, done)  a READ answered from a file through a pipe (D56; below)
 //   lstat(path, out), fstat(fd, out)  a stat into a Float64Array, on the calling thread (D43; below)
+//   fallocate(fd, mode, offset, length, done)  fallocate(2) in libuv's pool (D67; below)
+//   lseek(fd, offset, whence)  lseek(2) for SEEK_DATA / SEEK_HOLE, on the calling thread (D67; below)
 //
 // Spinning (DECISIONS D32): a program that works through a mount sends its next request a few
 // microseconds after it gets its answer. Going to sleep in epoll in between makes the kernel
@@ -523,6 +525,84 @@ static napi_value fstat_into(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// fallocate(fd, mode, offset, length, done): fallocate(2) on a thread of libuv's pool; done(0), or
+// done(-errno). Node has no fallocate. In the pool, not on the JS thread: reserving space can
+// take a while (tmpfs zeroes every page of the range), and the mount answers others meanwhile.
+typedef struct {
+  napi_async_work work;
+  napi_ref done;
+  int fd;
+  int mode;
+  int64_t offset;
+  int64_t length;
+  int64_t result;
+} fallocate_t;
+
+static void fallocate_execute(napi_env env, void *data) {
+  (void)env;
+  fallocate_t *f = data;
+  int r;
+  do r = fallocate(f->fd, f->mode, (off_t)f->offset, (off_t)f->length);
+  while (r != 0 && errno == EINTR);
+  f->result = r == 0 ? 0 : -(int64_t)errno;
+}
+
+static void fallocate_complete(napi_env env, napi_status status, void *data) {
+  fallocate_t *f = data;
+  napi_ref done = f->done;
+  int64_t result = status == napi_ok ? f->result : -(int64_t)ECANCELED;
+  napi_delete_async_work(env, f->work);
+  free(f);
+  call_done(env, done, result);
+}
+
+static napi_value fallocate_async(napi_env env, napi_callback_info info) {
+  static const char usage[] = "fuse_dev.fallocate(fd, mode, offset, length, done): four numbers and a function";
+  size_t argc = 5;
+  napi_value argv[5];
+  fallocate_t *f = calloc(1, sizeof(*f));
+  if (f == NULL) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5 ||
+      napi_get_value_int32(env, argv[0], &f->fd) != napi_ok || napi_get_value_int32(env, argv[1], &f->mode) != napi_ok ||
+      napi_get_value_int64(env, argv[2], &f->offset) != napi_ok || napi_get_value_int64(env, argv[3], &f->length) != napi_ok ||
+      napi_create_reference(env, argv[4], 1, &f->done) != napi_ok) {
+    free(f);
+    napi_throw_error(env, NULL, usage);
+    return NULL;
+  }
+  if (!queue_job(env, "layerfs.fallocate", fallocate_execute, fallocate_complete, f, &f->work)) {
+    napi_delete_reference(env, f->done);
+    free(f);
+    napi_throw_error(env, NULL, "fuse_dev.fallocate: cannot queue the call");
+    return NULL;
+  }
+  return NULL;
+}
+
+// lseek(fd, offset, whence): the new offset, or -errno. For SEEK_DATA and SEEK_HOLE, which the
+// kernel asks of a FUSE file (FUSE_LSEEK) so that sparse files keep their holes through the
+// mount; Node has no lseek. A query of the file's extents: quick, on the calling thread.
+static napi_value lseek_now(napi_env env, napi_callback_info info) {
+  static const char usage[] = "fuse_dev.lseek(fd, offset, whence): three numbers";
+  size_t argc = 3;
+  napi_value argv[3];
+  int32_t fd, whence;
+  int64_t offset;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int64(env, argv[1], &offset) != napi_ok ||
+      napi_get_value_int32(env, argv[2], &whence) != napi_ok) {
+    napi_throw_error(env, NULL, usage);
+    return NULL;
+  }
+  off_t r = lseek(fd, (off_t)offset, whence);
+  napi_value out;
+  napi_create_int64(env, r < 0 ? -(int64_t)errno : (int64_t)r, &out);
+  return out;
+}
+
 // spliceRead(dev, unique, fd, position, length, done): answer the READ `unique` on connection
 // `dev` with `length` bytes of fd at `position`, moved through a pipe on a thread of libuv's pool
 // (D56). splice(2) puts references to the file's pages into the pipe, and the kernel copies them
@@ -660,6 +740,8 @@ NAPI_MODULE_INIT() {
       {"copyRange", NULL, copy_range, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lstat", NULL, lstat_into, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fstat", NULL, fstat_into, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fallocate", NULL, fallocate_async, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lseek", NULL, lseek_now, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof exported / sizeof exported[0], exported);
   return exports;

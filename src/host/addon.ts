@@ -28,6 +28,10 @@ export interface FuseDevAddon {
   lstat(path: string, out: Float64Array): number;
   /** fstat(2) into `out`, as lstat. */
   fstat(fd: number, out: Float64Array): number;
+  /** fallocate(2) in libuv's pool; done(0), or done(-errno). */
+  fallocate(fd: number, mode: number, offset: number, length: number, done: (result: number) => void): void;
+  /** lseek(2): the new offset, or -errno. */
+  lseek(fd: number, offset: number, whence: number): number;
 }
 
 let addon: FuseDevAddon | undefined;

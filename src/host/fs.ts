@@ -720,6 +720,29 @@ export function write(fd: number, buf: Buffer, len: number, pos: number): Promis
   });
 }
 
+/**
+ * fallocate(2), in libuv's pool (the addon: Node has none). ENOSYS where the addon is not built,
+ * which the kernel takes as "never again" for the mount, as from a server without the call.
+ */
+export function fallocate(fd: number, mode: number, offset: number, length: number): Promise<void> {
+  const dev = fuseDevIfBuilt();
+  if (dev === undefined) return Promise.reject(new FsError('ENOSYS', 'fallocate'));
+  return new Promise((resolve, reject) =>
+    dev.fallocate(fd, mode, offset, length, (r) => (r < 0 ? reject(new FsError(codeOfErrno(-r), 'fallocate', `fd ${fd}`)) : resolve())));
+}
+
+export const SEEK_DATA = 3;
+export const SEEK_HOLE = 4;
+
+/** lseek(2) with SEEK_DATA or SEEK_HOLE: where the next data or hole starts (ENXIO: none). */
+export function seekExtent(fd: number, offset: number, whence: typeof SEEK_DATA | typeof SEEK_HOLE): number {
+  const dev = fuseDevIfBuilt();
+  if (dev === undefined) throw new FsError('ENOSYS', 'lseek');
+  const r = dev.lseek(fd, offset, whence);
+  if (r < 0) throw new FsError(codeOfErrno(-r), 'lseek', `fd ${fd}`);
+  return r;
+}
+
 export const truncate = (p: RealPath, size: number): Promise<void> =>
   isLongPath(p) ? via(p, 'truncate', (q) => truncate(q, size)) : onThread('truncate', p, () => fs.truncateSync(hp(p), size));
 export function ftruncate(fd: number, size: number): Promise<void> {

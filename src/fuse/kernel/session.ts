@@ -756,8 +756,20 @@ export class KernelSession {
       case Op.FSYNCDIR: return this.u.fsyncdir(this.path(n), (b.readUInt32LE(at + 8) & 1) !== 0).then(() => undefined);
       case Op.ACCESS: return this.u.access(this.path(n), b.readUInt32LE(at)).then(() => undefined);
       case Op.CREATE: return this.create(h, n, b, len);
+      case Op.FALLOCATE: {
+        // fuse_fallocate_in: fh, offset, length, mode. The kernel itself updates the size it shows.
+        const fh = Number(b.readBigUInt64LE(at));
+        return this.u.fallocate(fh, b.readUInt32LE(at + 24), Number(b.readBigUInt64LE(at + 8)), Number(b.readBigUInt64LE(at + 16))).then(() => undefined);
+      }
+      case Op.LSEEK: {
+        // fuse_lseek_in: fh, offset, whence; only SEEK_DATA and SEEK_HOLE come (the kernel
+        // answers the others itself). The reply, fuse_lseek_out: the offset.
+        const fh = Number(b.readBigUInt64LE(at));
+        return this.u.seekExtent(fh, Number(b.readBigUInt64LE(at + 8)), b.readUInt32LE(at + 16)).then((off) =>
+          replyWith(h.unique, 8, (o, o2) => o.writeBigUInt64LE(BigInt(off), o2)));
+      }
       default:
-        // Locks (the kernel then keeps them itself, as with libfuse), fallocate, lseek, ioctl, ...
+        // Locks (the kernel then keeps them itself, as with libfuse), ioctl, poll, ...
         throw new FsError('ENOSYS', opName(h.opcode));
     }
   }
@@ -1011,6 +1023,7 @@ const OP_NAMES: Record<number, string> = {
   [Op.STATFS]: 'statfs', [Op.RELEASE]: 'release', [Op.FSYNC]: 'fsync', [Op.SETXATTR]: 'setxattr',
   [Op.GETXATTR]: 'getxattr', [Op.LISTXATTR]: 'listxattr', [Op.REMOVEXATTR]: 'removexattr', [Op.FLUSH]: 'flush',
   [Op.OPENDIR]: 'opendir', [Op.READDIR]: 'readdir', [Op.READDIRPLUS]: 'readdirplus', [Op.RELEASEDIR]: 'releasedir', [Op.FSYNCDIR]: 'fsyncdir',
+  [Op.FALLOCATE]: 'fallocate', [Op.LSEEK]: 'lseek',
   [Op.ACCESS]: 'access', [Op.CREATE]: 'create',
 };
 
