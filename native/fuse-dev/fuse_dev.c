@@ -16,7 +16,7 @@
 //     pending:   Int32Array; [0] is the number of requests not yet answered (kept by the caller)
 //   stop(h)      stop reading (the fd stays open: the caller closes it)
 //   readCached(fd, buffer, position, dev)  file data from the page cache, never waiting (D34; below)
-//   copyRange(from, to, length, done, stop)  file data copied between fds in libuv's pool (D40, D48; below)
+//   copyRange(from, to, length, done, stop)  file data copied between fds in libuv's pool, holes kept (D40, D48, D68; below)
 //   spliceRead(dev, unique, fd, position, length, done)  a READ answered from a file through a pipe (D56; below)
 //   lstat(path, out), fstat(fd, out)  a stat into a Float64Array, on the calling thread (D43; below)
 //   fallocate(fd, mode, offset, length, done)  fallocate(2) in libuv's pool (D67; below)
@@ -299,13 +299,15 @@ static napi_value read_cached(napi_env env, napi_callback_info info) {
   return out;
 }
 
-// copyRange(from, to, length, done): copy up to `length` bytes from fd `from` to fd `to`, each at
-// its file offset, inside the kernel, on a thread of libuv's pool (a large file may have to come
-// from disk); done(bytes copied) when the source ended or length was reached, done(-errno) on an
-// error. Node copies files only by path (libuv's copyfile opens the source itself), and layerfs
+// copyRange(from, to, length, done): copy the first `length` bytes of fd `from` (all of it, if
+// shorter) to fd `to`, a new empty file, inside the kernel, on a thread of libuv's pool (a large
+// file may have to come from disk); done(the copy's size), or done(-errno) on an error. Node copies files only by path (libuv's copyfile opens the source itself), and layerfs
 // must read a lower file through an fd it opened with O_NOATIME (D40). copy_file_range makes a
 // reflink where the filesystem can; between filesystems that cannot copy to each other it fails
-// and sendfile copies instead.
+// and sendfile copies instead. Holes are not copied (D68): the copy goes from each stretch of
+// data to the next (lseek SEEK_DATA / SEEK_HOLE), and the size is set at the end, so a sparse
+// file stays sparse, as a copy-up on the kernel's overlayfs keeps it (a 1 GiB file of a few
+// blocks, such as /var/log/lastlog after a useradd of a large uid, is not 1 GiB in the upper).
 // copyRange(from, to, length, done, stop): `stop`, an Int32Array, ends the copy early when its [0]
 // is set (done(-ECANCELED)): the copy goes in chunks of COPY_CHUNK and looks between them, so a
 // copy-up whose callers were all killed stops within one chunk (as the kernel's overlayfs stops
@@ -325,29 +327,67 @@ typedef struct {
 static void copy_execute(napi_env env, void *data) {
   (void)env;
   copy_t *c = data;
-  int64_t copied = 0;
-  int via_sendfile = 0;
-  while (copied < c->length) {
-    if (c->stop != NULL && __atomic_load_n(c->stop, __ATOMIC_RELAXED) != 0) {
-      c->result = -ECANCELED;
-      return;
-    }
-    size_t chunk = (size_t)(c->length - copied < COPY_CHUNK ? c->length - copied : COPY_CHUNK);
-    ssize_t n = via_sendfile ? sendfile(c->to, c->from, NULL, chunk) : copy_file_range(c->from, NULL, c->to, NULL, chunk, 0);
-    if (n > 0) {
-      copied += n;
-      continue;
-    }
-    if (n == 0) break;
-    if (errno == EINTR) continue;
-    if (!via_sendfile && (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOSYS)) {
-      via_sendfile = 1;
-      continue;
-    }
+  struct stat st;
+  if (fstat(c->from, &st) != 0) {
     c->result = -(int64_t)errno;
     return;
   }
-  c->result = copied;
+  int64_t end = c->length < (int64_t)st.st_size ? c->length : (int64_t)st.st_size;
+  int64_t pos = 0;
+  int seek = 1;
+  int via_sendfile = 0;
+  while (pos < end) {
+    // The next stretch of data: holes are skipped, not copied (D68).
+    int64_t stretch_end = end;
+    if (seek) {
+      off_t d = lseek(c->from, (off_t)pos, SEEK_DATA);
+      if (d < 0 && errno == ENXIO) break; // a hole to the end
+      if (d < 0) {
+        seek = 0; // the source cannot tell: everything is copied
+      } else {
+        if (d >= end) break;
+        pos = d;
+        off_t h = lseek(c->from, (off_t)pos, SEEK_HOLE);
+        if (h > pos && h < end) stretch_end = h;
+      }
+    }
+    while (pos < stretch_end) {
+      if (c->stop != NULL && __atomic_load_n(c->stop, __ATOMIC_RELAXED) != 0) {
+        c->result = -ECANCELED;
+        return;
+      }
+      size_t chunk = (size_t)(stretch_end - pos < COPY_CHUNK ? stretch_end - pos : COPY_CHUNK);
+      ssize_t n;
+      if (via_sendfile) {
+        off_t in = (off_t)pos;
+        n = lseek(c->to, (off_t)pos, SEEK_SET) < 0 ? -1 : sendfile(c->to, c->from, &in, chunk);
+      } else {
+        loff_t in = pos, out = pos;
+        n = copy_file_range(c->from, &in, c->to, &out, chunk, 0);
+      }
+      if (n > 0) {
+        pos += n;
+        continue;
+      }
+      if (n == 0) { // the source ended before its size said (it changed underneath)
+        end = pos;
+        break;
+      }
+      if (errno == EINTR) continue;
+      if (!via_sendfile && (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOSYS)) {
+        via_sendfile = 1;
+        continue;
+      }
+      c->result = -(int64_t)errno;
+      return;
+    }
+  }
+  // What ends in a hole gets its size without a byte written.
+  if (ftruncate(c->to, (off_t)end) != 0) {
+    c->result = -(int64_t)errno;
+    return;
+  }
+  c->result = end;
 }
 
 // The end of a job of libuv's pool, on the JS thread: done(result) is called, and its reference

@@ -14,7 +14,8 @@ export interface FuseDevAddon {
    */
   readCached(fd: number, buffer: Buffer, position: number, dev: number): number;
   /**
-   * Copies in libuv's pool (copy_file_range, else sendfile); done: bytes copied, or -errno.
+   * The first `length` bytes of `from` (all, if shorter) into the empty file `to`, in libuv's pool
+   * (copy_file_range, else sendfile), holes kept; done: the copy's size, or -errno.
    * `stop[0]` set: the copy ends at the next 64 MiB, done(-ECANCELED).
    */
   copyRange(from: number, to: number, length: number, done: (result: number) => void, stop?: Int32Array): void;

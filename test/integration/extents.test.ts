@@ -4,6 +4,8 @@
 //    read-only, fail as there. Before D67 every call failed with EOPNOTSUPP.
 // b. lseek(2) SEEK_DATA / SEEK_HOLE find the holes of a sparse lower file and of a sparse file
 //    made through the mount. Before, the mount showed every file as data from end to end.
+// c. a copy-up keeps a sparse lower file's holes (D68): the upper copy takes no more space than the
+//    kernel's overlayfs gives its copy. Before, every hole was copied as zeros.
 // fallocate and lseek come through koffi: Node has neither. This process only uses the mount; the
 // server is another process.
 import test from 'ava';
@@ -149,4 +151,32 @@ test('SEEK_DATA and SEEK_HOLE find the holes of sparse files, lower and upper, a
   t.is(layerfs.lower, `${MiB}-${MiB + 4 * KiB} ${3 * MiB}-${3 * MiB + 4 * KiB} ${8 * MiB - 4 * KiB}-${8 * MiB} end: ENXIO`);
   t.is(layerfs.made, `${2 * MiB}-${2 * MiB + 8 * KiB} end: ENXIO`);
   t.is(layerfs.dense, '0-1100 end: ENXIO');
+});
+
+test('a copy-up keeps the holes of a sparse lower file', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const { kernel, layerfs } = await onBoth('copyup', (mnt, upper) => {
+    const held = fs.openSync(path.join(mnt, 'holes.img'), 'r'); // opened on the lower, before the copy-up
+    try {
+      fs.appendFileSync(path.join(mnt, 'holes.img'), 'tail');
+      const st = fs.statSync(path.join(upper, 'holes.img'));
+      return {
+        content: fs.readFileSync(path.join(mnt, 'holes.img')).toString('base64'),
+        size: st.size,
+        allocated: st.blocks * 512,
+        extents: extents(path.join(upper, 'holes.img')),
+        heldReads: fs.readFileSync(held).length,
+      };
+    } finally {
+      fs.closeSync(held);
+    }
+  });
+  t.is(layerfs.content, kernel.content, 'the same bytes');
+  t.is(layerfs.size, 8 * MiB + 4);
+  t.is(layerfs.heldReads, kernel.heldReads);
+  // The kernel's overlayfs skips holes 1 MiB at a time; layerfs to the block. Either way the copy
+  // is not 8 MiB of zeros (before D68 layerfs's was: allocated 8 MiB + 4 KiB).
+  t.true(layerfs.allocated <= kernel.allocated, `layerfs's copy takes ${layerfs.allocated} bytes, the kernel's ${kernel.allocated}`);
+  t.true(kernel.allocated < 8 * MiB, `the kernel's copy is sparse too (${kernel.allocated} bytes)`);
+  t.is(layerfs.extents, `${MiB}-${MiB + 4 * KiB} ${3 * MiB}-${3 * MiB + 4 * KiB} ${8 * MiB - 4 * KiB}-${8 * MiB + 4} end: ENXIO`);
 });
