@@ -30,7 +30,10 @@ export interface MountOptions {
   readonly lowerTtl?: number;
   /** Mount read-only even with an upper. */
   readonly readOnly?: boolean;
-  /** Let other users use the mount (permissions are checked either way). */
+  /**
+   * Let other users use the mount (permissions are checked either way). Default: yes where the
+   * server runs as root, as on the kernel's overlayfs; no otherwise (D69).
+   */
   readonly allowOther?: boolean;
   /** Mount options passed to the kernel: nodev, nosuid, noexec, noatime, ... */
   readonly fuseOptions?: readonly string[];
@@ -73,7 +76,7 @@ export function optionString(o: MountOptions): string {
   if (o.whiteout !== undefined) opts.push(`whiteout=${o.whiteout}`);
   if (o.lowerTtl !== undefined) opts.push(`lower_ttl=${o.lowerTtl}`);
   if (o.readOnly === true) opts.push('ro');
-  if (o.allowOther === true) opts.push('allow_other');
+  if (o.allowOther !== undefined) opts.push(o.allowOther ? 'allow_other' : 'allow_other=off');
   if (o.passthrough === false) opts.push('passthrough=off');
   for (const f of o.fuseOptions ?? []) {
     // One option each: a comma would smuggle in another.

@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigError } from './config.js';
+import { ConfigError, allowOtherByDefault } from './config.js';
 import { realpathSync } from './host/fs.js';
 import { isAlive, isServing, logFor, readRecord, removeRecord } from './host/runtime.js';
 import type { CommandIO } from './image/commands.js';
@@ -57,7 +57,10 @@ Options:
                         mount may stay unseen (default: until remount; lowers are meant
                         to be immutable, and caching them is what makes layerfs fast)
        ro | rw          force read-only / default
-       allow_other      let other users in (permissions are always checked, as overlayfs does)
+       allow_other[=on|off]  let other users in, as far as the mode bits and ACLs let them
+                        (checked by the kernel, as on overlayfs). Default: on as root, as
+                        on overlayfs; off otherwise (on then needs user_allow_other in
+                        /etc/fuse.conf)
        engine=kernel|libfuse  who speaks FUSE: layerfs itself (default, Linux 4.20+) or libfuse
        spin_us=N        keep reading /dev/fuse for N µs after a burst of requests before
                         sleeping (default 50; 0: never)
@@ -113,7 +116,7 @@ function version(): string {
 function serveConfig(opts: ParsedOptions, paths: CheckedPaths): ServeConfig {
   return {
     lowers: paths.lowers, upper: paths.upper, work: paths.work, whiteout: opts.whiteout, lowerTtl: opts.lowerTtl, mountpoint: paths.mountpoint,
-    readOnly: opts.readOnly, allowOther: opts.allowOther, fuseOptions: opts.fuseOptions, engine: opts.engine,
+    readOnly: opts.readOnly, allowOther: opts.allowOther ?? allowOtherByDefault(), fuseOptions: opts.fuseOptions, engine: opts.engine,
     spinMicros: opts.spinMicros, readaheadKiB: opts.readaheadKiB, passthrough: opts.passthrough,
   };
 }

@@ -90,7 +90,8 @@ export interface ParsedOptions {
    */
   lowerTtl?: number;
   readOnly: boolean;
-  allowOther: boolean;
+  /** allow_other, allow_other=on|off; undefined: the default (allowOtherByDefault, D69). */
+  allowOther?: boolean;
   fuseOptions: string[];
   /** engine=: who speaks FUSE (D28); undefined: the default (kernel). */
   engine?: 'kernel' | 'libfuse';
@@ -104,6 +105,17 @@ export interface ParsedOptions {
   passthrough?: boolean;
 }
 
+/**
+ * Whether other users may use a mount that did not say (D69): yes where the server runs as root,
+ * as on the kernel's overlayfs (and fuse-overlayfs as root), whose mounts every user may use as
+ * far as the mode bits and ACLs let them; a container's processes run as many users. Not for a
+ * mount by another user: FUSE's own rule then keeps others out, and letting them in needs
+ * `user_allow_other` in /etc/fuse.conf.
+ */
+export function allowOtherByDefault(): boolean {
+  return process.geteuid?.() === 0;
+}
+
 /** A whole number from 0 to max, in `unit`, or a ConfigError that says so. */
 function wholeNumber(key: string, v: string, unit: string, max: number): number {
   const n = Number(v);
@@ -113,7 +125,7 @@ function wholeNumber(key: string, v: string, unit: string, max: number): number 
 
 /** Parse the -o option list(s). Throws ConfigError on the first problem. */
 export function parseOptions(optionStrings: readonly string[]): ParsedOptions {
-  const out: ParsedOptions = { lowers: [], whiteout: 'overlay', readOnly: false, allowOther: false, fuseOptions: [] };
+  const out: ParsedOptions = { lowers: [], whiteout: 'overlay', readOnly: false, fuseOptions: [] };
   let sawLower = false;
   for (const raw of optionStrings.flatMap(splitOptions)) {
     const eq = raw.indexOf('=');
@@ -162,7 +174,11 @@ export function parseOptions(optionStrings: readonly string[]): ParsedOptions {
       }
       case 'ro': out.readOnly = true; break;
       case 'rw': out.readOnly = false; break;
-      case 'allow_other': out.allowOther = true; break;
+      case 'allow_other': {
+        if (value !== undefined && value !== 'on' && value !== 'off') throw new ConfigError(`allow_other takes no value, or on or off, not ${value}`);
+        out.allowOther = value !== 'off';
+        break;
+      }
       case 'daemon':
         if (value !== undefined) throw new ConfigError(`option daemon takes no value (${raw})`);
         out.daemon = true;

@@ -90,6 +90,22 @@ test('other users get exactly the access the kernel overlayfs gives them (allow_
   t.deepEqual(ours, kernel);
 });
 
+// D69: a root mount lets other users in by default, as the kernel's overlayfs (and fuse-overlayfs
+// as root) do: a container's processes run as many users (man-db's trigger runs mandb as `man`;
+// it failed with EACCES in an apt-get inside a chroot on layerfs). allow_other=off keeps them out.
+test('as root, other users get in without allow_other, as on the kernel overlayfs; allow_other=off keeps them out', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const root = await space.dir('perm-default');
+  const built = await buildLayers(root, LAYERS, { format: 'kernel' });
+  const paths = ['', 'world', 'exec', 'private/top', 'merged/low'];
+  const kernel = await withKernelOverlay({ lowers: built.dirs }, (mnt) => probeAsNobody(mnt, paths));
+  const ours = await withLayerfs({ lowers: built.dirs }, (mnt) => probeAsNobody(mnt, paths));
+  t.is(ours['world']?.read, 'ok');
+  t.deepEqual(ours, kernel);
+  const closed = await withLayerfs({ lowers: built.dirs, options: ['allow_other=off'] }, (mnt) => probeAsNobody(mnt, paths));
+  for (const p of paths) t.is(closed[p]?.stat, 'EACCES', `${p}: only the user who mounted it gets in`);
+});
+
 // POSIX ACLs in the layers of a read-only union: the kernel enforces them on layerfs's mount as
 // on its own overlayfs (D28: a read-only union lets the kernel enforce and keep ACLs). A writable
 // union: below (D31).

@@ -15,7 +15,7 @@ test('lowerdir lists the branches top-most first', (t) => {
   t.is(o.upper, undefined);
   t.is(o.work, undefined);
   t.false(o.readOnly);
-  t.false(o.allowOther);
+  t.is(o.allowOther, undefined, 'not given: the default decides (D69)');
   t.deepEqual(o.fuseOptions, []);
   t.deepEqual(parseOptions(['lowerdir=/only']).lowers, ['/only']);
 });
@@ -50,6 +50,14 @@ test('several -o strings combine; a later value of an option wins', (t) => {
   t.true(o.readOnly);
   t.true(o.allowOther);
   t.false(parseOptions(['lowerdir=/a,ro', 'rw']).readOnly);
+});
+
+test('allow_other: on without a value or with on, off with off; anything else is an error', (t) => {
+  t.true(parseOptions(['lowerdir=/l,allow_other']).allowOther);
+  t.true(parseOptions(['lowerdir=/l,allow_other=on']).allowOther);
+  t.false(parseOptions(['lowerdir=/l,allow_other=off']).allowOther);
+  t.false(parseOptions(['lowerdir=/l,allow_other', 'allow_other=off']).allowOther, 'the later one wins');
+  fails(t, ['lowerdir=/l,allow_other=yes'], 'allow_other takes no value, or on or off, not yes');
 });
 
 test('upperdir and workdir come as a pair', (t) => {
