@@ -122,7 +122,10 @@ export function kernelPolicyFor(c: ServeConfig, kernelRelease: string = release(
   return {
     // Files: kept as long as names (D29), but not an upper file with more than one name (D58).
     entrySec: names, attrSecFile: names, attrSecDir: dir, attrSecLinked: 0, negativeSec: names,
-    keepCache: false, cacheDirs: false, cacheSymlinks: false, kernelOpens: false, maxWrite: KERNEL_MAX_WRITE,
+    // Lower files' pages are kept across opens (D70), as in a read-only union, but not with
+    // lower_ttl (a lower file could change underneath) and not an upper file's (two names of
+    // one upper file are two nodes, and a write through one leaves the other's pages as they were).
+    keepCache: false, keepLowerPages: c.lowerTtl === undefined, cacheDirs: false, cacheSymlinks: false, kernelOpens: false, maxWrite: KERNEL_MAX_WRITE,
     // The kernel enforces and keeps ACLs here too: every change of one goes through a request it
     // sees (SETXATTR, or a chmod that changes the mask), and what new entries inherit is
     // layerfs's to give (ops/place.ts). Not with lower_ttl, as above.

@@ -29,6 +29,8 @@ export const PASSED_FLAGS = host.O_ACCMODE | host.O.O_APPEND | host.O.O_TRUNC | 
 export interface Opened {
   readonly fh: number;
   readonly copied?: readonly string[];
+  /** Opened on a lower branch: a read of a file no write has copied up (its data cannot change). */
+  readonly lower?: true;
 }
 
 export async function open(ctx: UnionCtx, p: VPath, flags: number): Promise<Opened> {
@@ -51,6 +53,7 @@ export async function open(ctx: UnionCtx, p: VPath, flags: number): Promise<Open
   const fd = await (regular ? host.openFile : host.open)(real, (flags & PASSED_FLAGS) | (branch.writable ? 0 : host.READ_LOWER));
   const known = regular && !branch.writable && ctx.lowersFixed ? { size: r.stat.size, dev: r.stat.dev } : undefined;
   const fh = ctx.handles.add({ fd, path: p, branch, flags, known });
+  if (!branch.writable) return { fh, lower: true };
   return copied === undefined ? { fh } : { fh, copied };
 }
 

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { requireMountCapable, scratch } from '../helpers/env.js';
-import { withLayerfs } from '../helpers/mounts.js';
+import { layerfsCli, withLayerfs } from '../helpers/mounts.js';
 
 const space = scratch(test);
 
@@ -109,3 +109,43 @@ test('a copy-up by an open for writing shows at once: stat gives the upper copy\
     t.is(after.ino, before.ino, 'and the inode number');
   });
 });
+
+// D70: in a writable union the kernel keeps a lower file's pages across opens, as in a read-only
+// one (a program's binary and libraries are read once, not at every exec). That must not hide a
+// change: a write copies the file up, and every reader, also one that had it open, then reads
+// the copy. With passthrough (the kernel writes the upper file itself) and without.
+for (const passthrough of ['on', 'off']) {
+  test(`a lower file is read from its layer once, yet a change through the mount shows at once (passthrough=${passthrough})`, async (t) => {
+    if (!requireMountCapable(t)) return;
+    const root = await space.dir(`keep-pages-${passthrough}`);
+    const d = (n: string) => path.join(root, n);
+    for (const n of ['lower', 'upper', 'work']) fs.mkdirSync(d(n), { recursive: true });
+    const data = Buffer.alloc(256 * 1024, 'l');
+    fs.writeFileSync(d('lower/f'), data);
+    await withLayerfs({ lowers: [d('lower')], upper: d('upper'), work: d('work'), options: [`passthrough=${passthrough}`] }, async (mnt) => {
+      const f = path.join(mnt, 'f');
+      const reads = async (): Promise<number> => {
+        const r = await layerfsCli(['stats', '--json', mnt]);
+        return (JSON.parse(r.stdout) as { ops: Record<string, { count: number }> }).ops['read']?.count ?? 0;
+      };
+      sh(`cat '${f}' > /dev/null`);
+      const first = await reads();
+      t.true(first > 0, 'the first read reached layerfs');
+      sh(`cat '${f}' > /dev/null`);
+      t.is(await reads(), first, 'the second open read the pages the kernel kept');
+      const held = fs.openSync(f, 'r'); // open on the lower file while it changes
+      try {
+        t.is(fs.readFileSync(held).toString('latin1', 0, 4), 'llll');
+        sh(`printf CHANGED | dd of='${f}' conv=notrunc status=none`);
+        const b = Buffer.alloc(7);
+        fs.readSync(held, b, 0, 7, 0);
+        t.is(b.toString(), 'CHANGED', 'a reader that had it open reads the copy');
+      } finally {
+        fs.closeSync(held);
+      }
+      t.is(fs.readFileSync(f).subarray(0, 8).toString(), 'CHANGEDl', 'a new open reads the copy');
+      t.is(spawnSync('sh', ['-c', `head -c 7 '${f}'`], { encoding: 'utf8' }).stdout, 'CHANGED', 'so does another process');
+      t.is(fs.readFileSync(d('upper/f')).subarray(0, 8).toString(), 'CHANGEDl');
+    });
+  });
+}

@@ -50,6 +50,11 @@ export interface KernelPolicy {
   readonly negativeSec: number;
   /** File pages stay cached across opens (nothing can change them). */
   readonly keepCache: boolean;
+  /**
+   * Pages of a lower file stay cached across its opens (D70): its data cannot change while it
+   * has that node. A write copies the name up, and the copy starts as those very bytes.
+   */
+  readonly keepLowerPages?: boolean;
   /** Directory listings stay cached across opens (D27). */
   readonly cacheDirs: boolean;
   /** Symlink targets stay cached. */
@@ -649,7 +654,7 @@ export class KernelSession {
         const flags = b.readUInt32LE(at);
         const kill = (b.readUInt32LE(at + 4) & OPEN_KILL_SUIDGID) !== 0;
         const changes = this.xattrChanges;
-        return this.u.open(this.path(n), flags).then(async ({ fh, copied }) => {
+        return this.u.open(this.path(n), flags).then(async ({ fh, copied, lower }) => {
           // A failed open must leave no handle behind: the kernel will never release it.
           if (kill) await this.u.dropSetIds({ fh }, h).catch(async (e: unknown) => {
             await this.u.release(fh, true).catch(() => {});
@@ -664,7 +669,8 @@ export class KernelSession {
           // the kernel, keeping the lower's, would show until its attributes time out.
           if ((flags & O_ACCMODE) !== fsc.O_RDONLY && this.policy.attrSecFile > 0) this.invalidateAttrs(n);
           if (backingId > 0) return replyWith(h.unique, OPEN_OUT, (o, o2) => writeOpen(o, o2, BigInt(fh), Fopen.PASSTHROUGH, backingId));
-          return replyWith(h.unique, OPEN_OUT, (o, o2) => writeOpen(o, o2, BigInt(fh), this.policy.keepCache ? Fopen.KEEP_CACHE : 0));
+          const keep = this.policy.keepCache || (lower === true && this.policy.keepLowerPages === true);
+          return replyWith(h.unique, OPEN_OUT, (o, o2) => writeOpen(o, o2, BigInt(fh), keep ? Fopen.KEEP_CACHE : 0));
         });
       }
       case Op.READ: {
