@@ -43,6 +43,12 @@ export interface MountOptions {
    */
   readonly passthrough?: boolean;
   /**
+   * false: the kernel checks access against the mode bits only, not the POSIX ACLs (still shown,
+   * copied up and inherited); a request fewer per path walk through the root by users other than
+   * its owner (D71). Default: ACLs are enforced.
+   */
+  readonly acl?: boolean;
+  /**
    * false (default): the mount ends when this process exits, even without unmount().
    * true: it stays, as `layerfs mount` leaves it, until unmount() or `layerfs umount`.
    */
@@ -78,6 +84,7 @@ export function optionString(o: MountOptions): string {
   if (o.readOnly === true) opts.push('ro');
   if (o.allowOther !== undefined) opts.push(o.allowOther ? 'allow_other' : 'allow_other=off');
   if (o.passthrough === false) opts.push('passthrough=off');
+  if (o.acl === false) opts.push('noacl');
   for (const f of o.fuseOptions ?? []) {
     // One option each: a comma would smuggle in another.
     if (f.includes(',')) throw new LayerfsError('CONFIG', `fuseOptions: one option per entry, not ${JSON.stringify(f)}`);

@@ -70,6 +70,9 @@ Options:
                         no request to layerfs (default on where the kernel has it: Linux
                         6.9+, layerfs as root; only files without set-ids, opened by root
                         or for reading)
+       noacl            the kernel checks access against the mode bits only, not the POSIX
+                        ACLs (still shown, copied up, inherited): a request fewer per path
+                        walk through the root by other users (D71)
        daemon           have the running \`layerfs daemon\` serve the mount, with its other
                         mounts, instead of a server of its own (faster from its first
                         request; one process for all: a crash ends every mount it serves)
@@ -117,7 +120,7 @@ function serveConfig(opts: ParsedOptions, paths: CheckedPaths): ServeConfig {
   return {
     lowers: paths.lowers, upper: paths.upper, work: paths.work, whiteout: opts.whiteout, lowerTtl: opts.lowerTtl, mountpoint: paths.mountpoint,
     readOnly: opts.readOnly, allowOther: opts.allowOther ?? allowOtherByDefault(), fuseOptions: opts.fuseOptions, engine: opts.engine,
-    spinMicros: opts.spinMicros, readaheadKiB: opts.readaheadKiB, passthrough: opts.passthrough,
+    spinMicros: opts.spinMicros, readaheadKiB: opts.readaheadKiB, passthrough: opts.passthrough, acl: opts.acl,
   };
 }
 

@@ -103,6 +103,8 @@ export interface ParsedOptions {
   readaheadKiB?: number;
   /** passthrough=off: every read and write of the upper goes through layerfs (D51); undefined: on. */
   passthrough?: boolean;
+  /** noacl: the kernel checks access against the mode bits only (D71); undefined: ACLs enforced. */
+  acl?: boolean;
 }
 
 /**
@@ -172,6 +174,10 @@ export function parseOptions(optionStrings: readonly string[]): ParsedOptions {
         out.passthrough = v === 'on';
         break;
       }
+      case 'acl': case 'noacl':
+        if (value !== undefined) throw new ConfigError(`option ${key} takes no value (${raw})`);
+        out.acl = key === 'acl';
+        break;
       case 'ro': out.readOnly = true; break;
       case 'rw': out.readOnly = false; break;
       case 'allow_other': {

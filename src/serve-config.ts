@@ -25,4 +25,6 @@ export interface ServeConfig {
   readonly readaheadKiB?: number | undefined;
   /** false: no FUSE passthrough for files of the upper (D51); undefined: where the kernel has it. */
   readonly passthrough?: boolean | undefined;
+  /** false (noacl): the kernel checks access against the mode bits only (D71); undefined: ACLs too. */
+  readonly acl?: boolean | undefined;
 }

@@ -111,7 +111,7 @@ export function kernelPolicyFor(c: ServeConfig, kernelRelease: string = release(
       keepCache: c.lowerTtl === undefined, cacheDirs: kernelOpens, cacheSymlinks: c.lowerTtl === undefined,
       // ACLs cannot change here: the kernel may enforce and keep them (with lower_ttl they could
       // change underneath, and the kernel would go on enforcing what it kept).
-      posixAcl: c.lowerTtl === undefined,
+      posixAcl: c.lowerTtl === undefined && c.acl !== false,
       kernelOpens, maxWrite: KERNEL_MAX_WRITE, writable: false,
     };
   }
@@ -129,7 +129,7 @@ export function kernelPolicyFor(c: ServeConfig, kernelRelease: string = release(
     // The kernel enforces and keeps ACLs here too: every change of one goes through a request it
     // sees (SETXATTR, or a chmod that changes the mask), and what new entries inherit is
     // layerfs's to give (ops/place.ts). Not with lower_ttl, as above.
-    posixAcl: c.lowerTtl === undefined,
+    posixAcl: c.lowerTtl === undefined && c.acl !== false,
     writable: true,
     passthrough: c.passthrough !== false,
   };

@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { requireMountCapable, scratch } from '../helpers/env.js';
 import { buildLayers, type Entry, type LayerSpec } from '../helpers/layers.js';
-import { withKernelOverlay, withLayerfs } from '../helpers/mounts.js';
+import { layerfsCli, withKernelOverlay, withLayerfs } from '../helpers/mounts.js';
 
 const space = scratch(test);
 
@@ -135,6 +135,36 @@ test('read-only union: POSIX ACLs in the layers grant and deny other users as on
   t.is(kernel['acl-deny']?.read, 'EACCES');
   t.is(kernel['acl-dir/inner']?.read, 'ok');
   t.deepEqual(ours, kernel);
+});
+
+// D71: with noacl the kernel checks access against the mode bits only, as where layerfs cannot
+// let it enforce ACLs (lower_ttl, engine=libfuse); the ACLs are still there to read. What it
+// saves: a GETXATTR of the root's ACL each time another user walks a path through the root.
+test('noacl: other users get what the mode bits give, the ACLs still show, and no ACL is asked for', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const root = await space.dir('noacl');
+  const built = await buildLayers(root, [{ entries: [f('acl-grant', 0o600), f('acl-deny', 0o644), f('plain', 0o644)] }], { format: 'kernel' });
+  const layer = built.dirs[0] as string;
+  for (const args of [['-m', `u:${NOBODY}:r`, 'acl-grant'], ['-m', `u:${NOBODY}:-`, 'acl-deny']]) {
+    const r = spawnSync('setfacl', args, { cwd: layer, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`setfacl ${args.join(' ')}: ${r.stderr}`);
+  }
+  const paths = ['acl-grant', 'acl-deny', 'plain'];
+  const run = (options: string[]) => withLayerfs({ lowers: built.dirs, options }, async (mnt) => {
+    const probe = await probeAsNobody(mnt, paths);
+    const getfacl = spawnSync('getfacl', ['-cn', `${mnt}/acl-grant`], { encoding: 'utf8' }).stdout;
+    const stats = JSON.parse((await layerfsCli(['stats', '--json', mnt])).stdout) as { ops: Record<string, { count: number }> };
+    return { probe, getfacl, getxattrs: stats.ops['getxattr']?.count ?? 0 };
+  });
+  const enforced = await run([]);
+  const modeOnly = await run(['noacl']);
+  t.is(enforced.probe['acl-grant']?.read, 'ok', 'by default the ACL grants');
+  t.is(enforced.probe['acl-deny']?.read, 'EACCES', 'and denies');
+  t.true(enforced.getxattrs > 0, 'the kernel asked for ACLs');
+  t.is(modeOnly.probe['acl-grant']?.read, 'EACCES', 'noacl: the mode bits (600) decide');
+  t.is(modeOnly.probe['acl-deny']?.read, 'ok', 'noacl: the mode bits (644) decide');
+  t.regex(modeOnly.getfacl, new RegExp(`user:${NOBODY}:r--`), 'the ACL still shows');
+  t.is(modeOnly.getxattrs, 1, 'only getfacl\'s own request reached layerfs');
 });
 
 // Set-ids dropped by writes of other users: the VFS drops set-user-ID, and set-group-ID where

@@ -60,6 +60,13 @@ test('allow_other: on without a value or with on, off with off; anything else is
   fails(t, ['lowerdir=/l,allow_other=yes'], 'allow_other takes no value, or on or off, not yes');
 });
 
+test('noacl turns ACL enforcement off, acl back on; neither takes a value', (t) => {
+  t.is(parseOptions(['lowerdir=/l']).acl, undefined);
+  t.false(parseOptions(['lowerdir=/l,noacl']).acl);
+  t.true(parseOptions(['lowerdir=/l,noacl,acl']).acl);
+  fails(t, ['lowerdir=/l,noacl=1'], 'option noacl takes no value (noacl=1)');
+});
+
 test('upperdir and workdir come as a pair', (t) => {
   const o = parseOptions(['lowerdir=/l,upperdir=/u,workdir=/w']);
   t.is(o.upper, '/u');
