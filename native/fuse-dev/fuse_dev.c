@@ -419,6 +419,34 @@ static int queue_job(napi_env env, const char *name, napi_async_execute_callback
   return 1;
 }
 
+// What every job of libuv's pool below starts with: its work, the callback, and the result the
+// callback gets (bytes, or -errno). job_complete ends such a job whose memory is one block.
+typedef struct {
+  napi_async_work work;
+  napi_ref done;
+  int64_t result;
+} job_t;
+
+static void job_complete(napi_env env, napi_status status, void *data) {
+  job_t *j = data;
+  napi_ref done = j->done;
+  int64_t result = status == napi_ok ? j->result : -(int64_t)ECANCELED;
+  napi_delete_async_work(env, j->work);
+  free(j);
+  call_done(env, done, result);
+}
+
+// Queue job j, its callback referenced, to end in job_complete; where it cannot be queued, drop
+// the reference, free it and throw `failure`.
+static napi_value queue_or_throw(napi_env env, const char *name, napi_async_execute_callback execute, job_t *j, const char *failure) {
+  if (!queue_job(env, name, execute, job_complete, j, &j->work)) {
+    napi_delete_reference(env, j->done);
+    free(j);
+    napi_throw_error(env, NULL, failure);
+  }
+  return NULL;
+}
+
 static void copy_complete(napi_env env, napi_status status, void *data) {
   copy_t *c = data;
   napi_ref done = c->done;
@@ -569,13 +597,11 @@ static napi_value fstat_into(napi_env env, napi_callback_info info) {
 // done(-errno). Node has no fallocate. In the pool, not on the JS thread: reserving space can
 // take a while (tmpfs zeroes every page of the range), and the mount answers others meanwhile.
 typedef struct {
-  napi_async_work work;
-  napi_ref done;
+  job_t job; // first: job_complete frees it
   int fd;
   int mode;
   int64_t offset;
   int64_t length;
-  int64_t result;
 } fallocate_t;
 
 static void fallocate_execute(napi_env env, void *data) {
@@ -584,16 +610,7 @@ static void fallocate_execute(napi_env env, void *data) {
   int r;
   do r = fallocate(f->fd, f->mode, (off_t)f->offset, (off_t)f->length);
   while (r != 0 && errno == EINTR);
-  f->result = r == 0 ? 0 : -(int64_t)errno;
-}
-
-static void fallocate_complete(napi_env env, napi_status status, void *data) {
-  fallocate_t *f = data;
-  napi_ref done = f->done;
-  int64_t result = status == napi_ok ? f->result : -(int64_t)ECANCELED;
-  napi_delete_async_work(env, f->work);
-  free(f);
-  call_done(env, done, result);
+  f->job.result = r == 0 ? 0 : -(int64_t)errno;
 }
 
 static napi_value fallocate_async(napi_env env, napi_callback_info info) {
@@ -608,18 +625,12 @@ static napi_value fallocate_async(napi_env env, napi_callback_info info) {
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5 ||
       napi_get_value_int32(env, argv[0], &f->fd) != napi_ok || napi_get_value_int32(env, argv[1], &f->mode) != napi_ok ||
       napi_get_value_int64(env, argv[2], &f->offset) != napi_ok || napi_get_value_int64(env, argv[3], &f->length) != napi_ok ||
-      napi_create_reference(env, argv[4], 1, &f->done) != napi_ok) {
+      napi_create_reference(env, argv[4], 1, &f->job.done) != napi_ok) {
     free(f);
     napi_throw_error(env, NULL, usage);
     return NULL;
   }
-  if (!queue_job(env, "layerfs.fallocate", fallocate_execute, fallocate_complete, f, &f->work)) {
-    napi_delete_reference(env, f->done);
-    free(f);
-    napi_throw_error(env, NULL, "fuse_dev.fallocate: cannot queue the call");
-    return NULL;
-  }
-  return NULL;
+  return queue_or_throw(env, "layerfs.fallocate", fallocate_execute, &f->job, "fuse_dev.fallocate: cannot queue the call");
 }
 
 // lseek(fd, offset, whence): the new offset, or -errno. For SEEK_DATA and SEEK_HOLE, which the
@@ -668,14 +679,12 @@ static void drop_splice_pipe(void) {
 }
 
 typedef struct {
-  napi_async_work work;
-  napi_ref done;
+  job_t job; // first: job_complete frees it
   int dev;
   int fd;
   uint64_t unique;
   int64_t pos;
   int64_t length;
-  int64_t result;
 } splice_t;
 
 static void splice_execute(napi_env env, void *data) {
@@ -683,7 +692,7 @@ static void splice_execute(napi_env env, void *data) {
   splice_t *c = data;
   if (splice_pipe[0] < 0) {
     if (pipe2(splice_pipe, O_CLOEXEC) != 0) {
-      c->result = -(int64_t)errno;
+      c->job.result = -(int64_t)errno;
       splice_pipe[0] = splice_pipe[1] = -1;
       return;
     }
@@ -697,12 +706,12 @@ static void splice_execute(napi_env env, void *data) {
   }
   // The header's slot, and one for each page the data touches.
   if (1 + ((c->pos % 4096) + c->length + 4095) / 4096 > splice_pipe_pages) {
-    c->result = -EMSGSIZE;
+    c->job.result = -EMSGSIZE;
     return;
   }
   struct fuse_out_header h = {.len = (uint32_t)(sizeof h + (size_t)c->length), .error = 0, .unique = c->unique};
   if (write(splice_pipe[1], &h, sizeof h) != (ssize_t)sizeof h) {
-    c->result = -(int64_t)errno;
+    c->job.result = -(int64_t)errno;
     drop_splice_pipe();
     return;
   }
@@ -720,25 +729,16 @@ static void splice_execute(napi_env env, void *data) {
   if (moved < c->length) {
     // The pipe holds a header that promises more than follows: it must never reach the device.
     drop_splice_pipe();
-    c->result = -EAGAIN;
+    c->job.result = -EAGAIN;
     return;
   }
   ssize_t sent = splice(splice_pipe[0], NULL, c->dev, NULL, sizeof h + (size_t)c->length, 0);
   if (sent != (ssize_t)(sizeof h + (size_t)c->length)) {
-    c->result = sent < 0 ? -(int64_t)errno : -EIO;
+    c->job.result = sent < 0 ? -(int64_t)errno : -EIO;
     drop_splice_pipe(); // with whatever the device left in it
     return;
   }
-  c->result = c->length;
-}
-
-static void splice_complete(napi_env env, napi_status status, void *data) {
-  splice_t *c = data;
-  napi_ref done = c->done;
-  int64_t result = status == napi_ok ? c->result : -(int64_t)ECANCELED;
-  napi_delete_async_work(env, c->work);
-  free(c);
-  call_done(env, done, result);
+  c->job.result = c->length;
 }
 
 static napi_value splice_read(napi_env env, napi_callback_info info) {
@@ -755,18 +755,12 @@ static napi_value splice_read(napi_env env, napi_callback_info info) {
       napi_get_value_bigint_uint64(env, argv[1], &c->unique, &lossless) != napi_ok ||
       napi_get_value_int32(env, argv[2], &c->fd) != napi_ok || napi_get_value_int64(env, argv[3], &c->pos) != napi_ok ||
       napi_get_value_int64(env, argv[4], &c->length) != napi_ok || c->length < 0 ||
-      napi_create_reference(env, argv[5], 1, &c->done) != napi_ok) {
+      napi_create_reference(env, argv[5], 1, &c->job.done) != napi_ok) {
     free(c);
     napi_throw_error(env, NULL, "fuse_dev.spliceRead(dev, unique: bigint, fd, position, length, done)");
     return NULL;
   }
-  if (!queue_job(env, "layerfs.spliceRead", splice_execute, splice_complete, c, &c->work)) {
-    napi_delete_reference(env, c->done);
-    free(c);
-    napi_throw_error(env, NULL, "fuse_dev.spliceRead: cannot queue the read");
-    return NULL;
-  }
-  return NULL;
+  return queue_or_throw(env, "layerfs.spliceRead", splice_execute, &c->job, "fuse_dev.spliceRead: cannot queue the read");
 }
 
 NAPI_MODULE_INIT() {
