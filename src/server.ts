@@ -52,7 +52,8 @@ export function isWritable(c: ServeConfig): boolean {
 /** libfuse options for a union: see native-notes/fuse-native.md for each choice. */
 export function fuseOptionsFor(c: ServeConfig): string[] {
   // use_ino: st_ino and d_ino are layerfs's own (src/inode.ts), shared by hard links.
-  const o = ['fsname=layerfs', 'subtype=layerfs', 'default_permissions', 'use_ino'];
+  // nonempty: see mountOptionsFor.
+  const o = ['fsname=layerfs', 'subtype=layerfs', 'default_permissions', 'nonempty', 'use_ino'];
   if (c.allowOther) o.push('allow_other');
   const writable = isWritable(c);
   if (!writable) {
@@ -83,9 +84,14 @@ export function fuseOptionsFor(c: ServeConfig): string[] {
   return [...o, ...c.fuseOptions];
 }
 
-/** Kernel mount options of the 'kernel' engine (the rest of fuseOptionsFor is carried per reply). */
+/**
+ * Kernel mount options of the 'kernel' engine (the rest of fuseOptionsFor is carried per reply).
+ * nonempty: libfuse 2 refuses a mountpoint that holds files, and says why only on the server's
+ * stderr (a background mount's log); the kernel's overlayfs, and fuse-overlayfs on libfuse 3,
+ * mount over them, and so does layerfs (fusermount3 takes the option too).
+ */
 export function mountOptionsFor(c: ServeConfig): string[] {
-  const o = ['fsname=layerfs', 'subtype=layerfs', 'default_permissions'];
+  const o = ['fsname=layerfs', 'subtype=layerfs', 'default_permissions', 'nonempty'];
   if (c.allowOther) o.push('allow_other');
   if (!isWritable(c)) o.push('ro');
   return [...o, ...c.fuseOptions];

@@ -77,6 +77,25 @@ test('mount returns once serving; umount leaves no mount and no process', async 
   }
 });
 
+// libfuse 2 refused a mountpoint holding files ("mountpoint is not empty", said only in the
+// server's log); the kernel's overlayfs mounts over them, hiding them until the unmount.
+test('a mountpoint that holds files is mounted over, as the kernel overlayfs does, with either engine', async (t) => {
+  if (!requireMountCapable(t)) return;
+  for (const engine of ['kernel', 'libfuse']) {
+    const l = await layers(`nonempty-${engine}`);
+    fs.writeFileSync(path.join(l.mnt, 'under'), 'hidden while mounted\n');
+    try {
+      const m = await layerfsCli(['mount', '-o', `lowerdir=${l.top}:${l.base},engine=${engine}`, l.mnt]);
+      t.is(m.code, 0, m.stderr);
+      t.deepEqual(fs.readdirSync(l.mnt).sort(), ['etc', 'hello'], `${engine}: the union, not what lies under it`);
+      t.is((await layerfsCli(['umount', l.mnt])).code, 0);
+      t.deepEqual(fs.readdirSync(l.mnt), ['under'], `${engine}: back after the unmount`);
+    } finally {
+      await cleanup(l.mnt);
+    }
+  }
+});
+
 test('the server a mount leaves running writes what it has to say to its log file', async (t) => {
   if (!requireMountCapable(t)) return;
   const l = await layers('log');

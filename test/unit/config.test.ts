@@ -180,8 +180,8 @@ test('engine= picks who speaks FUSE; the kernel engine keeps in the kernel what 
   t.like(kernelPolicyFor(rw, '6.1.0'), { entrySec: 1, attrSecFile: 1, attrSecDir: 1, attrSecLinked: 0, negativeSec: 1, keepCache: false, kernelOpens: false, posixAcl: true, passthrough: true });
   t.like(kernelPolicyFor({ ...rw, passthrough: false }, '6.1.0'), { passthrough: false });
   t.like(kernelPolicyFor({ ...rw, lowerTtl: 0.25 }, '6.1.0'), { entrySec: 0.25, attrSecDir: 0.25, negativeSec: 0.25, posixAcl: false });
-  t.deepEqual(mountOptionsFor(base), ['fsname=layerfs', 'subtype=layerfs', 'default_permissions', 'ro', 'nodev']);
-  t.deepEqual(mountOptionsFor({ ...rw, allowOther: true }), ['fsname=layerfs', 'subtype=layerfs', 'default_permissions', 'allow_other', 'nodev']);
+  t.deepEqual(mountOptionsFor(base), ['fsname=layerfs', 'subtype=layerfs', 'default_permissions', 'nonempty', 'ro', 'nodev']);
+  t.deepEqual(mountOptionsFor({ ...rw, allowOther: true }), ['fsname=layerfs', 'subtype=layerfs', 'default_permissions', 'nonempty', 'allow_other', 'nodev']);
 });
 
 test('the kernel engine is the default where the kernel speaks FUSE 7.28 (Linux 4.20) or newer', async (t) => {
