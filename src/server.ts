@@ -122,9 +122,11 @@ export function kernelPolicyFor(c: ServeConfig, kernelRelease: string = release(
     };
   }
   const dir = dirAttrTimeoutFor(c) ?? 1;
-  // Names are kept for 1 s, and so are absences: a name appears only through a request the
-  // kernel sees (it then drops the absence), or underneath in a branch (what lower_ttl bounds).
-  const names = Math.min(1, c.lowerTtl ?? 1);
+  // Names, absences and files' attributes are kept as in a read-only union (D73): each changes
+  // only through a request the kernel sees (it then drops or updates what it kept; where one
+  // request changes another node, layerfs tells the kernel: D29), or underneath in a branch
+  // (what lower_ttl bounds). Before, 1 s: a stat storm a few seconds after the last was cold.
+  const names = Math.min(READ_ONLY_CACHE_SECONDS, c.lowerTtl ?? READ_ONLY_CACHE_SECONDS);
   return {
     // Files: kept as long as names (D29), but not an upper file with more than one name (D58).
     entrySec: names, attrSecFile: names, attrSecDir: dir, attrSecLinked: 0, negativeSec: names,
