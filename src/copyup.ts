@@ -45,6 +45,12 @@ export class CopyUp {
   #seq = 0;
   /** Entries copied up (parents included) and the bytes of file data copied, for stats. */
   readonly counts = { copies: 0, bytes: 0 };
+  /**
+   * Told of each entry copied up, before the request that caused it is answered: the copy changes
+   * its parent's attributes (ctime, size) and, for a directory, its own, with no request on them
+   * (D74). The kernel engine has the kernel forget what it kept of them.
+   */
+  onCopied: ((p: VPath, dir: boolean) => void) | undefined;
 
   constructor(
     private readonly branches: BranchSet,
@@ -141,6 +147,7 @@ export class CopyUp {
     else this.resolver.invalidate(p);
     this.counts.copies++;
     if (r.kind === 'file' && r.stat.isFile()) this.counts.bytes += Math.min(r.stat.size, dataLimit);
+    this.onCopied?.(p, r.kind === 'dir');
     return r.kind === 'file' ? { real: to, xattrs } : { real: to };
   }
 }

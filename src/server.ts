@@ -121,7 +121,6 @@ export function kernelPolicyFor(c: ServeConfig, kernelRelease: string = release(
       kernelOpens, maxWrite: KERNEL_MAX_WRITE, writable: false,
     };
   }
-  const dir = dirAttrTimeoutFor(c) ?? 1;
   // Names, absences and files' attributes are kept as in a read-only union (D73): each changes
   // only through a request the kernel sees (it then drops or updates what it kept; where one
   // request changes another node, layerfs tells the kernel: D29), or underneath in a branch
@@ -129,7 +128,8 @@ export function kernelPolicyFor(c: ServeConfig, kernelRelease: string = release(
   const names = Math.min(READ_ONLY_CACHE_SECONDS, c.lowerTtl ?? READ_ONLY_CACHE_SECONDS);
   return {
     // Files: kept as long as names (D29), but not an upper file with more than one name (D58).
-    entrySec: names, attrSecFile: names, attrSecDir: dir, attrSecLinked: 0, negativeSec: names,
+    // Directories too: what a copy-up changes of them, the kernel is told to forget (D74).
+    entrySec: names, attrSecFile: names, attrSecDir: names, attrSecLinked: 0, negativeSec: names,
     // Lower files' pages are kept across opens (D70), as in a read-only union, but not with
     // lower_ttl (a lower file could change underneath) and not an upper file's (two names of
     // one upper file are two nodes, and a write through one leaves the other's pages as they were).
@@ -166,11 +166,12 @@ export function openingFor(c: ServeConfig, kernelRelease: string = release()): O
 }
 
 /**
- * Seconds the kernel may keep a directory's attributes in a writable union (D25), where files
- * get none (D15): a directory changes only through requests the kernel sees (and after which
- * it forgets what it kept), or through a copy-up below it, which can change its ctime and size
- * for that long. Libfuse's default for names, 1 s, and no longer than lower_ttl. A read-only
- * union keeps everything for an hour anyway.
+ * Seconds the kernel may keep a directory's attributes in a writable union served by libfuse
+ * (D25), where files get none (D15): a directory changes only through requests the kernel sees
+ * (and after which it forgets what it kept), or through a copy-up below it, which can change its
+ * ctime and size for that long. Libfuse's default for names, 1 s, and no longer than lower_ttl.
+ * A read-only union keeps everything for an hour anyway, and so does the kernel engine, which
+ * tells the kernel of copy-ups (D74).
  */
 export function dirAttrTimeoutFor(c: ServeConfig): number | undefined {
   return isWritable(c) ? Math.min(1, c.lowerTtl ?? 1) : undefined;
@@ -223,6 +224,7 @@ export async function serve(c: ServeConfig, log: Log, o: { readonly daemon?: boo
       readahead: c.readaheadKiB !== undefined ? { kib: c.readaheadKiB, quiet: false }
         : process.geteuid?.() === 0 ? { kib: DEFAULT_READAHEAD_KIB, quiet: true } : undefined,
       fixedXattrNames: (to) => union.tellFixedXattrNames(to),
+      copiedUp: (to) => union.tellCopiedUp(to),
     })
     : await mountFuse(c.mountpoint, (caller, xattrKnown) => {
       union.tellFixedXattrNames(xattrKnown); // (a no-op unless no xattr can change: D20)

@@ -153,6 +153,8 @@ export interface Union {
    * False, and never called, when this union's xattrs can change (an upper branch, lower_ttl).
    */
   tellFixedXattrNames(to: (p: VPath, shown: readonly string[]) => void): boolean;
+  /** Have `to` told of each entry copied up (CopyUp.onCopied, D74). */
+  tellCopiedUp(to: (p: VPath, dir: boolean) => void): void;
   /** Close every open host fd. */
   close(): Promise<void>;
 }
@@ -294,6 +296,9 @@ export function createUnion(config: UnionConfig): Union {
       if (ctx.fixedXattrNames === undefined) return false;
       ctx.fixedXattrNames.to = to;
       return true;
+    },
+    tellCopiedUp(to) {
+      if (ctx.upper !== undefined) ctx.upper.copyUp.onCopied = to;
     },
     async close() {
       await Promise.allSettled([...ctx.handles.all().map((h) => release(ctx, h.fd)), pathReads?.close()]);

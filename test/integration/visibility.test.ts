@@ -110,6 +110,34 @@ test('a copy-up by an open for writing shows at once: stat gives the upper copy\
   });
 });
 
+// D74: the kernel keeps a directory's attributes as long as a file's. A copy-up below a
+// directory changes its ctime and size with no request on it (the upper directory is made, an
+// entry is put in it), and layerfs has the kernel forget them: a stat right after shows the
+// upper directories, as on the kernel's overlayfs. Before D74 they could be a second old (D25).
+test('a deep copy-up shows at once in the directories above it: stat gives the upper directories\' ctime and size', async (t) => {
+  if (!requireMountCapable(t)) return;
+  const root = await space.dir('visibility-dirs');
+  const d = (n: string) => path.join(root, n);
+  for (const n of ['lower/a/b', 'upper', 'work']) fs.mkdirSync(d(n), { recursive: true });
+  fs.writeFileSync(d('lower/a/b/f'), 'lower');
+  await withLayerfs({ lowers: [d('lower')], upper: d('upper'), work: d('work') }, async (mnt) => {
+    const m = (n: string) => path.join(mnt, n);
+    const shown = (n: string) => {
+      const st = fs.statSync(m(n), { bigint: true });
+      return { ctimeNs: st.ctimeNs, size: st.size };
+    };
+    for (const n of ['a', 'a/b']) shown(n); // now kept by the kernel
+    lookElsewhere(m('a/b'));
+    await new Promise((r) => setTimeout(r, 20)); // a copy made later has another ctime
+    sh(`printf more >> '${m('a/b/f')}'`); // copies up a, a/b and f: no request on a or a/b
+    for (const n of ['a', 'a/b']) {
+      const up = fs.statSync(d(`upper/${n}`), { bigint: true });
+      t.deepEqual(shown(n), { ctimeNs: up.ctimeNs, size: up.size }, `${n}: the upper directory's ctime and size`);
+    }
+    t.true(lookElsewhere(m('a/b')).startsWith('dir size='), 'and another process sees it');
+  });
+});
+
 // D70: in a writable union the kernel keeps a lower file's pages across opens, as in a read-only
 // one (a program's binary and libraries are read once, not at every exec). That must not hide a
 // change: a write copies the file up, and every reader, also one that had it open, then reads

@@ -177,7 +177,7 @@ test('engine= picks who speaks FUSE; the kernel engine keeps in the kernel what 
   t.like(kernelPolicyFor({ ...base, lowerTtl: 5 }, '6.1.0'), { entrySec: 5, attrSecDir: 5, negativeSec: 5, keepCache: false, kernelOpens: false, cacheSymlinks: false, posixAcl: false });
   t.like(kernelPolicyFor(base, '4.19.0'), { kernelOpens: false, cacheDirs: false });
   const rw = { ...base, upper: '/u', work: '/w' };
-  t.like(kernelPolicyFor(rw, '6.1.0'), { entrySec: 3600, attrSecFile: 3600, attrSecDir: 1, attrSecLinked: 0, negativeSec: 3600, keepCache: false, keepLowerPages: true, kernelOpens: false, posixAcl: true, passthrough: true });
+  t.like(kernelPolicyFor(rw, '6.1.0'), { entrySec: 3600, attrSecFile: 3600, attrSecDir: 3600, attrSecLinked: 0, negativeSec: 3600, keepCache: false, keepLowerPages: true, kernelOpens: false, posixAcl: true, passthrough: true });
   t.like(kernelPolicyFor({ ...rw, passthrough: false }, '6.1.0'), { passthrough: false });
   t.like(kernelPolicyFor({ ...rw, lowerTtl: 0.25 }, '6.1.0'), { entrySec: 0.25, attrSecDir: 0.25, negativeSec: 0.25, posixAcl: false });
   t.deepEqual(mountOptionsFor(base), ['fsname=layerfs', 'subtype=layerfs', 'default_permissions', 'nonempty', 'ro', 'nodev']);

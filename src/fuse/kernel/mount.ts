@@ -25,6 +25,8 @@ export function mountKernelFuse(
     readonly options: readonly string[]; readonly policy: KernelPolicy; readonly log: Log; readonly onExit: () => void;
     /** union.tellFixedXattrNames: where xattr names that never change come from (D20). */
     readonly fixedXattrNames?: (to: (p: VPath, names: readonly string[]) => void) => boolean;
+    /** union.tellCopiedUp: where copy-ups are told from (D74). */
+    readonly copiedUp?: (to: (p: VPath, dir: boolean) => void) => void;
     /** How long to read on after a burst of requests (D32); undefined: SPIN_MICROS. */
     readonly spinMicros?: number | undefined;
     /**
@@ -46,6 +48,7 @@ export function mountKernelFuse(
     if (problem !== undefined && !ra.quiet) o.log.info(`readahead stays the kernel's default: ${problem}`);
   }, o.policy.passthrough === true ? backingFiles(fd) : undefined, splice);
   o.fixedXattrNames?.(session.knowXattrs);
+  o.copiedUp?.(session.copiedUp);
   readConnection(fd, o.policy.maxWrite + HEADER_ROOM, (b, len) => {
     try {
       session.request(b, len);

@@ -12,7 +12,7 @@ import type { Attr } from '../../attr.js';
 import { FsError, codeOfErrno, toErrno } from '../../errno.js';
 import type { Log } from '../../log.js';
 import type { MergedEntry } from '../../dir-merge.js';
-import { ROOT, childOf, isName, type Name, type VPath } from '../../path.js';
+import { ROOT, childOf, isName, parentOf, type Name, type VPath } from '../../path.js';
 import { encodeName, nameByteLength } from '../../name-bytes.js';
 import type { Owner } from '../../ops/place.js';
 import type { InFlight, PassthroughStats } from '../../stats.js';
@@ -343,6 +343,22 @@ export class KernelSession {
   }
 
   /** Where the union tells the xattr names of entries that can never change (union.tellFixedXattrNames). */
+  /**
+   * p was copied up (union.tellCopiedUp): its parent's attributes changed, and a directory's own,
+   * with no request on them the kernel saw. It is told to forget them, before the request that
+   * caused the copy is answered, so that it may keep directories' attributes as long as files'
+   * (D74). Entries the kernel holds no node for have nothing kept.
+   */
+  readonly copiedUp = (p: VPath, dir: boolean): void => {
+    if (this.policy.attrSecDir <= 0) return;
+    if (p !== ROOT) {
+      const parent = this.nodes.find(parentOf(p));
+      if (parent !== undefined) this.invalidateAttrs(parent);
+    }
+    const n = dir ? this.nodes.find(p) : undefined;
+    if (n !== undefined) this.invalidateAttrs(n);
+  };
+
   readonly knowXattrs = (p: VPath, names: readonly string[]): void => {
     const n = this.nodes.find(p);
     if (n !== undefined) n.xattrs = names;
