@@ -301,8 +301,9 @@ static napi_value read_cached(napi_env env, napi_callback_info info) {
 
 // copyRange(from, to, length, done): copy the first `length` bytes of fd `from` (all of it, if
 // shorter) to fd `to`, a new empty file, inside the kernel, on a thread of libuv's pool (a large
-// file may have to come from disk); done(the copy's size), or done(-errno) on an error. Node copies files only by path (libuv's copyfile opens the source itself), and layerfs
-// must read a lower file through an fd it opened with O_NOATIME (D40). copy_file_range makes a
+// file may have to come from disk); done(the copy's size), or done(-errno) on an error. Node
+// copies files only by path (libuv's copyfile opens the source itself), and layerfs must read a
+// lower file through an fd it opened with O_NOATIME (D40). copy_file_range makes a
 // reflink where the filesystem can; between filesystems that cannot copy to each other it fails
 // and sendfile copies instead. Holes are not copied (D68): the copy goes from each stretch of
 // data to the next (lseek SEEK_DATA / SEEK_HOLE), and the size is set at the end, so a sparse
@@ -313,15 +314,21 @@ static napi_value read_cached(napi_env env, napi_callback_info info) {
 // copy-up whose callers were all killed stops within one chunk (as the kernel's overlayfs stops
 // a copy-up on a fatal signal) instead of running to the end of a file of many GiB.
 #define COPY_CHUNK (64 << 20)
+// What every job of libuv's pool below starts with: its work, the callback, and the result the
+// callback gets (bytes, or -errno). job_complete ends such a job whose memory is one block.
 typedef struct {
   napi_async_work work;
   napi_ref done;
+  int64_t result;
+} job_t;
+
+typedef struct {
+  job_t job; // first: job_complete frees it
   napi_ref stop_ref; // keeps `stop` alive while the copy runs (NULL: none given)
   const volatile int32_t *stop;
   int from;
   int to;
   int64_t length;
-  int64_t result;
 } copy_t;
 
 static void copy_execute(napi_env env, void *data) {
@@ -329,7 +336,7 @@ static void copy_execute(napi_env env, void *data) {
   copy_t *c = data;
   struct stat st;
   if (fstat(c->from, &st) != 0) {
-    c->result = -(int64_t)errno;
+    c->job.result = -(int64_t)errno;
     return;
   }
   int64_t end = c->length < (int64_t)st.st_size ? c->length : (int64_t)st.st_size;
@@ -353,7 +360,7 @@ static void copy_execute(napi_env env, void *data) {
     }
     while (pos < stretch_end) {
       if (c->stop != NULL && __atomic_load_n(c->stop, __ATOMIC_RELAXED) != 0) {
-        c->result = -ECANCELED;
+        c->job.result = -ECANCELED;
         return;
       }
       size_t chunk = (size_t)(stretch_end - pos < COPY_CHUNK ? stretch_end - pos : COPY_CHUNK);
@@ -378,16 +385,16 @@ static void copy_execute(napi_env env, void *data) {
         via_sendfile = 1;
         continue;
       }
-      c->result = -(int64_t)errno;
+      c->job.result = -(int64_t)errno;
       return;
     }
   }
   // What ends in a hole gets its size without a byte written.
   if (ftruncate(c->to, (off_t)end) != 0) {
-    c->result = -(int64_t)errno;
+    c->job.result = -(int64_t)errno;
     return;
   }
-  c->result = end;
+  c->job.result = end;
 }
 
 // The end of a job of libuv's pool, on the JS thread: done(result) is called, and its reference
@@ -419,14 +426,6 @@ static int queue_job(napi_env env, const char *name, napi_async_execute_callback
   return 1;
 }
 
-// What every job of libuv's pool below starts with: its work, the callback, and the result the
-// callback gets (bytes, or -errno). job_complete ends such a job whose memory is one block.
-typedef struct {
-  napi_async_work work;
-  napi_ref done;
-  int64_t result;
-} job_t;
-
 static void job_complete(napi_env env, napi_status status, void *data) {
   job_t *j = data;
   napi_ref done = j->done;
@@ -449,12 +448,8 @@ static napi_value queue_or_throw(napi_env env, const char *name, napi_async_exec
 
 static void copy_complete(napi_env env, napi_status status, void *data) {
   copy_t *c = data;
-  napi_ref done = c->done;
-  int64_t result = status == napi_ok ? c->result : -(int64_t)ECANCELED;
   if (c->stop_ref != NULL) napi_delete_reference(env, c->stop_ref);
-  napi_delete_async_work(env, c->work);
-  free(c);
-  call_done(env, done, result);
+  job_complete(env, status, data);
 }
 
 static napi_value copy_range(napi_env env, napi_callback_info info) {
@@ -471,7 +466,7 @@ static napi_value copy_range(napi_env env, napi_callback_info info) {
     return NULL;
   }
   if (napi_get_value_int32(env, argv[0], &c->from) != napi_ok || napi_get_value_int32(env, argv[1], &c->to) != napi_ok ||
-      napi_get_value_int64(env, argv[2], &c->length) != napi_ok || napi_create_reference(env, argv[3], 1, &c->done) != napi_ok) {
+      napi_get_value_int64(env, argv[2], &c->length) != napi_ok || napi_create_reference(env, argv[3], 1, &c->job.done) != napi_ok) {
     free(c);
     napi_throw_error(env, NULL, "fuse_dev.copyRange(from, to, length, done): numbers and a function");
     return NULL;
@@ -484,15 +479,15 @@ static napi_value copy_range(napi_env env, napi_callback_info info) {
     void *data;
     if (napi_get_typedarray_info(env, argv[4], &t, &len, &data, NULL, NULL) != napi_ok || t != napi_int32_array || len < 1 ||
         napi_create_reference(env, argv[4], 1, &c->stop_ref) != napi_ok) {
-      napi_delete_reference(env, c->done);
+      napi_delete_reference(env, c->job.done);
       free(c);
       napi_throw_error(env, NULL, "fuse_dev.copyRange: stop must be an Int32Array");
       return NULL;
     }
     c->stop = (const volatile int32_t *)data;
   }
-  if (!queue_job(env, "layerfs.copyRange", copy_execute, copy_complete, c, &c->work)) {
-    napi_delete_reference(env, c->done);
+  if (!queue_job(env, "layerfs.copyRange", copy_execute, copy_complete, c, &c->job.work)) {
+    napi_delete_reference(env, c->job.done);
     if (c->stop_ref != NULL) napi_delete_reference(env, c->stop_ref);
     free(c);
     napi_throw_error(env, NULL, "fuse_dev.copyRange: cannot queue the copy");
