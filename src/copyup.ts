@@ -139,12 +139,13 @@ export class CopyUp {
       throw e;
     }
     if (parent !== undefined && parentTimes !== undefined) setTimesNs(parent, parentTimes.atimeNs, parentTimes.mtimeNs);
-    // After the rename, not before: a lookup racing with the copy re-resolves from disk. A file
-    // is known as it now is (what follows a copy-up, a write or a getxattr, needs no lookup);
-    // a directory's stack depends on the lowers still below it: resolved again.
-    const st = r.kind === 'file' ? host.lstatEntryOrUndefined(to) : undefined;
-    if (st !== undefined) this.resolver.learn(p, { kind: 'file', branch: upper, real: to, stat: st, recordedIno: ino });
-    else this.resolver.invalidate(p);
+    // After the rename, not before: a lookup racing with the copy re-resolves from disk. The
+    // entry is known as it now is, so what follows a copy-up (a write, a getxattr, the copy-up of
+    // a child) needs no lookup. A directory's copy is not opaque: the same lowers stay below it.
+    const st = host.lstatEntryOrUndefined(to);
+    if (st === undefined) this.resolver.invalidate(p);
+    else if (r.kind === 'file') this.resolver.learn(p, { kind: 'file', branch: upper, real: to, stat: st, recordedIno: ino });
+    else this.resolver.learn(p, { kind: 'dir', stack: [upper, ...r.stack], stat: st, recordedIno: ino });
     this.counts.copies++;
     if (r.kind === 'file' && r.stat.isFile()) this.counts.bytes += Math.min(r.stat.size, dataLimit);
     this.onCopied?.(p, r.kind === 'dir');

@@ -269,6 +269,27 @@ test('readdir of a directory in the upper shows changes made there', async (t) =
   t.is((await ops.getattr(vpath('/d/new'))).size, 6);
 });
 
+// A copy-up knows the directories it copied as they now are (upper on top of the same lowers)
+// instead of looking them up again: what it knows must be what a lookup would find.
+test('directories copied up with a file go on merging the lowers below them, and an opaque one hiding them', async (t) => {
+  const roots = s.branches({}, { 'a/b/y': 'L1', o: xattrOpaque(), 'o/y': 'L1' }, { 'a/b/x': 'L2', 'a/b/z': 'L2', 'o/x': 'L2' });
+  const u = createUnion({ lowers: roots.slice(1), upper: roots[0], work: s.dir('work') });
+  unions.push(u);
+  const ops = u.ops;
+  const inos = await Promise.all(['/a', '/a/b', '/o'].map(async (p) => (await ops.getattr(vpath(p))).ino));
+  for (const p of ['/a/b/y', '/o/y']) {
+    const fh = (await ops.open(vpath(p), O_WRONLY | O_APPEND)).fh;
+    await ops.release(fh);
+  }
+  t.true(fs.statSync(path.join(roots[0]!, 'a/b')).isDirectory(), 'the parents were copied up');
+  t.deepEqual(await names(ops, '/a/b'), ['x', 'y', 'z']);
+  t.is(await cat(ops, '/a/b/z'), 'L2');
+  t.is((await ops.getattr(vpath('/a/b/x'))).size, 2);
+  t.deepEqual(await names(ops, '/o'), ['y']);
+  t.is(await code(ops.getattr(vpath('/o/x'))), 'ENOENT', 'the lower opaque directory still hides what lies below it');
+  t.deepEqual(await Promise.all(['/a', '/a/b', '/o'].map(async (p) => (await ops.getattr(vpath(p))).ino)), inos, 'inode numbers kept');
+});
+
 test('trusted.overlay.* xattrs are hidden; trusted.overlay.overlay.X shows as trusted.overlay.X', async (t) => {
   const big = Buffer.alloc(3000, 'v');
   const ops = union(
