@@ -69,9 +69,11 @@ class Kernel {
   readonly session: KernelSession;
   readonly counts = new Map<string, number>();
   private readonly wire = Buffer.alloc(1 << 17);
+  /** What `layerfs stats` would show: each operation's time in the session, as it measures it. */
+  readonly stats = new OpCounters();
 
   constructor(readonly union: Union, config: ServeConfig) {
-    const log = { tracing: false, stats: new OpCounters(), info(): void {}, bug(what: string, e: unknown): void { throw new Error(`${what}: ${String(e)}`); }, trace(): void {} };
+    const log = { tracing: false, stats: this.stats, info(): void {}, bug(what: string, e: unknown): void { throw new Error(`${what}: ${String(e)}`); }, trace(): void {} };
     this.session = new KernelSession(union.ops, kernelPolicyFor(config), log, (b) => {
       const unique = b.readBigUInt64LE(8);
       if (unique === 0n) {
@@ -153,7 +155,14 @@ async function walk(k: Kernel, paths: readonly string[], each?: (node: bigint) =
   }
 }
 
-interface Sample { us: number; requests: number; perRequestUs: number; counts: Record<string, number> }
+interface Sample {
+  us: number;
+  requests: number;
+  perRequestUs: number;
+  counts: Record<string, number>;
+  /** Per operation, as the session timed it: mean and median µs. */
+  ops: Record<string, { count: number; meanUs: number; p50Us: number }>;
+}
 
 async function run(config: ServeConfig, work: string | undefined, paths: readonly string[], append: boolean): Promise<Sample> {
   const union = createUnion({ lowers: config.lowers, upper: config.upper, work, whiteout: 'overlay' });
@@ -165,7 +174,9 @@ async function run(config: ServeConfig, work: string | undefined, paths: readonl
     await walk(k, paths, append ? (node) => k.appendOpen(node) : undefined);
     const us = (performance.now() - t0) * 1000;
     const requests = [...k.counts.values()].reduce((a, b) => a + b, 0);
-    return { us: us / paths.length, requests, perRequestUs: us / requests, counts: Object.fromEntries(k.counts) };
+    const ops = Object.fromEntries(Object.entries(k.stats.snapshot()).filter(([op]) => op !== 'init')
+      .map(([op, x]) => [op, { count: x.count, meanUs: x.meanMicros, p50Us: x.p50Micros }]));
+    return { us: us / paths.length, requests, perRequestUs: us / requests, counts: Object.fromEntries(k.counts), ops };
   } finally {
     await union.close();
   }
@@ -226,6 +237,7 @@ async function main(): Promise<void> {
         `${med((x) => x.us).toFixed(1)} µs / ${s.per}`, `${med((x) => x.perRequestUs).toFixed(1)} µs`, counts,
       ];
     });
+    const opNames = [...new Set([...samples.values()].flatMap((all) => all.flatMap((x) => Object.keys(x.ops))))].sort();
     const date = new Date().toISOString().slice(0, 10);
     const md = [
       `# Kernel-engine session without FUSE, ${date}${o.tag ? ` (${o.tag})` : ''}`,
@@ -235,6 +247,17 @@ async function main(): Promise<void> {
       `Round 1 (code not yet compiled, as in a fresh mount) apart; then the median of ${o.rounds - 1} rounds, scenarios interleaved.`,
       '',
       mdTable(['scenario', 'round 1', 'per request', `rounds 2–${o.rounds}`, 'per request', 'requests in a round'], rows),
+      '',
+      'Per operation, as the session times it (`layerfs stats`: from the request read to the reply',
+      `written), mean (median) µs in rounds 2–${o.rounds}:`,
+      '',
+      mdTable(['scenario', ...opNames], scenarios.map((s) => [s.name, ...opNames.map((op) => {
+        const warm = (samples.get(s.name) ?? []).slice(1).map((x) => x.ops[op]).filter((x) => x !== undefined);
+        if (warm.length === 0) return '';
+        const mean = summarize(warm.map((x) => x.meanUs))?.median ?? NaN;
+        const p50 = summarize(warm.map((x) => x.p50Us))?.median ?? NaN;
+        return `${mean.toFixed(1)} (${p50.toFixed(1)})`;
+      })])),
       '',
     ].join('\n');
     fs.mkdirSync(o.out, { recursive: true });
