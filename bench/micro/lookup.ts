@@ -22,7 +22,7 @@ import { BranchSet } from '../../src/branch.js';
 import { ROOT, vpath, type RealPath, type VPath } from '../../src/path.js';
 import { Resolver } from '../../src/resolve.js';
 import { Rng } from '../e2e/lib/rng.js';
-import { mdTable, summarize } from '../e2e/lib/stats.js';
+import { mdTable, summarize, writeReport } from '../e2e/lib/stats.js';
 
 interface Options {
   branches: number[];
@@ -181,10 +181,7 @@ async function main(): Promise<void> {
       `Warm hit with ${o.branches[o.branches.length - 1]} branches vs ${o.branches[0]}: ${flat.toFixed(2)}×.`,
       '',
     ].join('\n');
-    fs.mkdirSync(o.out, { recursive: true });
-    fs.writeFileSync(path.join(o.out, `micro-${date}.md`), md);
-    fs.writeFileSync(path.join(o.out, `micro-${date}.json`), JSON.stringify({ options: o, samples: Object.fromEntries(samples) }, null, 1));
-    process.stdout.write(md);
+    writeReport(o.out, `micro-${date}`, md, { options: o, samples: Object.fromEntries(samples) });
   } finally {
     fs.rmSync(base, { recursive: true, force: true });
   }

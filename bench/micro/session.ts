@@ -26,7 +26,7 @@ import { OpCounters } from '../../src/stats.js';
 import { createUnion, type Union } from '../../src/union.js';
 import { buildDataset, pickAppendTargets, writeLayers } from '../e2e/lib/dataset.js';
 import { writeLayerStacks } from '../e2e/lib/stacks.js';
-import { mdTable, summarize } from '../e2e/lib/stats.js';
+import { mdTable, summarize, writeReport } from '../e2e/lib/stats.js';
 
 interface Options {
   layers: number[];
@@ -260,11 +260,7 @@ async function main(): Promise<void> {
       })])),
       '',
     ].join('\n');
-    fs.mkdirSync(o.out, { recursive: true });
-    const name = `session-${date}${o.tag ? `-${o.tag}` : ''}`;
-    fs.writeFileSync(path.join(o.out, `${name}.md`), md);
-    fs.writeFileSync(path.join(o.out, `${name}.json`), JSON.stringify({ options: o, samples: Object.fromEntries(samples) }, null, 1));
-    process.stdout.write(md);
+    writeReport(o.out, `session-${date}${o.tag ? `-${o.tag}` : ''}`, md, { options: o, samples: Object.fromEntries(samples) });
   } finally {
     fs.rmSync(base, { recursive: true, force: true });
   }

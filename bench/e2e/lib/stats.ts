@@ -1,4 +1,6 @@
 /** Summary statistics and Markdown helpers for benchmark reports. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 export interface Summary {
   n: number;
@@ -54,4 +56,12 @@ export function mdTable(header: readonly string[], rows: ReadonlyArray<readonly 
   const line = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`;
   const sep = `|${header.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`;
   return [line(header), sep, ...rows.map(line)].join('\n');
+}
+
+/** Writes a report as `dir/name.md` and its samples as `dir/name.json`, and prints the report. */
+export function writeReport(dir: string, name: string, md: string, data: unknown): void {
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, `${name}.md`), md);
+  fs.writeFileSync(path.join(dir, `${name}.json`), JSON.stringify(data, null, 1));
+  process.stdout.write(md);
 }
