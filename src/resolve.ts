@@ -214,7 +214,8 @@ export class Resolver {
 
   /**
    * What p is now, known without a lookup: a non-directory just put in the upper by a change
-   * through the mount (create, mknod, symlink, link, copy-up). Saves resolving it again at once.
+   * through the mount (create, mknod, symlink, link, copy-up), or a directory just copied up.
+   * Saves resolving it again at once.
    */
   learn(p: VPath, r: FileResolution | DirResolution): void {
     this.#cache.set(p, r);
