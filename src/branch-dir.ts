@@ -74,11 +74,6 @@ export async function isOpaqueDir(real: RealPath): Promise<boolean> {
   return (await host.lstatOrUndefined(`${real}/${OCI_OPAQUE}` as RealPath)) !== undefined;
 }
 
-/** isOpaqueDir on the calling thread: for a lower's directory met by a lookup that probes (D76). */
-export function isOpaqueDirNow(real: RealPath): boolean {
-  return opaqueXattr(real) === 'y' || host.lstatEntryOrUndefined(`${real}/${OCI_OPAQUE}` as RealPath) !== undefined;
-}
-
 function opaqueXattr(real: RealPath): string | undefined {
   return getXattr(real, XATTR_OPAQUE)?.toString('latin1');
 }
@@ -148,9 +143,8 @@ export function probeIn(dir: BranchDir, name: Name): Probe {
 }
 
 /**
- * Look name up in a branch directory directly on disk: for a branch that may change (the upper),
- * and a lower directory's first lookups (D76). Same answers as probeIn(readBranchDir(...))
- * without reading the whole directory.
+ * Look name up in a branch directory directly on disk, for a branch that may change (the upper).
+ * Same answers as probeIn(readBranchDir(...)) without reading the whole directory.
  */
 export function probeOnDisk(branch: Branch, dir: VPath, name: Name, below = true): Probe {
   const real = branch.real(childOf(dir, name));

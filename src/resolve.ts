@@ -4,14 +4,11 @@
 // ENOTDIR / ENOENT come from the parent, not from a skipped branch. Per branch, top-down:
 // a whiteout ends the search; a non-directory wins unless a directory was found above it (then it
 // cuts the stack, as in overlayfs); a directory joins the stack, and an opaque one ends it.
-// A branch answers on disk when it is the upper; a lower from its listing of the directory (read
-// once and kept, and merged into one index where several lowers share the directory), except in
-// a directory's first few lookups, which probe the lowers on disk (D76).
 import type { Branch, BranchSet } from './branch.js';
 import { ByteCache } from './byte-cache.js';
 import { CountedLRU } from './counted-lru.js';
 import {
-  isOpaqueDir, isOpaqueDirNow, isXattrWhiteout, probeIn, probeOnDisk, readBranchDir, type BranchDir, type Probe,
+  isOpaqueDir, isXattrWhiteout, probeIn, probeOnDisk, readBranchDir, type BranchDir, type Probe,
 } from './branch-dir.js';
 import { EntryStat } from './entry-stat.js';
 import { FsError } from './errno.js';
@@ -58,22 +55,7 @@ export interface ResolverOptions {
   readonly lowerIndex?: boolean;
   /** Forget what was learned after this many ms (lower_ttl=); undefined: keep it until evicted. */
   readonly ttlMs?: number | undefined;
-  /**
-   * A directory's first lookups that look in its lowers on disk, name by name, before their
-   * listings are read (D76; default PROBE_FIRST); 0: always from the listings.
-   */
-  readonly probeFirst?: number;
 }
-
-/**
- * A directory's first 4 lookups probe its lowers on disk (an lstat of the name and one of its
- * OCI marker in each): cheaper than reading each lower's whole listing for a directory where few
- * names are looked up, as in a copy-up's walk down to one file (D76). From the 5th, the listings
- * answer, once read; a listing already at hand (a readdir read it) always does.
- */
-const PROBE_FIRST = 4;
-/** Deeper stacks are never probed on disk: a lookup must not cost a probe per layer (issue 4). */
-const PROBE_MAX_LOWERS = 4;
 
 const MIB = 1024 * 1024;
 
@@ -146,12 +128,6 @@ export class Resolver {
   readonly #indexes: ByteCache<ReadonlyMap<string, LowerHit>>;
   readonly #indexInflight = new SingleFlight<string, ReadonlyMap<string, LowerHit>>();
   readonly #useIndex: boolean;
-  readonly #probeFirst: number;
-  /** Lookups so far per directory that probed its lowers on disk; cleared when it holds maxDirs. */
-  readonly #probed = new Map<VPath, number>();
-  readonly #maxProbed: number;
-  /** Directories a readdir listed: a walk, likely to list their subdirectories next. Cleared as #probed. */
-  readonly #walked = new Set<VPath>();
   #hits = 0;
   #misses = 0;
   #dirHits = 0;
@@ -168,8 +144,6 @@ export class Resolver {
     this.#dirs = new ByteCache({ max: opts.maxDirs, maxBytes: dirBytes, sizeOf: branchDirBytes, ttlMs: opts.ttlMs });
     this.#indexes = new ByteCache({ max: opts.maxDirs, maxBytes: dirBytes, sizeOf: indexBytes, ttlMs: opts.ttlMs });
     this.#useIndex = opts.lowerIndex ?? true;
-    this.#probeFirst = opts.probeFirst ?? PROBE_FIRST;
-    this.#maxProbed = opts.maxDirs;
   }
 
   /** What the caches hold now, with their estimated heap bytes (for stats and bench:micro). */
@@ -260,15 +234,6 @@ export class Resolver {
     for (const k of gone) this.#cache.delete(k);
   }
 
-  /** The listings of a directory's stack, for readdir: marks it as walked (#marksOnDisk). */
-  listings(dir: VPath, stack: readonly Branch[]): Promise<BranchDir[]> {
-    if (this.#probeFirst > 0) {
-      if (this.#walked.size >= this.#maxProbed) this.#walked.clear();
-      this.#walked.add(dir);
-    }
-    return Promise.all(stack.map((b) => this.branchDir(b, dir)));
-  }
-
   /** The branch directory listing of dir on branch b (cached for immutable branches). */
   branchDir(b: Branch, dir: VPath): Promise<BranchDir> {
     if (b.writable) return readBranchDir(b.real(dir), { lower: false });
@@ -318,38 +283,20 @@ export class Resolver {
     return this.#lookupIn(parent, dir, name);
   }
 
-  /**
-   * Synchronous when the answer is at hand (the upper, a lower directory already listed, or one
-   * probed on disk).
-   */
-  #probe(b: Branch, dir: VPath, name: Name, below: boolean, onDisk: boolean): Probe | Promise<Probe> {
+  /** Synchronous when the answer is at hand (the upper, or a lower directory already indexed). */
+  #probe(b: Branch, dir: VPath, name: Name, below: boolean): Probe | Promise<Probe> {
     if (b.writable) return probeOnDisk(b, dir, name, below);
     const d = this.#dir(`${b.index}\0${dir}`);
-    if (d !== undefined) return probeIn(d, name);
-    // Whether a branch below has the name is not known without listings: the marker is looked for.
-    if (onDisk) return probeOnDisk(b, dir, name, true);
-    return this.branchDir(b, dir).then((x) => probeIn(x, name));
+    return d !== undefined ? probeIn(d, name) : this.branchDir(b, dir).then((x) => probeIn(x, name));
   }
 
   #lookupIn(parent: DirResolution, dir: VPath, name: Name): Resolution | Promise<Resolution> {
     const stack = parent.stack;
     const upper = stack[0]?.writable === true ? stack[0] : undefined;
     const lowers = upper === undefined ? stack : stack.slice(1);
-    if (this.#probesOnDisk(dir, lowers)) return this.#lookupEach(eachLookup(stack, dir, name, true), 0);
     // Shared by two or more lowers: answer from the directory's merged lower index.
     if (lowers.length >= 2 && this.#useIndex) return this.#lookupShared(stack, upper, lowers, dir, name);
-    return this.#lookupEach(eachLookup(stack, dir, name, false), 0);
-  }
-
-  /** Whether this lookup in dir probes its lowers on disk rather than reading their listings. */
-  #probesOnDisk(dir: VPath, lowers: readonly Branch[]): boolean {
-    if (lowers.length === 0 || lowers.length > PROBE_MAX_LOWERS) return false;
-    const n = this.#probed.get(dir) ?? 0;
-    if (n >= this.#probeFirst) return false;
-    if (lowers.every((b) => this.#dirs.peek(`${b.index}\0${dir}`) !== undefined)) return false;
-    if (this.#probed.size >= this.#maxProbed) this.#probed.clear();
-    this.#probed.set(dir, n + 1);
-    return true;
+    return this.#lookupEach(eachLookup(stack, dir, name), 0);
   }
 
   /** The lookup through the merged index of the lowers; branch by branch where it fails. */
@@ -360,7 +307,7 @@ export class Resolver {
     dir: VPath,
     name: Name,
   ): Resolution | Promise<Resolution> {
-    const slow = (): Resolution | Promise<Resolution> => this.#lookupEach(eachLookup(stack, dir, name, false), 0);
+    const slow = (): Resolution | Promise<Resolution> => this.#lookupEach(eachLookup(stack, dir, name), 0);
     const within = (index: ReadonlyMap<string, LowerHit>): Resolution | Promise<Resolution> => {
       const r = this.#lookupIndexed(upper, lowers, index, dir, name);
       if (r instanceof Promise) return r.then((x) => x ?? slow());
@@ -379,7 +326,7 @@ export class Resolver {
       const b = s.branches[i] as Branch;
       // Whether a branch below may have the name: only then do the upper's markers matter.
       const below = b.writable && this.#mayHave(s.branches, i + 1, s.dir, s.name);
-      const pr = this.#probe(b, s.dir, s.name, below, s.onDisk);
+      const pr = this.#probe(b, s.dir, s.name, below);
       if (pr instanceof Promise) return pr.then((probe) => this.#then(s, i, this.#took(s, b, below, probe)));
       const next = this.#took(s, b, below, pr);
       if (next !== NEXT) return this.#then(s, i, next);
@@ -415,7 +362,7 @@ export class Resolver {
     s.stack.push(b);
     if (probe.hidesBelow) return found(s);
     if (b.writable && !below) return found(s); // opaque or not, nothing below has it
-    const op = this.#isOpaque(b, p, s.onDisk || this.#marksOnDisk(s.branches.length - (s.branches[0]?.writable === true ? 1 : 0), s.dir));
+    const op = this.#isOpaque(b, p);
     if (op instanceof Promise) return op.then((o) => (o ? found(s) : NEXT));
     return op ? found(s) : NEXT;
   }
@@ -487,7 +434,6 @@ export class Resolver {
 
   /** The lowers that have p as a directory (`at`, from at[from]) join its stack, to an opaque one. */
   #indexedDirs(lowers: readonly Branch[], at: readonly number[], from: number, p: VPath, f: Found): Indexed | Promise<Indexed> {
-    const onDisk = this.#marksOnDisk(lowers.length, parentOf(p));
     for (let i = from; i < at.length; i++) {
       const b = lowers[at[i] as number];
       if (b === undefined) return undefined;
@@ -496,7 +442,7 @@ export class Resolver {
         if (f.top === undefined) return undefined;
       }
       f.stack.push(b);
-      const op = this.#isOpaque(b, p, onDisk);
+      const op = this.#isOpaque(b, p);
       if (op instanceof Promise) return op.then((o) => (o ? found(f) : this.#indexedDirs(lowers, at, i + 1, p, f)));
       if (op) break;
     }
@@ -515,24 +461,10 @@ export class Resolver {
     });
   }
 
-  /**
-   * Whether a lower directory a lookup finds in `dir` has its opaque mark read on disk (an xattr
-   * and an lstat) where its listing is not at hand: its own first lookups probe on disk (D76),
-   * so reading the listing for the mark alone would be wasted. Not where a readdir listed `dir`
-   * (a walk, as find's or ls -R's, lists the subdirectory next, and its listing has the mark),
-   * and not in deeper stacks, which read listings.
-   */
-  #marksOnDisk(lowerCount: number, dir: VPath): boolean {
-    return this.#probeFirst > 0 && lowerCount <= PROBE_MAX_LOWERS && !this.#walked.has(dir);
-  }
-
-  /** `onDisk`: a lower's mark is read on disk rather than from its listing, when that is not at hand. */
-  #isOpaque(b: Branch, p: VPath, onDisk: boolean): boolean | Promise<boolean> {
+  #isOpaque(b: Branch, p: VPath): boolean | Promise<boolean> {
     if (b.writable) return isOpaqueDir(b.real(p));
     const d = this.#dir(`${b.index}\0${p}`);
-    if (d !== undefined) return d.opaque;
-    if (onDisk) return isOpaqueDirNow(b.real(p));
-    return this.branchDir(b, p).then((x) => x.opaque);
+    return d !== undefined ? d.opaque : this.branchDir(b, p).then((x) => x.opaque);
   }
 }
 
@@ -556,12 +488,10 @@ interface EachLookup extends Found {
   readonly name: Name;
   /** dir's child `name`, made once per lookup rather than per branch. */
   readonly p: VPath;
-  /** Lowers without a listing at hand are probed on disk (#probesOnDisk). */
-  readonly onDisk: boolean;
 }
 
-function eachLookup(branches: readonly Branch[], dir: VPath, name: Name, onDisk: boolean): EachLookup {
-  return { branches, dir, name, p: childOf(dir, name), stack: [], top: undefined, onDisk };
+function eachLookup(branches: readonly Branch[], dir: VPath, name: Name): EachLookup {
+  return { branches, dir, name, p: childOf(dir, name), stack: [], top: undefined };
 }
 
 /** A step of it: go on to the next branch, the result, or either once a branch has answered. */

@@ -13,7 +13,7 @@ import { ROOT, parentOf, type RealPath, type VPath } from '../path.js';
 export async function readdir(ctx: UnionCtx, p: VPath): Promise<MergedEntry[]> {
   const r = await ctx.resolver.get(p, 'readdir');
   if (r.kind !== 'dir') throw new FsError('ENOTDIR', 'readdir', p);
-  const dirs = await ctx.resolver.listings(p, r.stack);
+  const dirs = await Promise.all(r.stack.map((b) => ctx.resolver.branchDir(b, p)));
   const top = r.stack[0];
   if (top === undefined) throw new Error('a directory resolution has an empty stack');
   const topReal = top.real(p);

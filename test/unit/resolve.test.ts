@@ -145,13 +145,10 @@ const CASES: Case[] = [
   },
 ];
 
-// By default a directory's first lookups probe the lowers on disk (D76); `listings`: every lookup
-// is answered from the lowers' listings.
 for (const c of CASES) {
-  for (const [mode, probeFirst] of [['lowers', undefined], ['upper', undefined], ['lowers', 0], ['upper', 0]] as const) {
-    test(`${c.name} [${mode}${probeFirst === 0 ? ', listings' : ''}]`, async (t) => {
-      const roots = s.branches(...c.layers);
-      const r = probeFirst === undefined ? makeResolver(roots, mode) : makeResolver(roots, mode, { ...DEFAULT_RESOLVER_OPTIONS, probeFirst });
+  for (const mode of ['lowers', 'upper'] as const) {
+    test(`${c.name} [${mode}]`, async (t) => {
+      const r = makeResolver(s.branches(...c.layers), mode);
       const got: Record<string, string> = {};
       for (const p of Object.keys(c.expect)) got[p] = await show(r, p);
       t.deepEqual(got, c.expect);
@@ -168,8 +165,7 @@ for (const c of CASES) {
 test('with its directory and listings kept, a path resolves at once, to what resolve() gives', async (t) => {
   for (const c of CASES) {
     for (const useIndex of [true, false]) {
-      // (probeFirst 0: listings read at the first lookup in a directory, so that they are kept.)
-      const r = makeResolver(s.branches(...c.layers), 'lowers', { ...DEFAULT_RESOLVER_OPTIONS, lowerIndex: useIndex, probeFirst: 0 });
+      const r = makeResolver(s.branches(...c.layers), 'lowers', { ...DEFAULT_RESOLVER_OPTIONS, lowerIndex: useIndex });
       for (const p of Object.keys(c.expect)) await show(r, p);
       for (const [p, want] of Object.entries(c.expect)) {
         r.invalidate(vpath(p));
@@ -225,25 +221,6 @@ test('a directory whose listing outgrows the byte budget is read once for all th
     // Per branch: the root's listing and huge's; without the fix, one of huge's per lookup.
     t.true(r.cacheStats().dirMisses <= 6, `index ${useIndex}: ${JSON.stringify(r.cacheStats())}`);
   }
-});
-
-// D76: a directory's first lookups probe its lowers on disk, name by name; from the 5th, its
-// listings are read once and answer every later lookup in it.
-test('a directory\'s first 4 lookups read no listing; the 5th reads its listings, which answer from then on', async (t) => {
-  const files: Record<string, string> = {};
-  for (let i = 0; i < 8; i++) files[`a/b/f${i}`] = 'L0';
-  const roots = s.branches(files, { 'a/b/g': 'L1', 'a/b/f0': 'L1' });
-  const r = makeResolver(roots, 'lowers');
-  for (let i = 0; i < 4; i++) t.is(await show(r, `/a/b/f${i}`), 'file@0');
-  t.is(r.cacheStats().dirMisses, 0, 'no whole directory read for 4 names');
-  t.is(await show(r, '/a/b/g'), 'file@1');
-  t.is(r.cacheStats().dirMisses, 2, 'the 5th lookup in /a/b reads its listing in both lowers');
-  for (let i = 4; i < 8; i++) t.is(await show(r, `/a/b/f${i}`), 'file@0');
-  t.is(await show(r, '/a/b/none'), 'absent');
-  t.is(r.cacheStats().dirMisses, 2, 'and nothing more after');
-  const listed = makeResolver(roots, 'lowers', { ...DEFAULT_RESOLVER_OPTIONS, probeFirst: 0 });
-  t.is(await show(listed, '/a/b/f0'), 'file@0');
-  t.true(listed.cacheStats().dirMisses >= 2, 'probeFirst 0: listings from the first lookup');
 });
 
 test('concurrent resolutions of one uncached path share one load', async (t) => {
@@ -333,9 +310,8 @@ test('marker files in the upper are not found by lookup', async (t) => {
 });
 
 // The merged lower index (src/lower-index.ts) answers exactly what a branch-by-branch lookup
-// answers, and so does a lookup that probes the lowers on disk (D76), on random layer sets in
-// both whiteout formats, as lowers and with an upper on top.
-test('the merged lower index and probes on disk answer as the branch-by-branch lookup (random layer sets)', async (t) => {
+// answers, on random layer sets in both whiteout formats, as lowers and with an upper on top.
+test('the merged lower index answers as the branch-by-branch lookup (random layer sets)', async (t) => {
   const fc = (await import('fast-check')).default;
   const PATHS = ['a', 'b', 'd', 'd/a', 'd/b', 'd/e', 'd/e/x', 'e', 'e/y'];
   const node = fc.constantFrom<Spec[string] | 'oci-whiteout' | 'oci-opaque'>(
@@ -367,12 +343,11 @@ test('the merged lower index and probes on disk answer as the branch-by-branch l
     fc.asyncProperty(fc.array(layer, { minLength: 2, maxLength: 5 }), async (layers) => {
       const roots = s.branches(...layers);
       for (const mode of ['lowers', 'upper'] as const) {
-        const indexed = makeResolver(roots, mode, { ...DEFAULT_RESOLVER_OPTIONS, probeFirst: 0 });
-        const each = makeResolver(roots, mode, { maxEntries: 1000, maxDirs: 1000, lowerIndex: false, probeFirst: 0 });
-        const probed = makeResolver(roots, mode, { ...DEFAULT_RESOLVER_OPTIONS, probeFirst: 1_000_000 });
+        const indexed = makeResolver(roots, mode);
+        const each = makeResolver(roots, mode, { maxEntries: 1000, maxDirs: 1000, lowerIndex: false });
         for (const p of ['/', ...PATHS.map((x) => `/${x}`), '/d/none', '/e/y/z']) {
-          const [a, b, c] = [await show(indexed, p), await show(each, p), await show(probed, p)];
-          if (a !== b || c !== b) throw new Error(`${mode} ${p}: indexed ${a}, branch by branch ${b}, probed ${c}\nlayers: ${JSON.stringify(layers)}`);
+          const [a, b] = [await show(indexed, p), await show(each, p)];
+          if (a !== b) throw new Error(`${mode} ${p}: indexed ${a}, branch by branch ${b}\nlayers: ${JSON.stringify(layers)}`);
         }
       }
       cases++;
