@@ -67,7 +67,6 @@ class Kernel {
   /** Nodes the session told us to forget the attributes of: GETATTR before next using them. */
   private readonly stale = new Set<bigint>();
   readonly session: KernelSession;
-  readonly counts = new Map<string, number>();
   private readonly wire = Buffer.alloc(1 << 17);
   /** What `layerfs stats` would show: each operation's time in the session, as it measures it. */
   readonly stats = new OpCounters();
@@ -88,8 +87,7 @@ class Kernel {
     union.tellCopiedUp(this.session.copiedUp);
   }
 
-  async send(op: Op, name: string, nodeid: bigint, body: Buffer): Promise<{ error: number; body: Buffer }> {
-    this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
+  async send(op: Op, nodeid: bigint, body: Buffer): Promise<{ error: number; body: Buffer }> {
     const unique = this.unique++;
     const len = IN_HEADER + body.length;
     const b = this.wire;
@@ -113,17 +111,17 @@ class Kernel {
     b.writeUInt32LE(40, 4);
     b.writeUInt32LE(128 << 10, 8);
     b.writeUInt32LE(0xffffffff, 12);
-    const r = await this.send(Op.INIT, 'INIT', 0n, b);
+    const r = await this.send(Op.INIT, 0n, b);
     if (r.error !== 0) throw new Error(`INIT: errno ${r.error}`);
   }
 
   /** A LOOKUP of `name` in `parent`, with the GETATTR of the parent the kernel would send first. */
   async lookup(parent: bigint, name: string): Promise<bigint> {
     if (this.stale.delete(parent)) {
-      const g = await this.send(Op.GETATTR, 'GETATTR', parent, Buffer.alloc(16));
+      const g = await this.send(Op.GETATTR, parent, Buffer.alloc(16));
       if (g.error !== 0) throw new Error(`GETATTR ${parent}: errno ${g.error}`);
     }
-    const r = await this.send(Op.LOOKUP, 'LOOKUP', parent, Buffer.from(`${name}\0`));
+    const r = await this.send(Op.LOOKUP, parent, Buffer.from(`${name}\0`));
     if (r.error !== 0) throw new Error(`LOOKUP ${name}: errno ${r.error}`);
     return r.body.readBigUInt64LE(0);
   }
@@ -131,12 +129,12 @@ class Kernel {
   async appendOpen(node: bigint): Promise<void> {
     const b = Buffer.alloc(8);
     b.writeUInt32LE(O_WRONLY | O_APPEND, 0);
-    const r = await this.send(Op.OPEN, 'OPEN', node, b);
+    const r = await this.send(Op.OPEN, node, b);
     if (r.error !== 0) throw new Error(`OPEN: errno ${r.error}`);
     const rel = Buffer.alloc(24);
     rel.writeBigUInt64LE(r.body.readBigUInt64LE(0), 0);
     rel.writeUInt32LE(O_WRONLY | O_APPEND, 8);
-    const done = await this.send(Op.RELEASE, 'RELEASE', node, rel);
+    const done = await this.send(Op.RELEASE, node, rel);
     if (done.error !== 0) throw new Error(`RELEASE: errno ${done.error}`);
   }
 }
@@ -159,8 +157,7 @@ interface Sample {
   us: number;
   requests: number;
   perRequestUs: number;
-  counts: Record<string, number>;
-  /** Per operation, as the session timed it: mean and median µs. */
+  /** Per operation, as the session counted and timed it: mean and median µs. */
   ops: Record<string, { count: number; meanUs: number; p50Us: number }>;
 }
 
@@ -169,14 +166,13 @@ async function run(config: ServeConfig, work: string | undefined, paths: readonl
   try {
     const k = new Kernel(union, config);
     await k.init();
-    k.counts.clear();
     const t0 = performance.now();
     await walk(k, paths, append ? (node) => k.appendOpen(node) : undefined);
     const us = (performance.now() - t0) * 1000;
-    const requests = [...k.counts.values()].reduce((a, b) => a + b, 0);
     const ops = Object.fromEntries(Object.entries(k.stats.snapshot()).filter(([op]) => op !== 'init')
       .map(([op, x]) => [op, { count: x.count, meanUs: x.meanMicros, p50Us: x.p50Micros }]));
-    return { us: us / paths.length, requests, perRequestUs: us / requests, counts: Object.fromEntries(k.counts), ops };
+    const requests = Object.values(ops).reduce((a, x) => a + x.count, 0);
+    return { us: us / paths.length, requests, perRequestUs: us / requests, ops };
   } finally {
     await union.close();
   }
@@ -231,7 +227,7 @@ async function main(): Promise<void> {
       const first = all[0] as Sample;
       const warm = all.slice(1);
       const med = (f: (x: Sample) => number): number => summarize(warm.map(f))?.median ?? NaN;
-      const counts = Object.entries(first.counts).map(([op, n]) => `${op} ${n}`).join(', ');
+      const counts = Object.entries(first.ops).map(([op, x]) => `${op} ${x.count}`).join(', ');
       return [
         s.name, `${first.us.toFixed(1)} µs / ${s.per}`, `${first.perRequestUs.toFixed(1)} µs`,
         `${med((x) => x.us).toFixed(1)} µs / ${s.per}`, `${med((x) => x.perRequestUs).toFixed(1)} µs`, counts,
