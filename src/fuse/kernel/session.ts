@@ -342,7 +342,6 @@ export class KernelSession {
     }
   }
 
-  /** Where the union tells the xattr names of entries that can never change (union.tellFixedXattrNames). */
   /**
    * p was copied up (union.tellCopiedUp): its parent's attributes changed, and a directory's own,
    * with no request on them the kernel saw. It is told to forget them, before the request that
@@ -359,6 +358,7 @@ export class KernelSession {
     if (n !== undefined) this.invalidateAttrs(n);
   };
 
+  /** Where the union tells the xattr names of entries that can never change (union.tellFixedXattrNames). */
   readonly knowXattrs = (p: VPath, names: readonly string[]): void => {
     const n = this.nodes.find(p);
     if (n !== undefined) n.xattrs = names;
