@@ -63,7 +63,7 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../
 // ---------------------------------------------------------------------------------------------
 // Workloads
 
-export const WORKLOAD_GROUPS = ['find', 'ls-R', 'read-small', 'read-big', 'ls-wide', 'create', 'append', 'rm', 'untar', 'lookup'] as const;
+export const WORKLOAD_GROUPS = ['find', 'du', 'ls-R', 'read-small', 'read-big', 'ls-wide', 'create', 'append', 'rm', 'untar', 'lookup'] as const;
 export type WorkloadGroup = (typeof WORKLOAD_GROUPS)[number];
 const WRITE_GROUPS: readonly WorkloadGroup[] = ['create', 'append', 'rm', 'untar'];
 type Phase = 'cold' | 'warm' | 'run';
@@ -578,6 +578,8 @@ async function main(argv: string[], preset: Preset): Promise<number> {
   };
   const filesScale = ratio(dflt.files, opts.files);
   add({ id: 'find', group: 'find', label: 'find', write: false, cmd: (r) => `find ${shq(r)}`, xattrs: false, scale: filesScale });
+  // A walk that stats every entry and asks no xattrs: issue 4's warm target for stat-only walks.
+  add({ id: 'du', group: 'du', label: 'du -s', write: false, cmd: (r) => `du -s ${shq(r)}`, xattrs: false, scale: filesScale });
   add({ id: 'ls-R', group: 'ls-R', label: 'ls -lR', write: false, cmd: (r) => `ls -lR ${shq(r)}`, xattrs: true, scale: filesScale });
   add({
     id: 'read-small',
