@@ -429,6 +429,46 @@ test('a walk that does not look up what it lists gets the entries of files witho
   t.is(c.session.listingAttrs.probes, 4);
 });
 
+test('a listing\'s later pages go as the walk goes: with file attributes past a probe\'s first page where walks stat what they list, bare where they do not (D77)', async (t) => {
+  // The kernel asks every page as READDIRPLUS (no FUSE_READDIRPLUS_AUTO): a walk that reads a
+  // whole directory before it stats (du, fts) would otherwise look up every entry past page one.
+  const layer: Record<string, string> = {};
+  for (const d of ['d', 'e']) for (let i = 0; i < 30; i++) layer[`${d}/f${String(i).padStart(2, '0')}`] = 'x';
+  const c = new Client([layer]);
+  const d = (await c.lookup(ROOT, 'd')).nodeid;
+  const e = (await c.lookup(ROOT, 'e')).nodeid;
+  const pages = async (dir: number): Promise<{ nodeid: number }[][]> => {
+    const fh = (await c.send(Op.OPENDIR, dir, u32s(0, 0))).body.readBigUInt64LE(0);
+    const out: { nodeid: number }[][] = [];
+    for (let offset = 0n; ;) {
+      const r = await c.send(Op.READDIRPLUS, dir, u64s(fh, offset), u32s(1024, 0), u64s(0n), u32s(0, 0));
+      if (r.body.length === 0) break;
+      const page: { nodeid: number }[] = [];
+      for (let at = 0; at < r.body.length;) {
+        const len = r.body.readUInt32LE(at + 128 + 16);
+        const name = r.body.toString('utf8', at + 128 + 24, at + 128 + 24 + len);
+        if (name !== '.' && name !== '..') page.push({ nodeid: Number(r.body.readBigUInt64LE(at)) });
+        offset = r.body.readBigUInt64LE(at + 128 + 8);
+        at += 128 + ((24 + len + 7) & ~7);
+      }
+      out.push(page);
+    }
+    await c.send(Op.RELEASEDIR, dir, u64s(fh), u32s(0, 0), u64s(0n));
+    return out;
+  };
+  const bare = (page: { nodeid: number }[] | undefined): boolean => page !== undefined && page.every((x) => x.nodeid === 0);
+  const withAttrs = (page: { nodeid: number }[] | undefined): boolean => page !== undefined && page.every((x) => x.nodeid !== 0);
+  // The first listing of a mount is a probe: its first page bare, the rest as the mode (attributes).
+  const first = await pages(d);
+  t.true(first.length >= 3, `${first.length} pages`);
+  t.true(bare(first[0]), 'the probe\'s first page');
+  t.true(first.slice(1).every(withAttrs), 'its later pages');
+  // Nothing was looked up: the walk wants names only, and every page of the next listing is bare.
+  const next = await pages(e);
+  t.true(next.length >= 3);
+  t.true(next.every(bare));
+});
+
 test('read-only union: once the xattr names of an entry are known, absent names and lists are answered without the union', async (t) => {
   const c = new Client([{ f: file('x', { 'user.here': 'v' }) }], { ...WRITABLE, entrySec: 3600 }, false);
   const f = (await c.lookup(ROOT, 'f')).nodeid;

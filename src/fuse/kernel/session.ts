@@ -484,7 +484,11 @@ export class KernelSession {
       return reply(h.unique, E.EPROTO);
     }
     this.proto = Math.min(minor, KERNEL_MINOR);
-    let want = Init.ASYNC_READ | Init.BIG_WRITES | Init.MAX_PAGES | Init.DO_READDIRPLUS | Init.READDIRPLUS_AUTO;
+    // Every page of a listing is asked as READDIRPLUS, not only the first (no READDIRPLUS_AUTO):
+    // which pages carry attributes is layerfs's choice (D42, D77). The kernel's guess for the
+    // later pages is made while they are read, before a walk that reads a whole directory first
+    // (`ls -l`, `du`) has looked up anything, so a large directory's later pages came bare.
+    let want = Init.ASYNC_READ | Init.BIG_WRITES | Init.MAX_PAGES | Init.DO_READDIRPLUS;
     // Dropping set-ids on writes is layerfs's (WRITE_KILL_SUIDGID and kin): the kernel then marks
     // the superblock SB_NOSEC and stops asking for security.capability before every write (D29).
     if (this.policy.writable) want |= Init.HANDLE_KILLPRIV_V2;
@@ -918,7 +922,8 @@ export class KernelSession {
   /**
    * READDIR, and READDIRPLUS: each entry with its attributes, as a lookup would give them, so
    * that the kernel need not look up what it lists (`ls -l`, a walk that descends). The kernel
-   * asks for it where lookups follow listings (FUSE_READDIRPLUS_AUTO).
+   * asks every page as READDIRPLUS; whether files get their attributes is decided per listing
+   * (ListingAttrs, D42).
    */
   private async readdir(h: Header, dir: Node, b: Buffer, plus: boolean): Promise<Buffer> {
     const at = IN_HEADER;
@@ -959,9 +964,9 @@ export class KernelSession {
     }
     // "." and ".." carry no entry (the kernel takes none for them); an entry gone meanwhile
     // neither, nor a file where the walk is one that does not stat what it lists (D42): the
-    // kernel then looks it up if it wants it. A later page asked as READDIRPLUS is one the kernel
-    // asks because lookups followed the first (FUSE_READDIRPLUS_AUTO): with attributes.
-    const withFiles = offset === 0 ? this.listingAttrs.startListing(node.id) : true;
+    // kernel then looks it up if it wants it. The first page decides for the listing; a probe's
+    // later pages go as the mode goes (ListingAttrs.laterPage).
+    const withFiles = offset === 0 ? this.listingAttrs.startListing(node.id) : this.listingAttrs.laterPage();
     const attrs = await Promise.all(page.map(({ e }) => {
       if (e.name === '.' || e.name === '..') return undefined;
       if (!withFiles && (e.type & fsc.S_IFMT) !== fsc.S_IFDIR) {
