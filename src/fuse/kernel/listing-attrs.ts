@@ -70,8 +70,8 @@ export class ListingAttrs {
   /**
    * A page after the first of a listing is being answered: whether its files get attributes. As
    * the mode is: a walk that stats what it lists gets them on a probe's later pages too (a probe's
-   * first page is sample enough: `ls -l` of a directory of 12k names, the first listing of a
-   * mount, then takes the first page's LOOKUPs, not 12k), and one that does not goes on bare.
+   * first page is sample enough: `du` of a directory of 12k names, the first listing of a mount,
+   * then takes the first page's LOOKUPs, not 12k), and one that does not goes on bare.
    */
   laterPage(): boolean {
     return this.#withFiles;

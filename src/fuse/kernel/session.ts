@@ -487,7 +487,8 @@ export class KernelSession {
     // Every page of a listing is asked as READDIRPLUS, not only the first (no READDIRPLUS_AUTO):
     // which pages carry attributes is layerfs's choice (D42, D77). The kernel's guess for the
     // later pages is made while they are read, before a walk that reads a whole directory first
-    // (`ls -l`, `du`) has looked up anything, so a large directory's later pages came bare.
+    // (`du`, `rm -r`, `tar c`: fts) has looked up anything, so a large directory's later pages
+    // came bare and each of their entries cost a LOOKUP.
     let want = Init.ASYNC_READ | Init.BIG_WRITES | Init.MAX_PAGES | Init.DO_READDIRPLUS;
     // Dropping set-ids on writes is layerfs's (WRITE_KILL_SUIDGID and kin): the kernel then marks
     // the superblock SB_NOSEC and stops asking for security.capability before every write (D29).
