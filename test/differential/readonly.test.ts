@@ -26,7 +26,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { requireMountCapable, scratch } from '../helpers/env.js';
-import { buildLayers, ociSetToKernel, type BuiltLayers, type LayerFormat } from '../helpers/layers.js';
+import { buildLayers, ociSetToKernel, type BuiltLayers, type Entry, type LayerFormat } from '../helpers/layers.js';
 import { withKernelOverlay, withLayerfs } from '../helpers/mounts.js';
 import { diffNodes, diffSnapshots, inodeGroupDiffs, inodeStability, statNode, snapshot, type Snapshot, type SnapNode } from '../helpers/tree.js';
 import { BIG_TOTAL, CASES, bigDirLayers, type Case } from './cases.js';
@@ -268,6 +268,48 @@ for (const format of FORMATS) {
       });
     });
     t.log(`bigdir [${format}] done in ${Date.now() - t0} ms`);
+  });
+}
+
+// A directory of many listing pages, read whole before anything in it is stat-ed, as fts does
+// (du, rm -r, tar c): since D77 its later pages carry the entries' attributes (the kernel asks
+// each page as READDIRPLUS), so those stats are answered from what the listing gave. Each entry's
+// attributes must be the kernel's.
+for (const format of FORMATS) {
+  if (!selected('pages')) continue;
+  test(`pages: a listing read whole, then stat-ed entry by entry [${format}]`, async (t) => {
+    if (!requireMountCapable(t)) return;
+    const name = (i: number) => `entry-with-a-longish-name-${String(i).padStart(4, '0')}`;
+    const top: Entry[] = [];
+    const bottom: Entry[] = [];
+    for (let i = 0; i < 900; i++) bottom.push({ type: 'file', path: `d/${name(i)}`, content: `b${i}\n`, mode: 0o644 });
+    for (let i = 600; i < 1200; i++) top.push({ type: 'file', path: `d/${name(i)}`, content: `top ${i}\n`, mode: 0o600 });
+    for (let i = 0; i < 600; i++) {
+      if (i % 50 === 1) top.push({ type: 'dir', path: `d/${name(i)}`, mode: 0o750 });
+      else if (i % 7 === 0) top.push({ type: 'whiteout', path: `d/${name(i)}` });
+    }
+    const p = await prepare(t, { name: `pages`, layers: () => [{ entries: top }, { entries: bottom }] }, format);
+    const walk = async (mnt: string): Promise<Map<string, string>> => {
+      const dir = path.join(mnt, 'd');
+      const names = await fsp.readdir(dir);
+      const out = new Map<string, string>();
+      for (const n of names) {
+        const st = await fsp.lstat(path.join(dir, n));
+        out.set(n, `mode=${st.mode.toString(8)} size=${st.size} nlink=${st.nlink} uid=${st.uid} mtime=${st.mtimeMs}`);
+      }
+      return out;
+    };
+    await withKernelOverlay({ lowers: p.kernelDirs }, async (kmnt) => {
+      const k = await walk(kmnt);
+      t.true(k.size > 1000, `${k.size} entries`);
+      await withSubject(p.subjectDirs, async (smnt) => {
+        const s = await walk(smnt);
+        const d: string[] = [];
+        for (const [n, a] of k) if (s.get(n) !== a) d.push(`${n}: kernel ${a}, ${SUBJECT_LABEL} ${s.get(n) ?? 'absent'}`);
+        for (const n of s.keys()) if (!k.has(n)) d.push(`${n}: only in ${SUBJECT_LABEL}`);
+        report(t, 'entries stat-ed after the whole listing', d.slice(0, 50));
+      });
+    });
   });
 }
 
