@@ -360,21 +360,32 @@ test('renameat2 RENAME_EXCHANGE: the two nodes swap names, their children and op
   await c.send(Op.RELEASE, a, u64s(fh), u32s(0, 0), u64s(0n));
 });
 
-/** A READDIRPLUS of directory node `dir` from offset 0: each name with its entry's node, size and mode. */
-async function readdirPlus(c: Client, dir: number): Promise<Map<string, { nodeid: number; size: number; mode: number }>> {
-  const fh = (await c.send(Op.OPENDIR, dir, u32s(0, 0))).body.readBigUInt64LE(0);
-  const r = await c.send(Op.READDIRPLUS, dir, u64s(fh, 0n), u32s(65536, 0), u64s(0n), u32s(0, 0));
-  await c.send(Op.RELEASEDIR, dir, u64s(fh), u32s(0, 0), u64s(0n));
-  const got = new Map<string, { nodeid: number; size: number; mode: number }>();
+interface PlusEntry { name: string; nodeid: number; size: number; mode: number; off: bigint }
+
+/** One READDIRPLUS page of directory handle `fh` from `offset`, entry by entry. */
+async function plusPage(c: Client, dir: number, fh: bigint, offset: bigint, size: number): Promise<PlusEntry[]> {
+  const r = await c.send(Op.READDIRPLUS, dir, u64s(fh, offset), u32s(size, 0), u64s(0n), u32s(0, 0));
+  const got: PlusEntry[] = [];
   for (let at = 0; at < r.body.length;) {
-    const nodeid = Number(r.body.readBigUInt64LE(at));
-    const size = Number(r.body.readBigUInt64LE(at + 48));
-    const mode = r.body.readUInt32LE(at + 40 + 60);
     const len = r.body.readUInt32LE(at + 128 + 16);
-    got.set(r.body.toString('utf8', at + 128 + 24, at + 128 + 24 + len), { nodeid, size, mode });
+    got.push({
+      name: r.body.toString('utf8', at + 128 + 24, at + 128 + 24 + len),
+      nodeid: Number(r.body.readBigUInt64LE(at)),
+      size: Number(r.body.readBigUInt64LE(at + 48)),
+      mode: r.body.readUInt32LE(at + 40 + 60),
+      off: r.body.readBigUInt64LE(at + 128 + 8),
+    });
     at += 128 + ((24 + len + 7) & ~7);
   }
   return got;
+}
+
+/** A READDIRPLUS of directory node `dir` from offset 0: each name with its entry's node, size and mode. */
+async function readdirPlus(c: Client, dir: number): Promise<Map<string, { nodeid: number; size: number; mode: number }>> {
+  const fh = (await c.send(Op.OPENDIR, dir, u32s(0, 0))).body.readBigUInt64LE(0);
+  const page = await plusPage(c, dir, fh, 0n, 65536);
+  await c.send(Op.RELEASEDIR, dir, u64s(fh), u32s(0, 0), u64s(0n));
+  return new Map(page.map((e) => [e.name, { nodeid: e.nodeid, size: e.size, mode: e.mode }]));
 }
 
 test('readdirplus gives each entry with its attributes and node, as a lookup would, once walks stat what they list; "." and ".." none', async (t) => {
@@ -441,17 +452,10 @@ test('a listing\'s later pages go as the walk goes: with file attributes past a 
     const fh = (await c.send(Op.OPENDIR, dir, u32s(0, 0))).body.readBigUInt64LE(0);
     const out: { nodeid: number }[][] = [];
     for (let offset = 0n; ;) {
-      const r = await c.send(Op.READDIRPLUS, dir, u64s(fh, offset), u32s(1024, 0), u64s(0n), u32s(0, 0));
-      if (r.body.length === 0) break;
-      const page: { nodeid: number }[] = [];
-      for (let at = 0; at < r.body.length;) {
-        const len = r.body.readUInt32LE(at + 128 + 16);
-        const name = r.body.toString('utf8', at + 128 + 24, at + 128 + 24 + len);
-        if (name !== '.' && name !== '..') page.push({ nodeid: Number(r.body.readBigUInt64LE(at)) });
-        offset = r.body.readBigUInt64LE(at + 128 + 8);
-        at += 128 + ((24 + len + 7) & ~7);
-      }
-      out.push(page);
+      const page = await plusPage(c, dir, fh, offset, 1024);
+      if (page.length === 0) break;
+      offset = (page[page.length - 1] as PlusEntry).off;
+      out.push(page.filter((e) => e.name !== '.' && e.name !== '..'));
     }
     await c.send(Op.RELEASEDIR, dir, u64s(fh), u32s(0, 0), u64s(0n));
     return out;
