@@ -12,7 +12,7 @@ import type { EntryStat } from './entry-stat.js';
 import { FsError } from './errno.js';
 import * as host from './host/fs.js';
 import { copyRange, fdGetXattr, fdListXattr, fdSetXattr, getXattr, listXattr, mknod, setTimesFd, setTimesNs, setXattr } from './host/libc.js';
-import { markImpure, recordIno, recordInoFd } from './origin.js';
+import { keepsIno, markImpure, recordIno, recordInoFd } from './origin.js';
 import { ROOT, parentOf, type RealPath, type VPath } from './path.js';
 import type { Resolver } from './resolve.js';
 import { XATTR_PREFIX } from './whiteout.js';
@@ -129,7 +129,7 @@ export class CopyUp {
       if (pr.kind !== 'dir' || pr.impure !== true) markImpure(parent);
       if (pr.kind === 'dir' && pr.stack[0] === upper) pr.impure = true;
     }
-    const ino = this.inoOf(r.stat.dev, r.stat.ino);
+    const ino = keepsIno(r.kind === 'dir', r.stat.nlink) ? this.inoOf(r.stat.dev, r.stat.ino) : undefined;
     let xattrs: readonly string[];
     try {
       xattrs = await copyEntry(from, tmp, ino, r.kind === 'file' ? r.stat : undefined, { stop, dataLimit });
@@ -144,8 +144,8 @@ export class CopyUp {
     // a child) needs no lookup. A directory's copy is not opaque: the same lowers stay below it.
     const st = host.lstatEntryOrUndefined(to);
     if (st === undefined) this.resolver.invalidate(p);
-    else if (r.kind === 'file') this.resolver.learn(p, { kind: 'file', branch: upper, real: to, stat: st, recordedIno: ino });
-    else this.resolver.learn(p, { kind: 'dir', stack: [upper, ...r.stack], stat: st, recordedIno: ino });
+    else if (r.kind === 'file') this.resolver.learn(p, { kind: 'file', branch: upper, real: to, stat: st, recordedIno: ino ?? null });
+    else this.resolver.learn(p, { kind: 'dir', stack: [upper, ...r.stack], stat: st, recordedIno: ino ?? null });
     this.counts.copies++;
     if (r.kind === 'file' && r.stat.isFile()) this.counts.bytes += Math.min(r.stat.size, dataLimit);
     this.onCopied?.(p, r.kind === 'dir');
@@ -155,11 +155,11 @@ export class CopyUp {
 
 /**
  * Build a copy of `from` (one entry, not a directory's contents) at `to`, which will show the
- * inode number `ino` (origin.ts). `known`: what the resolution knows of `from`. The names of the
- * xattrs the copy was given.
+ * inode number `ino` (origin.ts), or its own where undefined (keepsIno). `known`: what the
+ * resolution knows of `from`. The names of the xattrs the copy was given.
  */
 export async function copyEntry(
-  from: RealPath, to: RealPath, ino: number, known?: EntryStat,
+  from: RealPath, to: RealPath, ino: number | undefined, known?: EntryStat,
   o: { readonly stop?: Int32Array; readonly dataLimit?: number } = {},
 ): Promise<readonly string[]> {
   const limit = o.dataLimit ?? Infinity;
@@ -180,7 +180,7 @@ export async function copyEntry(
   await host.lchown(to, st.uid, st.gid);
   if (type !== constants.S_IFLNK) await host.chmod(to, perm);
   const xattrs = copyXattrs(listXattr(from), (name) => getXattr(from, name), (name, v) => setXattr(to, name, v));
-  recordIno(to, ino);
+  if (ino !== undefined) recordIno(to, ino);
   setTimesNs(to, st.atimeNs, st.mtimeNs);
   return xattrs;
 }
@@ -192,7 +192,7 @@ export async function copyEntry(
  * no longer a regular file of that size (a lower changed under the mount) or a path is too long
  * for one syscall: the general way then copies it.
  */
-function copySmallFile(from: RealPath, to: RealPath, ino: number, limit: number): readonly string[] | undefined {
+function copySmallFile(from: RealPath, to: RealPath, ino: number | undefined, limit: number): readonly string[] | undefined {
   if (host.isLongPath(from) || host.isLongPath(to)) return undefined;
   // O_NONBLOCK: were it a FIFO now, the open must not wait for a writer.
   const src = host.openFileNow(from, constants.O_RDONLY | constants.O_NONBLOCK | host.READ_LOWER);
@@ -212,7 +212,7 @@ function copySmallFile(from: RealPath, to: RealPath, ino: number, limit: number)
       if (chown) host.fchownNow(dst, st.uid, st.gid);
       if (chown || (made.mode & 0o7777) !== perm) host.fchmodNow(dst, perm);
       const xattrs = copyXattrs(fdListXattr(src), (name) => fdGetXattr(src, name), (name, v) => fdSetXattr(dst, name, v));
-      recordInoFd(dst, ino);
+      if (ino !== undefined) recordInoFd(dst, ino);
       setTimesFd(dst, st.atimeNs, st.mtimeNs);
       return xattrs;
     } finally {

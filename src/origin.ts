@@ -53,6 +53,17 @@ function bestEffort(set: () => void): void {
   }
 }
 
+/**
+ * Whether a copy of a lower entry keeps the number its original showed (the kernel's rule, in
+ * ovl_getattr without the index feature): a directory, or a file of one name. A copy of one name
+ * of a file with several is another file from then on, while its other names still show the lower
+ * one: sharing their number would make tar store the copy as a hard link to them, and du and
+ * rsync -H count the two as one. Such a copy shows its own number, as under the kernel.
+ */
+export function keepsIno(isDir: boolean, nlink: number): boolean {
+  return isDir || nlink <= 1;
+}
+
 /** The inode number the union shows for a branch's entry: an upper one's recorded number first. */
 export function shownIno(inodes: InodeNumbers, b: Branch, real: RealPath, dev: number, ino: number): number {
   return (b.writable ? recordedIno(real) : undefined) ?? inodes.of(dev, ino);

@@ -112,7 +112,8 @@ async function copyMerged(m: Move, p: VPath, to: RealPath, opaque = false): Prom
         const at = await first;
         return m.slot(() => host.link(at, to));
       }
-      m.links.set(key, m.slot(() => copyEntry(r.real, to, ctx.inodes.of(r.stat.dev, r.stat.ino), r.stat, { stop: m.stop })).then(() => to));
+      // Its own number (keepsIno): names of the lower file outside the moved tree stay below.
+      m.links.set(key, m.slot(() => copyEntry(r.real, to, undefined, r.stat, { stop: m.stop })).then(() => to));
       await m.links.get(key);
       return;
     }
