@@ -10,6 +10,25 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ExecutionContext, TestFn } from 'ava';
 
+let exitOnSignalsInstalled = false;
+
+/**
+ * Make a termination signal end the process through process.exit, so that the 'exit' hooks that
+ * detach mounts run: ava ends a test file's worker that passed its timeout with SIGTERM (and a
+ * Ctrl-C reaches it as SIGINT), and a signal's default action runs no hook, which left the
+ * kernel overlays and scratch tmpfs of the file mounted.
+ */
+export function exitOnSignals(): void {
+  if (exitOnSignalsInstalled) return;
+  exitOnSignalsInstalled = true;
+  for (const [sig, n] of [['SIGTERM', 15], ['SIGINT', 2], ['SIGHUP', 1]] as const) {
+    process.once(sig, () => {
+      process.stderr.write(`[test helpers] ${sig}: detaching this file's mounts\n`);
+      process.exit(128 + n);
+    });
+  }
+}
+
 export function isCI(): boolean {
   const v = process.env['CI'];
   return v !== undefined && v !== '' && v !== '0' && v.toLowerCase() !== 'false';
@@ -112,9 +131,13 @@ export function scratch(test: TestFn, opts: { size?: string } = {}): Scratch {
     return base;
   }
 
-  // Last resort if the test process dies without running hooks (uncaught exception): detach lazily.
+  // Last resort if the test process ends without running hooks (an uncaught exception, a signal:
+  // exitOnSignals): detach lazily, then remove the directory it was mounted on.
+  exitOnSignals();
   process.on('exit', () => {
-    if (base !== undefined && mounted) spawnSync('umount', ['-l', base], { stdio: 'ignore', timeout: 10_000 });
+    if (base === undefined || !mounted) return;
+    spawnSync('umount', ['-l', base], { stdio: 'ignore', timeout: 10_000 });
+    try { fs.rmdirSync(base); } catch { /* busy or not empty: left for the next boot's /tmp */ }
   });
 
   test.after.always('scratch cleanup', () => {

@@ -12,6 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mount, type Mount, type MountOptions } from '../../src/index.js';
+import { exitOnSignals } from './env.js';
 import { run } from './tree.js';
 
 /** Repository root, found from this compiled file: dist/test/helpers/mounts.js -> ../../.. */
@@ -65,12 +66,18 @@ let exitHookInstalled = false;
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
+  exitOnSignals();
   process.on('exit', () => {
     for (const a of active.values()) {
       spawnSync('umount', ['-l', a.mnt], { stdio: 'ignore', timeout: 10_000 });
       if (a.pid !== undefined) {
         try { process.kill(a.pid, 'SIGKILL'); } catch { /* already gone */ }
       }
+    }
+    // Every mount point made and not removed yet: also one whose mount was in flight.
+    for (const d of madeMountpoints) {
+      if (mountedFsType(d) !== undefined) spawnSync('umount', ['-l', d], { stdio: 'ignore', timeout: 10_000 });
+      rmdirQuiet(d);
     }
   });
 }
@@ -149,12 +156,20 @@ async function withDeadline<T>(fn: () => Promise<T>, ms: number, what: string, o
   }
 }
 
+/** Mount points this process made and has not removed (the exit hook removes them). */
+const madeMountpoints = new Set<string>();
+
 function mkMountpoint(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  madeMountpoints.add(d);
+  return d;
 }
 
 function rmdirQuiet(d: string): void {
-  try { fs.rmdirSync(d); } catch { /* still busy or not empty: leave it */ }
+  try {
+    fs.rmdirSync(d);
+    madeMountpoints.delete(d);
+  } catch { /* still busy or not empty: leave it */ }
 }
 
 // ---------------------------------------------------------------------------------------------
