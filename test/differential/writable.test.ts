@@ -40,7 +40,8 @@ import * as path from 'node:path';
 import { isCI, requireMountCapable, scratch } from '../helpers/env.js';
 import { buildLayers, type LayerSpec } from '../helpers/layers.js';
 import { withKernelOverlay, withLayerfs } from '../helpers/mounts.js';
-import { diffSnapshots, inodeGroupDiffs, run, snapshot, type Snapshot } from '../helpers/tree.js';
+import { upperChanges } from '../../src/layer/changes.js';
+import { diffSnapshots, inodeGroupDiffs, inodeGroups, run, snapshot, type Snapshot } from '../helpers/tree.js';
 
 const space = scratch(test);
 const T_START = Date.now() - 60_000;
@@ -405,7 +406,11 @@ function stepOf(op: Op): Step {
  * every run. Add the reproducer of every new divergence here when fixing it. (Those found before
  * fast-check came in are scenarios above: rename-over-whiteout, rename-upper-dir-over-deleted-dir.)
  */
-const REGRESSIONS: Op[][] = [];
+const REGRESSIONS: Op[][] = [
+  // A move of a directory holding two names of one lower file: mv's copy on the kernel splits
+  // them, layerfs's move keeps them one file (movedLinks).
+  [['rename', 'k', 'a.txt'], ['utimes', 'a.txt']],
+];
 
 // ---------------------------------------------------------------------------------------------
 // Running one side
@@ -418,6 +423,11 @@ interface SideResult {
   upper: Snapshot;
   /** Kernel: names listed but not lstat-able (whiteouts in single-branch dirs), dropped from merged. */
   phantoms: string[];
+  /**
+   * `layerfs diff UPPER` without lowers: judged by the upper's own records (whiteouts, opaque
+   * marks, copy-up records), which differ in form between the kernel and layerfs.
+   */
+  changes: string[];
   /** The subject's upper mounted by the kernel's overlayfs over the same lowers (interop). */
   crossMerged?: Snapshot;
 }
@@ -476,16 +486,59 @@ async function runSide(who: Subject, tag: string, steps: Step[], options: string
     const phantoms = dropPhantoms(merged);
     normalize(merged, 'merged');
     const up = normalize(await snapshot(upper, { xattrs: true, content: true }), 'upper');
-    if (who === 'kernel') return { outcomes, merged, upper: up, phantoms };
+    const changes = (await upperChanges(upper)).map((c) => `${c.kind} ${c.path}`);
+    if (who === 'kernel') return { outcomes, merged, upper: up, phantoms, changes };
     // The kernel must read what the subject wrote: mount its upper (fresh work dir) and look.
     const work2 = path.join(base, 'work2');
     fs.mkdirSync(work2);
     const cross = await withKernelOverlay({ ...dirs, work: work2, options: [] }, (mnt) => snapshot(mnt, { xattrs: true, content: true }));
     dropPhantoms(cross);
-    return { outcomes, merged, upper: up, phantoms, crossMerged: normalize(cross, 'merged') };
+    return { outcomes, merged, upper: up, phantoms, changes, crossMerged: normalize(cross, 'merged') };
   } finally {
     fs.rmSync(base, { recursive: true, force: true });
   }
+}
+
+/**
+ * The one way hard links may differ after a directory move (MOVED): mv's copy on the kernel
+ * renames file by file, and the kernel copies up each name of a lower file with several names
+ * apart (index=off), where layerfs's move keeps them one file (D16), as rename(2) does. So a
+ * kernel inode may be split where layerfs's is whole: every name of the kernel's group in
+ * layerfs's. The names so excused, whose link counts then differ as well.
+ */
+function movedLinks(k: Snapshot, s: Snapshot): Set<string> {
+  const gk = inodeGroups(k);
+  const gs = inodeGroups(s);
+  const out = new Set<string>();
+  for (const [v, a] of gk) {
+    const b = gs.get(v);
+    if (b === undefined || a === b) continue;
+    const names = new Set(b.split(' = '));
+    if (a.split(' = ').every((n) => names.has(n))) out.add(v);
+  }
+  return out;
+}
+
+/** A copy of `s` without the link counts of `names`. */
+function withoutNlink(s: Snapshot, names: Set<string>): Snapshot {
+  if (names.size === 0) return s;
+  const nodes = new Map(s.nodes);
+  for (const v of names) {
+    const n = nodes.get(v);
+    if (n === undefined) continue;
+    const { nlink: _, ...rest } = n;
+    nodes.set(v, rest);
+  }
+  return { ...s, nodes };
+}
+
+/** Merged-tree differences: attributes and which names share an inode. */
+function mergedDiffs(k: Snapshot, s: Snapshot, labels: [string, string], moved: boolean): string[] {
+  const excused = moved ? movedLinks(k, s) : new Set<string>();
+  return [
+    ...diffSnapshots(withoutNlink(k, excused), withoutNlink(s, excused), labels),
+    ...inodeGroupDiffs(k, s, labels, 50, (v) => excused.has(v)).map((d) => `hard links: ${d}`),
+  ];
 }
 
 /** All differences between the oracle and the subject for one step list. */
@@ -501,14 +554,15 @@ function compare(k: SideResult, s: SideResult, steps: Step[], label: string): { 
     }
   });
   const recent = (d: string) => d.replace(/(?<![0-9])-1 \(1969-12-31T23:59:59\.999Z\)/g, 'recent (set during the test)');
-  for (const d of diffSnapshots(k.merged, s.merged, ['kernel', label])) diffs.push(`merged tree: ${recent(d)}`);
-  for (const d of inodeGroupDiffs(k.merged, s.merged, ['kernel', label])) diffs.push(`hard links in the merged tree: ${d}`);
+  for (const d of mergedDiffs(k.merged, s.merged, ['kernel', label], moved)) diffs.push(`merged tree: ${recent(d)}`);
   // After a directory move the upper dirs differ by design (mv's copy vs layerfs's); the merged
   // trees above and the kernel's view of layerfs's upper below still have to be equal.
   if (!moved) for (const d of diffSnapshots(k.upper, s.upper, ['kernel', label])) diffs.push(`upper dir: ${recent(d)}`);
+  if (!moved && k.changes.join('\n') !== s.changes.join('\n')) {
+    diffs.push(`layerfs diff without lowers: on the kernel's upper [${k.changes.join(', ')}], on ${label}'s [${s.changes.join(', ')}]`);
+  }
   if (s.crossMerged) {
-    for (const d of diffSnapshots(k.merged, s.crossMerged, ['kernel', `kernel on ${label}'s upper`])) diffs.push(`${label}'s upper under the kernel: ${recent(d)}`);
-    for (const d of inodeGroupDiffs(k.merged, s.crossMerged, ['kernel', `kernel on ${label}'s upper`])) diffs.push(`hard links, ${label}'s upper under the kernel: ${d}`);
+    for (const d of mergedDiffs(k.merged, s.crossMerged, ['kernel', `kernel on ${label}'s upper`], moved)) diffs.push(`${label}'s upper under the kernel: ${recent(d)}`);
   }
   if (s.phantoms.length > 0 && label === 'layerfs') diffs.push(`layerfs lists unstatable names: ${s.phantoms.join(', ')}`);
   return { firstStep, diffs };

@@ -408,33 +408,42 @@ export function diffSnapshots(a: Snapshot, b: Snapshot, labels: [string, string]
 }
 
 /**
- * Compare which paths share an inode ("st_dev:st_ino") on each side: paths that are one inode on `a`
- * (hard links) must be one inode on `b`, and paths that are distinct on `a` must be distinct on `b`
- * (a false match makes tar, rsync -H, du and cp -a treat unrelated files as hard links).
+ * Which paths share an inode ("st_dev:st_ino"): for each path with a number, the sorted names of
+ * its inode, joined by " = " (a path of its own inode maps to itself).
  */
-export function inodeGroupDiffs(a: Snapshot, b: Snapshot, labels: [string, string] = ['a', 'b'], limit = 50): string[] {
-  const groups = (s: Snapshot) => {
-    const byIno = new Map<string, string[]>();
-    for (const [v, n] of s.nodes) {
-      if (n.ino === undefined || n.type === 'phantom') continue;
-      const g = byIno.get(n.ino) ?? [];
-      g.push(v);
-      byIno.set(n.ino, g);
-    }
-    const of = new Map<string, string>();
-    for (const g of byIno.values()) {
-      const key = [...g].sort().join(' = ');
-      for (const v of g) of.set(v, key);
-    }
-    return of;
-  };
-  const ga = groups(a);
-  const gb = groups(b);
+export function inodeGroups(s: Snapshot): Map<string, string> {
+  const byIno = new Map<string, string[]>();
+  for (const [v, n] of s.nodes) {
+    if (n.ino === undefined || n.type === 'phantom') continue;
+    const g = byIno.get(n.ino) ?? [];
+    g.push(v);
+    byIno.set(n.ino, g);
+  }
+  const of = new Map<string, string>();
+  for (const g of byIno.values()) {
+    const key = [...g].sort().join(' = ');
+    for (const v of g) of.set(v, key);
+  }
+  return of;
+}
+
+/**
+ * Compare which paths share an inode on each side: paths that are one inode on `a` (hard links)
+ * must be one inode on `b`, and paths that are distinct on `a` must be distinct on `b` (a false
+ * match makes tar, rsync -H, du and cp -a treat unrelated files as hard links). `allowed(v, ga, gb)`
+ * may excuse a difference.
+ */
+export function inodeGroupDiffs(
+  a: Snapshot, b: Snapshot, labels: [string, string] = ['a', 'b'], limit = 50,
+  allowed: (v: string, ga: string, gb: string) => boolean = () => false,
+): string[] {
+  const ga = inodeGroups(a);
+  const gb = inodeGroups(b);
   const out: string[] = [];
   const seen = new Set<string>();
   for (const [v, ka] of ga) {
     const kb = gb.get(v);
-    if (kb === undefined || ka === kb) continue;
+    if (kb === undefined || ka === kb || allowed(v, ka, kb)) continue;
     const msg = `${v}: same inode as [${ka}] on ${labels[0]} but as [${kb}] on ${labels[1]}`;
     if (!seen.has(ka + '|' + kb)) { seen.add(ka + '|' + kb); out.push(msg); }
   }
