@@ -428,6 +428,8 @@ interface SideResult {
    * marks, copy-up records), which differ in form between the kernel and layerfs.
    */
   changes: string[];
+  /** Which lower entries each path of the merged tree is, by inode number (identities). */
+  identity: Map<string, string>;
   /** The subject's upper mounted by the kernel's overlayfs over the same lowers (interop). */
   crossMerged?: Snapshot;
 }
@@ -487,16 +489,51 @@ async function runSide(who: Subject, tag: string, steps: Step[], options: string
     normalize(merged, 'merged');
     const up = normalize(await snapshot(upper, { xattrs: true, content: true }), 'upper');
     const changes = (await upperChanges(upper)).map((c) => `${c.kind} ${c.path}`);
-    if (who === 'kernel') return { outcomes, merged, upper: up, phantoms, changes };
+    const identity = identities(lowerInos(built.dirs), merged);
+    if (who === 'kernel') return { outcomes, merged, upper: up, phantoms, changes, identity };
     // The kernel must read what the subject wrote: mount its upper (fresh work dir) and look.
     const work2 = path.join(base, 'work2');
     fs.mkdirSync(work2);
     const cross = await withKernelOverlay({ ...dirs, work: work2, options: [] }, (mnt) => snapshot(mnt, { xattrs: true, content: true }));
     dropPhantoms(cross);
-    return { outcomes, merged, upper: up, phantoms, changes, crossMerged: normalize(cross, 'merged') };
+    return { outcomes, merged, upper: up, phantoms, changes, identity, crossMerged: normalize(cross, 'merged') };
   } finally {
     fs.rmSync(base, { recursive: true, force: true });
   }
+}
+
+/**
+ * The inode number of each path of the lower tree (its top-most entry), as both mounts show it
+ * before any change: with all layers on one filesystem and xino=off the kernel shows the real
+ * numbers of a lower entry, and so does layerfs (inode.ts, the upper's device first).
+ */
+function lowerInos(layers: readonly string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (root: string, rel: string) => {
+    for (const d of fs.readdirSync(path.join(root, rel), { withFileTypes: true })) {
+      const v = `${rel}/${d.name}`;
+      if (!out.has(v)) out.set(v, String(fs.lstatSync(path.join(root, v)).ino));
+      if (d.isDirectory()) walk(root, v);
+    }
+  };
+  for (const l of layers) walk(l, '');
+  return out;
+}
+
+/**
+ * For each path of the merged tree (the root aside), which lower paths showed its inode number
+ * before the steps ("" for none): a copy-up keeps a file's number (the kernel's rule, D17 and
+ * D78), a rename carries it, a new entry has its own. tar, git and rsync see this.
+ */
+function identities(lower: Map<string, string>, merged: Snapshot): Map<string, string> {
+  const byIno = new Map<string, string[]>();
+  for (const [v, ino] of lower) byIno.set(ino, [...(byIno.get(ino) ?? []), v]);
+  const out = new Map<string, string>();
+  for (const [v, n] of merged.nodes) {
+    if (v === '/' || n.ino === undefined || n.type === 'phantom') continue;
+    out.set(v, (byIno.get(n.ino.slice(n.ino.indexOf(':') + 1)) ?? []).sort().join(' = '));
+  }
+  return out;
 }
 
 /**
@@ -558,6 +595,12 @@ function compare(k: SideResult, s: SideResult, steps: Step[], label: string): { 
   // After a directory move the upper dirs differ by design (mv's copy vs layerfs's); the merged
   // trees above and the kernel's view of layerfs's upper below still have to be equal.
   if (!moved) for (const d of diffSnapshots(k.upper, s.upper, ['kernel', label])) diffs.push(`upper dir: ${recent(d)}`);
+  for (const [v, a] of k.identity) {
+    const b = s.identity.get(v);
+    // After a move, mv's copy on the kernel made new directories where layerfs moved them (D16).
+    if (b === undefined || a === b || (moved && s.merged.nodes.get(v)?.type === 'dir')) continue;
+    diffs.push(`inode number of ${v}: on the kernel that of [${a}] before the steps, on ${label} that of [${b}]`);
+  }
   if (!moved && k.changes.join('\n') !== s.changes.join('\n')) {
     diffs.push(`layerfs diff without lowers: on the kernel's upper [${k.changes.join(', ')}], on ${label}'s [${s.changes.join(', ')}]`);
   }
