@@ -12,7 +12,7 @@ import type { EntryStat } from './entry-stat.js';
 import { FsError } from './errno.js';
 import * as host from './host/fs.js';
 import { copyRange, fdGetXattr, fdListXattr, fdSetXattr, getXattr, listXattr, mknod, setTimesFd, setTimesNs, setXattr } from './host/libc.js';
-import { keepsIno, markImpure, recordIno, recordInoFd } from './origin.js';
+import { keepsIno, markImpure, recordIno, recordInoFd, recordedIno } from './origin.js';
 import { ROOT, parentOf, type RealPath, type VPath } from './path.js';
 import type { Resolver } from './resolve.js';
 import { XATTR_PREFIX } from './whiteout.js';
@@ -60,6 +60,24 @@ export class CopyUp {
     /** The inode number the union shows for a branch's (dev, ino): recorded on each copy. */
     private readonly inoOf: (dev: number, ino: number) => number,
   ) {}
+
+  /**
+   * Mark the upper directory `dir` impure (origin.ts) before an entry that may carry a recorded
+   * number arrives in it: readdir looks recorded numbers up only in such directories, and would
+   * otherwise give the entry's d_ino as its own number while stat shows the recorded one. A
+   * copy-up's parent is always marked; for an entry that moves in (a rename, a link: `entry`, its
+   * upper path) only where it carries a record. Once per resolution of `dir` (its mark moves
+   * with it; a move drops the resolution). `dir` must be in the upper already.
+   */
+  async markHolder(dir: VPath, entry?: RealPath): Promise<void> {
+    const upper = this.branches.upper;
+    if (upper === undefined) return;
+    const pr = await this.resolver.resolve(dir);
+    if (pr.kind === 'dir' && pr.impure === true) return;
+    if (entry !== undefined && recordedIno(entry) === undefined) return;
+    markImpure(upper.real(dir));
+    if (pr.kind === 'dir' && pr.stack[0] === upper) pr.impure = true;
+  }
 
   /** A fresh path in the work dir, for anything built there before it is renamed into place. */
   scratch(): RealPath {
@@ -123,12 +141,7 @@ export class CopyUp {
     const parent = p === ROOT ? undefined : upper.real(parentOf(p));
     const parentTimes = parent === undefined ? undefined : host.lstatEntry(parent);
     // Before the entry arrives, so that no crash leaves one with a recorded number unmarked.
-    // Once per resolution of the parent (its mark moves with it; a move drops the resolution).
-    if (parent !== undefined) {
-      const pr = await this.resolver.resolve(parentOf(p));
-      if (pr.kind !== 'dir' || pr.impure !== true) markImpure(parent);
-      if (pr.kind === 'dir' && pr.stack[0] === upper) pr.impure = true;
-    }
+    if (p !== ROOT) await this.markHolder(parentOf(p));
     const ino = keepsIno(r.kind === 'dir', r.stat.nlink) ? this.inoOf(r.stat.dev, r.stat.ino) : undefined;
     let xattrs: readonly string[];
     try {

@@ -42,6 +42,7 @@ async function renameIn(ctx: UnionCtx, up: UpperCtx, from: VPath, to: VPath, alo
   const leaveWhiteout = await ctx.resolver.lowerHas(from);
   const realFrom = await up.copyUp.ensure(from);
   await up.copyUp.ensure(parentOf(to));
+  if (parentOf(from) !== parentOf(to)) await up.copyUp.markHolder(parentOf(to), realFrom);
   const realTo = up.branch.real(to);
   if (src.kind === 'dir' && dstParent.kind === 'dir' && dstParent.stack.some((b) => !b.writable) && !(await isOpaqueDir(realFrom))) {
     // An upper-only directory moved into a directory that lower branches also have would merge
@@ -97,6 +98,10 @@ async function exchangeIn(ctx: UnionCtx, up: UpperCtx, a: VPath, b: VPath): Prom
   const parentB = await ctx.resolver.get(parentOf(b), 'rename');
   const realA = await up.copyUp.ensure(a);
   const realB = await up.copyUp.ensure(b);
+  if (parentOf(a) !== parentOf(b)) {
+    await up.copyUp.markHolder(parentOf(b), realA);
+    await up.copyUp.markHolder(parentOf(a), realB);
+  }
   const hasLower = (r: typeof parentA): boolean => r.kind === 'dir' && r.stack.some((x) => !x.writable);
   if (ra.kind === 'dir' && hasLower(parentB) && !(await isOpaqueDir(realA))) await up.whiteouts.makeOpaque(realA);
   if (rb.kind === 'dir' && hasLower(parentA) && !(await isOpaqueDir(realB))) await up.whiteouts.makeOpaque(realB);

@@ -32,6 +32,10 @@ export async function link(ctx: UnionCtx, from: VPath, p: VPath): Promise<void> 
   if (parent.kind !== 'dir') throw new FsError('ENOTDIR', 'link', p);
   if ((await ctx.resolver.resolve(p)).kind !== 'absent') throw new FsError('EEXIST', 'link', p);
   const source = await up.copyUp.ensure(from);
+  if (parentOf(from) !== parentOf(p)) {
+    await up.copyUp.ensure(parentOf(p));
+    await up.copyUp.markHolder(parentOf(p), source);
+  }
   await placeNew(ctx, up, p, { syscall: 'link', isDir: false }, async (at) => ({ value: await host.link(source, at) }));
   ctx.resolver.invalidate(from); // its link count changed
 }

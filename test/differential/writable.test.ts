@@ -41,7 +41,7 @@ import { isCI, requireMountCapable, scratch } from '../helpers/env.js';
 import { buildLayers, type LayerSpec } from '../helpers/layers.js';
 import { withKernelOverlay, withLayerfs } from '../helpers/mounts.js';
 import { upperChanges } from '../../src/layer/changes.js';
-import { diffSnapshots, inodeGroupDiffs, inodeGroups, run, snapshot, type Snapshot } from '../helpers/tree.js';
+import { diffSnapshots, dinoMismatches, inodeGroupDiffs, inodeGroups, run, snapshot, type Snapshot } from '../helpers/tree.js';
 
 const space = scratch(test);
 const T_START = Date.now() - 60_000;
@@ -118,6 +118,16 @@ async function sh(cmd: string, args: string[], mnt: string): Promise<string | vo
   return out === '' ? undefined : out;
 }
 
+// Opens carry O_NONBLOCK, which a regular file ignores: where a random sequence made a FIFO, an
+// open for reading gets no writer and reads nothing, one for writing gets no reader and fails
+// with ENXIO, where both would otherwise wait forever.
+const { O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC, O_APPEND, O_EXCL, O_NONBLOCK } = fs.constants;
+
+async function writeVia(file: string, flags: number, data: string): Promise<void> {
+  const fh = await fsp.open(file, flags | O_NONBLOCK, 0o666);
+  try { await fh.write(data); } finally { await fh.close(); }
+}
+
 const S = {
   writeAt: (p: string, data: string, offset = 0): Step => ({
     desc: `write ${JSON.stringify(data)} at ${offset} into ${p} (open r+)`,
@@ -128,11 +138,11 @@ const S = {
   }),
   writeFile: (p: string, data: string): Step => ({
     desc: `writeFile ${p} ${JSON.stringify(data)} (O_CREAT|O_TRUNC)`,
-    fn: (at) => fsp.writeFile(at(p), data),
+    fn: (at) => writeVia(at(p), O_WRONLY | O_CREAT | O_TRUNC, data),
   }),
   append: (p: string, data: string): Step => ({
     desc: `appendFile ${p} ${JSON.stringify(data)}`,
-    fn: (at) => fsp.appendFile(at(p), data),
+    fn: (at) => writeVia(at(p), O_WRONLY | O_CREAT | O_APPEND, data),
   }),
   truncate: (p: string, len: number): Step => ({
     desc: `truncate ${p} to ${len}`,
@@ -140,14 +150,14 @@ const S = {
   }),
   createExcl: (p: string, data = 'new\n'): Step => ({
     desc: `create ${p} with O_EXCL`,
-    fn: async (at) => {
-      const fh = await fsp.open(at(p), 'wx');
-      try { await fh.write(data); } finally { await fh.close(); }
-    },
+    fn: (at) => writeVia(at(p), O_WRONLY | O_CREAT | O_EXCL, data),
   }),
   read: (p: string): Step => ({
     desc: `read ${p}`,
-    fn: async (at) => JSON.stringify(await fsp.readFile(at(p), 'utf8')),
+    fn: async (at) => {
+      const fh = await fsp.open(at(p), O_RDONLY | O_NONBLOCK);
+      try { return JSON.stringify(await fh.readFile('utf8')); } finally { await fh.close(); }
+    },
   }),
   stat: (p: string): Step => ({
     desc: `lstat ${p}`,
@@ -430,6 +440,8 @@ interface SideResult {
   changes: string[];
   /** Which lower entries each path of the merged tree is, by inode number (identities). */
   identity: Map<string, string>;
+  /** Names whose d_ino differs from their st_ino (dinoMismatches). */
+  dino: string[];
   /** The subject's upper mounted by the kernel's overlayfs over the same lowers (interop). */
   crossMerged?: Snapshot;
 }
@@ -482,21 +494,21 @@ async function runSide(who: Subject, tag: string, steps: Step[], options: string
       const outcomes: string[] = [];
       for (const s of steps) outcomes.push(await outcomeOf(s, at, mnt));
       const merged = await snapshot(mnt, { xattrs: true, content: true });
-      return { outcomes, merged };
+      return { outcomes, merged, dino: await dinoMismatches(mnt) };
     };
-    const { outcomes, merged } = who === 'kernel' ? await withKernelOverlay(dirs, body) : await withLayerfs({ ...dirs, options }, body);
+    const { outcomes, merged, dino } = who === 'kernel' ? await withKernelOverlay(dirs, body) : await withLayerfs({ ...dirs, options }, body);
     const phantoms = dropPhantoms(merged);
     normalize(merged, 'merged');
     const up = normalize(await snapshot(upper, { xattrs: true, content: true }), 'upper');
     const changes = (await upperChanges(upper)).map((c) => `${c.kind} ${c.path}`);
     const identity = identities(lowerInos(built.dirs), merged);
-    if (who === 'kernel') return { outcomes, merged, upper: up, phantoms, changes, identity };
+    if (who === 'kernel') return { outcomes, merged, upper: up, phantoms, changes, identity, dino };
     // The kernel must read what the subject wrote: mount its upper (fresh work dir) and look.
     const work2 = path.join(base, 'work2');
     fs.mkdirSync(work2);
     const cross = await withKernelOverlay({ ...dirs, work: work2, options: [] }, (mnt) => snapshot(mnt, { xattrs: true, content: true }));
     dropPhantoms(cross);
-    return { outcomes, merged, upper: up, phantoms, changes, identity, crossMerged: normalize(cross, 'merged') };
+    return { outcomes, merged, upper: up, phantoms, changes, identity, dino, crossMerged: normalize(cross, 'merged') };
   } finally {
     fs.rmSync(base, { recursive: true, force: true });
   }
@@ -607,6 +619,8 @@ function compare(k: SideResult, s: SideResult, steps: Step[], label: string): { 
   if (s.crossMerged) {
     for (const d of mergedDiffs(k.merged, s.crossMerged, ['kernel', `kernel on ${label}'s upper`], moved)) diffs.push(`${label}'s upper under the kernel: ${recent(d)}`);
   }
+  // Required of the subject whatever the kernel shows (the kernel's own are its business).
+  for (const d of s.dino) diffs.push(`readdir's d_ino is not lstat's st_ino on ${label}: ${d}`);
   if (s.phantoms.length > 0 && label === 'layerfs') diffs.push(`layerfs lists unstatable names: ${s.phantoms.join(', ')}`);
   return { firstStep, diffs };
 }
