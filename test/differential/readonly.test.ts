@@ -28,7 +28,7 @@ import * as path from 'node:path';
 import { requireMountCapable, scratch } from '../helpers/env.js';
 import { buildLayers, ociSetToKernel, type BuiltLayers, type Entry, type LayerFormat } from '../helpers/layers.js';
 import { withKernelOverlay, withLayerfs } from '../helpers/mounts.js';
-import { diffNodes, diffSnapshots, inodeGroupDiffs, inodeStability, statNode, snapshot, type Snapshot, type SnapNode } from '../helpers/tree.js';
+import { diffNodes, diffSnapshots, dinoMismatches, inodeGroupDiffs, inodeStability, statNode, snapshot, type Snapshot, type SnapNode } from '../helpers/tree.js';
 import { BIG_TOTAL, CASES, bigDirLayers, type Case } from './cases.js';
 import { errnoOf, invariantViolations, lsPaths, readAt, readErrors, writeAttempts } from './checks.js';
 import { modelSnapshot } from './model.js';
@@ -133,6 +133,7 @@ async function runCase(t: ExecutionContext, c: Case, format: LayerFormat): Promi
       report(t, `kernel vs ${SUBJECT_LABEL} snapshot (${format} layers)`, diffSnapshots(ks, ss, ['kernel', SUBJECT_LABEL]), c.note);
       report(t, `${SUBJECT_LABEL} invariants`, invariantViolations(ss));
       report(t, `inode sharing (hard links / no false sharing), kernel vs ${SUBJECT_LABEL}`, inodeGroupDiffs(ks, ss, ['kernel', SUBJECT_LABEL]));
+      report(t, `${SUBJECT_LABEL}: readdir's d_ino is lstat's st_ino`, await dinoMismatches(smnt));
 
       // ls -AR must show exactly the snapshot's entries (kernel: plus its phantoms).
       const kls = await lsPaths(kmnt);
