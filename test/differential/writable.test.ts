@@ -442,6 +442,8 @@ interface SideResult {
   identity: Map<string, string>;
   /** Names whose d_ino differs from their st_ino (dinoMismatches). */
   dino: string[];
+  /** Subject: how a second mount of the same branches differs from the first at its end. */
+  remount?: string[];
   /** The subject's upper mounted by the kernel's overlayfs over the same lowers (interop). */
   crossMerged?: Snapshot;
 }
@@ -503,12 +505,24 @@ async function runSide(who: Subject, tag: string, steps: Step[], options: string
     const changes = (await upperChanges(upper)).map((c) => `${c.kind} ${c.path}`);
     const identity = identities(lowerInos(built.dirs), merged);
     if (who === 'kernel') return { outcomes, merged, upper: up, phantoms, changes, identity, dino };
+    // A second mount of the same branches must show what the first showed when it ended, inode
+    // numbers included (D17): nothing of it may have lived only in the first server's memory.
+    const again = normalize(await withLayerfs({ ...dirs, options }, (mnt) => snapshot(mnt, { xattrs: true, content: true })), 'merged');
+    dropPhantoms(again);
+    const remount = [
+      ...diffSnapshots(merged, again, ['first mount', 'second mount']),
+      ...[...merged.nodes].flatMap(([v, n]) => {
+        const m = again.nodes.get(v);
+        const ino = (x: string | undefined) => x?.slice(x.indexOf(':') + 1); // st_dev is each FUSE connection's
+        return m === undefined || ino(n.ino) === ino(m.ino) ? [] : [`${v}: st_ino ${ino(n.ino)}, on the second mount ${ino(m.ino)}`];
+      }),
+    ];
     // The kernel must read what the subject wrote: mount its upper (fresh work dir) and look.
     const work2 = path.join(base, 'work2');
     fs.mkdirSync(work2);
     const cross = await withKernelOverlay({ ...dirs, work: work2, options: [] }, (mnt) => snapshot(mnt, { xattrs: true, content: true }));
     dropPhantoms(cross);
-    return { outcomes, merged, upper: up, phantoms, changes, identity, dino, crossMerged: normalize(cross, 'merged') };
+    return { outcomes, merged, upper: up, phantoms, changes, identity, dino, remount, crossMerged: normalize(cross, 'merged') };
   } finally {
     fs.rmSync(base, { recursive: true, force: true });
   }
@@ -619,6 +633,7 @@ function compare(k: SideResult, s: SideResult, steps: Step[], label: string): { 
   if (s.crossMerged) {
     for (const d of mergedDiffs(k.merged, s.crossMerged, ['kernel', `kernel on ${label}'s upper`], moved)) diffs.push(`${label}'s upper under the kernel: ${recent(d)}`);
   }
+  for (const d of s.remount ?? []) diffs.push(`${label} mounted again: ${d}`);
   // Required of the subject whatever the kernel shows (the kernel's own are its business).
   for (const d of s.dino) diffs.push(`readdir's d_ino is not lstat's st_ino on ${label}: ${d}`);
   if (s.phantoms.length > 0 && label === 'layerfs') diffs.push(`layerfs lists unstatable names: ${s.phantoms.join(', ')}`);
