@@ -24,6 +24,7 @@
 //   LAYERFS_WRITABLE_CASES=a,b    run only the named scenarios ("random" is the fast-check property)
 //   LAYERFS_WRITABLE_SEED=N       fast-check seed (default fixed, so that CI runs are repeatable)
 //   LAYERFS_WRITABLE_RUNS=N       random sequences per run (default 12)
+//   LAYERFS_WRITABLE_RUNS_OCI=N   those of "random-oci", with the upper in OCI's format (default half)
 //   LAYERFS_WRITABLE_SHRINK_MS=N  time budget for the run and the shrinking (default 15 min)
 //   LAYERFS_WRITABLE_IGNORE_DIR_MTIME=1  do not compare directory mtimes (to triage past a known
 //                                 parent-mtime divergence)
@@ -38,7 +39,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { isCI, requireMountCapable, scratch } from '../helpers/env.js';
-import { buildLayers, type LayerSpec } from '../helpers/layers.js';
+import { buildLayers, ociToKernel, type LayerSpec } from '../helpers/layers.js';
 import { withKernelOverlay, withLayerfs } from '../helpers/mounts.js';
 import { upperChanges } from '../../src/layer/changes.js';
 import { diffSnapshots, dinoMismatches, inodeGroupDiffs, inodeGroups, run, snapshot, type Snapshot } from '../helpers/tree.js';
@@ -444,6 +445,8 @@ interface SideResult {
   dino: string[];
   /** Subject: how a second mount of the same branches differs from the first at its end. */
   remount?: string[];
+  /** The format of the upper: the kernel's, or OCI's `.wh.` markers (`whiteout=oci`). */
+  format: 'overlay' | 'oci';
   /** The subject's upper mounted by the kernel's overlayfs over the same lowers (interop). */
   crossMerged?: Snapshot;
 }
@@ -504,7 +507,8 @@ async function runSide(who: Subject, tag: string, steps: Step[], options: string
     const up = normalize(await snapshot(upper, { xattrs: true, content: true }), 'upper');
     const changes = (await upperChanges(upper)).map((c) => `${c.kind} ${c.path}`);
     const identity = identities(lowerInos(built.dirs), merged);
-    if (who === 'kernel') return { outcomes, merged, upper: up, phantoms, changes, identity, dino };
+    const format = options.includes('whiteout=oci') ? 'oci' : 'overlay';
+    if (who === 'kernel') return { outcomes, merged, upper: up, phantoms, changes, identity, dino, format };
     // A second mount of the same branches must show what the first showed when it ended, inode
     // numbers included (D17): nothing of it may have lived only in the first server's memory.
     const again = normalize(await withLayerfs({ ...dirs, options }, (mnt) => snapshot(mnt, { xattrs: true, content: true })), 'merged');
@@ -517,12 +521,18 @@ async function runSide(who: Subject, tag: string, steps: Step[], options: string
         return m === undefined || ino(n.ino) === ino(m.ino) ? [] : [`${v}: st_ino ${ino(n.ino)}, on the second mount ${ino(m.ino)}`];
       }),
     ];
-    // The kernel must read what the subject wrote: mount its upper (fresh work dir) and look.
+    // The kernel must read what the subject wrote: mount its upper (fresh work dir) and look. An
+    // OCI upper is first converted, as a runtime would (the kernel reads no `.wh.` markers).
     const work2 = path.join(base, 'work2');
     fs.mkdirSync(work2);
-    const cross = await withKernelOverlay({ ...dirs, work: work2, options: [] }, (mnt) => snapshot(mnt, { xattrs: true, content: true }));
+    let crossUpper = upper;
+    if (format === 'oci') {
+      crossUpper = path.join(base, 'upper-as-kernel');
+      await ociToKernel(upper, crossUpper);
+    }
+    const cross = await withKernelOverlay({ ...dirs, upper: crossUpper, work: work2, options: [] }, (mnt) => snapshot(mnt, { xattrs: true, content: true }));
     dropPhantoms(cross);
-    return { outcomes, merged, upper: up, phantoms, changes, identity, dino, remount, crossMerged: normalize(cross, 'merged') };
+    return { outcomes, merged, upper: up, phantoms, changes, identity, dino, remount, format, crossMerged: normalize(cross, 'merged') };
   } finally {
     fs.rmSync(base, { recursive: true, force: true });
   }
@@ -620,7 +630,9 @@ function compare(k: SideResult, s: SideResult, steps: Step[], label: string): { 
   for (const d of mergedDiffs(k.merged, s.merged, ['kernel', label], moved)) diffs.push(`merged tree: ${recent(d)}`);
   // After a directory move the upper dirs differ by design (mv's copy vs layerfs's); the merged
   // trees above and the kernel's view of layerfs's upper below still have to be equal.
-  if (!moved) for (const d of diffSnapshots(k.upper, s.upper, ['kernel', label])) diffs.push(`upper dir: ${recent(d)}`);
+  // (An OCI upper holds the same changes in another form: its view, its `diff` and its kernel
+  // conversion are compared instead.)
+  if (!moved && s.format === 'overlay') for (const d of diffSnapshots(k.upper, s.upper, ['kernel', label])) diffs.push(`upper dir: ${recent(d)}`);
   for (const [v, a] of k.identity) {
     const b = s.identity.get(v);
     // After a move, mv's copy on the kernel made new directories where layerfs moved them (D16).
@@ -636,7 +648,7 @@ function compare(k: SideResult, s: SideResult, steps: Step[], label: string): { 
   for (const d of s.remount ?? []) diffs.push(`${label} mounted again: ${d}`);
   // Required of the subject whatever the kernel shows (the kernel's own are its business).
   for (const d of s.dino) diffs.push(`readdir's d_ino is not lstat's st_ino on ${label}: ${d}`);
-  if (s.phantoms.length > 0 && label === 'layerfs') diffs.push(`layerfs lists unstatable names: ${s.phantoms.join(', ')}`);
+  if (s.phantoms.length > 0 && label.startsWith('layerfs')) diffs.push(`layerfs lists unstatable names: ${s.phantoms.join(', ')}`);
   return { firstStep, diffs };
 }
 
@@ -724,6 +736,10 @@ for (const sc of SCENARIOS) {
     const l = await runSide(who, `${sc.name}-libfuse`, sc.steps, ['engine=libfuse']);
     const lib = compare(k, l, sc.steps, 'layerfs engine=libfuse');
     fail(t, `kernel vs layerfs engine=libfuse (${sc.name})${lib.diffs.length > 0 ? `\n  steps:\n${reproducer(sc.steps)}\n  differences` : ''}`, lib.diffs);
+    // And with the upper in OCI's format (whiteout=oci, D13): the same view.
+    const o = await runSide(who, `${sc.name}-oci`, sc.steps, ['whiteout=oci']);
+    const oci = compare(k, o, sc.steps, 'layerfs whiteout=oci');
+    fail(t, `kernel vs layerfs whiteout=oci (${sc.name})${oci.diffs.length > 0 ? `\n  steps:\n${reproducer(sc.steps)}\n  differences` : ''}`, oci.diffs);
   });
 }
 
@@ -734,19 +750,21 @@ const RANDOM_RUNS = Number(process.env['LAYERFS_WRITABLE_RUNS'] ?? '12');
 const RANDOM_SEED = Number(process.env['LAYERFS_WRITABLE_SEED'] ?? '20261128');
 const SHRINK_BUDGET_MS = Number(process.env['LAYERFS_WRITABLE_SHRINK_MS'] ?? String(15 * 60_000));
 
-if (selected('random')) {
-  test('random', async (t) => {
+/** The property, on a mount with `options` (the layerfs side). */
+function randomTest(name: string, runs: number, options: string[]): void {
+  if (!selected(name)) return;
+  test(name, async (t) => {
     if (!requireMountCapable(t)) return;
     const who = await subjectFor(t);
     if (who === undefined) return;
-    const label = who === 'kernel' ? 'kernel#2' : 'layerfs';
+    const label = who === 'kernel' ? 'kernel#2' : ['layerfs', ...options].join(' ');
     let tries = 0;
     let last: { ops: Op[]; diffs: string[] } | undefined;
     const property = fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 30, size: 'max' }), async (ops) => {
       const steps = ops.map(stepOf);
       const tag = `random-${tries++}`;
       const k = await runSide('kernel', tag, steps);
-      const s = await runSide(who, tag, steps);
+      const s = await runSide(who, tag, steps, who === 'kernel' ? [] : options);
       const { diffs } = compare(k, s, steps, label);
       if (diffs.length > 0) last = { ops, diffs };
       return diffs.length === 0;
@@ -754,13 +772,13 @@ if (selected('random')) {
     const started = Date.now();
     const out = await fc.check(property, {
       seed: RANDOM_SEED,
-      numRuns: RANDOM_RUNS,
+      numRuns: runs,
       examples: REGRESSIONS.map((ops) => [ops] as [Op[]]),
       // Each try costs two mounts: stop shrinking after the budget, keeping the shortest so far.
       interruptAfterTimeLimit: SHRINK_BUDGET_MS,
       markInterruptAsFailure: false,
     });
-    t.log(`${tries} sequences replayed on both mounts in ${Math.round((Date.now() - started) / 1000)} s (seed ${RANDOM_SEED}, ${RANDOM_RUNS} runs)`);
+    t.log(`${tries} sequences replayed on both mounts in ${Math.round((Date.now() - started) / 1000)} s (seed ${RANDOM_SEED}, ${runs} runs)`);
     if (!out.failed) {
       t.pass();
       return;
@@ -769,7 +787,7 @@ if (selected('random')) {
     const steps = ops.map(stepOf);
     // The diffs of the shortest sequence: replay it once more, on its own.
     const k = await runSide('kernel', 'random-min', steps);
-    const s = await runSide(who, 'random-min', steps);
+    const s = await runSide(who, 'random-min', steps, who === 'kernel' ? [] : options);
     const { diffs } = compare(k, s, steps, label);
     t.fail(
       `kernel vs ${label} diverge (seed ${RANDOM_SEED}, path ${out.counterexamplePath ?? '?'}, ${out.numShrinks} shrinks); shortest sequence found:\n` +
@@ -778,3 +796,7 @@ if (selected('random')) {
     );
   });
 }
+
+randomTest('random', RANDOM_RUNS, []);
+// The OCI writer (whiteout=oci) under the same draw; fewer runs by default (the scenarios run it too).
+randomTest('random-oci', Number(process.env['LAYERFS_WRITABLE_RUNS_OCI'] ?? String(Math.ceil(RANDOM_RUNS / 2))), ['whiteout=oci']);
