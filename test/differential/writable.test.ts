@@ -25,6 +25,7 @@
 //   LAYERFS_WRITABLE_SEED=N       fast-check seed (default fixed, so that CI runs are repeatable)
 //   LAYERFS_WRITABLE_RUNS=N       random sequences per run (default 12)
 //   LAYERFS_WRITABLE_RUNS_OCI=N   those of "random-oci", with the upper in OCI's format (default half)
+//   LAYERFS_WRITABLE_OPTIONS=a,b  more layerfs mount options in the random properties (engine=libfuse)
 //   LAYERFS_WRITABLE_SHRINK_MS=N  time budget for the run and the shrinking (default 15 min)
 //   LAYERFS_WRITABLE_IGNORE_DIR_MTIME=1  do not compare directory mtimes (to triage past a known
 //                                 parent-mtime divergence)
@@ -797,6 +798,7 @@ function randomTest(name: string, runs: number, options: string[]): void {
   });
 }
 
-randomTest('random', RANDOM_RUNS, []);
+const EXTRA_OPTIONS = (process.env['LAYERFS_WRITABLE_OPTIONS'] ?? '').split(',').filter((o) => o !== '');
+randomTest('random', RANDOM_RUNS, EXTRA_OPTIONS);
 // The OCI writer (whiteout=oci) under the same draw; fewer runs by default (the scenarios run it too).
-randomTest('random-oci', Number(process.env['LAYERFS_WRITABLE_RUNS_OCI'] ?? String(Math.ceil(RANDOM_RUNS / 2))), ['whiteout=oci']);
+randomTest('random-oci', Number(process.env['LAYERFS_WRITABLE_RUNS_OCI'] ?? String(Math.ceil(RANDOM_RUNS / 2))), ['whiteout=oci', ...EXTRA_OPTIONS]);
