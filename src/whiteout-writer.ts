@@ -10,7 +10,7 @@ import { constants } from 'node:fs';
 import type { Branch } from './branch.js';
 import { FsError, hasCode } from './errno.js';
 import * as host from './host/fs.js';
-import { mknod, removeXattr, renameExchange, setXattr } from './host/libc.js';
+import { mknod, removeXattr, renameExchange, setTimesNs, setXattr } from './host/libc.js';
 import { NAME_MAX, childOf, type Name, type RealPath, type VPath } from './path.js';
 import { OCI_OPAQUE, OCI_PREFIX, XATTR_OPAQUE, isKernelWhiteout } from './whiteout.js';
 import { nameByteLength } from './name-bytes.js';
@@ -95,11 +95,17 @@ export class WhiteoutWriter {
       setXattr(real, XATTR_OPAQUE, Buffer.from('y'));
       return;
     }
+    // The marker is an entry of the directory: making it changes the directory's mtime, where
+    // the kernel's format (an xattr) changes its ctime only. Its times are put back, so that a
+    // directory renamed over a whiteout keeps its mtime in both formats.
+    const times = host.lstatEntry(real);
     try {
       await createEmpty(`${real}/${OCI_OPAQUE}` as RealPath);
     } catch (e) {
       if (!hasCode(e, 'EEXIST')) throw e;
+      return;
     }
+    setTimesNs(real, times.atimeNs, times.mtimeNs);
   }
 
   /** Clear a directory's opaque marker, in either format. */
