@@ -11,6 +11,12 @@
 //   3. after unmounting, equal upper directories: kernel bookkeeping xattrs (trusted.overlay.* other
 //      than trusted.overlay.opaque) are ignored and whiteouts (char 0:0) are compared as the type
 //      "whiteout" only (their mode, owner, times and link count are the implementation's business).
+//   4. the same names sharing an inode, and each name showing the number of the same lower entry
+//      (or of none); on layerfs, every readdir d_ino equal to its lstat st_ino;
+//   5. after unmounting, the same `layerfs diff` of the two uppers (without lowers); a second
+//      layerfs mount showing what the first showed at its end, inode numbers included; and the
+//      kernel showing the same tree from layerfs's upper (an OCI one converted first).
+// Every scenario runs on layerfs three times: the default engine, engine=libfuse, whiteout=oci.
 // Timestamps set "now" by a step cannot be equal between two runs: every mtime later than the start
 // of the test file is replaced by the marker "recent" (so "kept the lower mtime" vs "set to now"
 // still counts as a difference; explicit utimes use fixed old dates).
