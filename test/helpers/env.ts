@@ -4,7 +4,7 @@
 // machine without them the tests pass with a log line (ava has no runtime skip); under CI=true a
 // missing capability is a loud failure, because a CI run that silently tested nothing is worse than red.
 
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -24,9 +24,30 @@ export function exitOnSignals(): void {
   for (const [sig, n] of [['SIGTERM', 15], ['SIGINT', 2], ['SIGHUP', 1]] as const) {
     process.once(sig, () => {
       process.stderr.write(`[test helpers] ${sig}: detaching this file's mounts\n`);
+      killIfExitHangs(5);
       process.exit(128 + n);
     });
   }
+}
+
+/**
+ * process.exit runs the 'exit' hooks, then waits for libuv's pool threads: one blocked for good
+ * (an open of a FIFO that no writer will open, a request a hung mount never answers) keeps the
+ * process alive after its hooks ran. A detached watchdog kills it after `seconds` if it is still
+ * this very process (same pid and start time, so a reused pid is never hit).
+ */
+function killIfExitHangs(seconds: number): void {
+  const pid = process.pid;
+  let start: string | undefined;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]; // field 22, starttime
+  } catch {
+    return;
+  }
+  if (start === undefined || !/^\d+$/.test(start)) return;
+  const same = `[ "$(sed 's/.*) //' /proc/${pid}/stat 2>/dev/null | cut -d' ' -f20)" = ${start} ]`;
+  spawn('sh', ['-c', `sleep ${seconds}; ${same} && kill -9 ${pid}`], { detached: true, stdio: 'ignore' }).unref();
 }
 
 export function isCI(): boolean {
