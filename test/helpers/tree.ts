@@ -430,12 +430,12 @@ export function inodeGroups(s: Snapshot): Map<string, string> {
 /**
  * Compare which paths share an inode on each side: paths that are one inode on `a` (hard links)
  * must be one inode on `b`, and paths that are distinct on `a` must be distinct on `b` (a false
- * match makes tar, rsync -H, du and cp -a treat unrelated files as hard links). `allowed(v, ga, gb)`
- * may excuse a difference.
+ * match makes tar, rsync -H, du and cp -a treat unrelated files as hard links). `excused(v)` may
+ * excuse the difference of path v.
  */
 export function inodeGroupDiffs(
   a: Snapshot, b: Snapshot, labels: [string, string] = ['a', 'b'], limit = 50,
-  allowed: (v: string, ga: string, gb: string) => boolean = () => false,
+  excused: (v: string) => boolean = () => false,
 ): string[] {
   const ga = inodeGroups(a);
   const gb = inodeGroups(b);
@@ -443,7 +443,7 @@ export function inodeGroupDiffs(
   const seen = new Set<string>();
   for (const [v, ka] of ga) {
     const kb = gb.get(v);
-    if (kb === undefined || ka === kb || allowed(v, ka, kb)) continue;
+    if (kb === undefined || ka === kb || excused(v)) continue;
     const msg = `${v}: same inode as [${ka}] on ${labels[0]} but as [${kb}] on ${labels[1]}`;
     if (!seen.has(ka + '|' + kb)) { seen.add(ka + '|' + kb); out.push(msg); }
   }
